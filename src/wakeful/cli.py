@@ -1,0 +1,318 @@
+"""The ``wakeful`` command line.
+
+Every command that can fail because of what a person typed or wrote fails with one
+clear line on stderr and a non-zero exit; tracebacks are reserved for bugs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from wakeful.console import LiveStatus, agents_table, clip, print_events, tasks_table
+from wakeful.errors import ConfigError, WakefulError
+from wakeful.project.loader import PROJECT_FILE, Project, load_project
+from wakeful.runtime.runtime import AgentStatus, Runtime
+from wakeful.runtime.states import AgentState, TaskState
+from wakeful.store.records import TaskRecord
+from wakeful.store.sqlite import SQLiteStore
+
+T = TypeVar("T")
+app = typer.Typer(name="wakeful", help="Run teams of LLM agents, each in its own loop.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True)
+
+ProjectOption = Annotated[Path, typer.Option("--project", "-p", help="The project folder.",
+                                             show_default="current folder")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    try:
+        return asyncio.run(main())
+    except WakefulError as exc:
+        raise fail(str(exc)) from None
+
+
+def open_project(path: Path) -> Project:
+    try:
+        project = load_project(path)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    for problem in project.errors:
+        err.print(f"[yellow]warning:[/] {problem} (this agent is skipped)", highlight=False,
+                  soft_wrap=True)
+    return project
+
+
+async def with_store(project: Project, action: Callable[[SQLiteStore], Awaitable[T]]) -> T:
+    store = SQLiteStore(project.store_path(), project.config.store.synchronous)
+    await store.open()
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+def copy_example(target: Path) -> None:
+    source = resources.files("wakeful") / "examples" / "team"
+    with resources.as_file(source) as folder:
+        shutil.copytree(folder, target, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.db*", "__pycache__"))
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="Where to create the project.")] = Path(
+        "wakeful-project"),
+) -> None:
+    """Create a project folder holding the example team."""
+    if (folder / PROJECT_FILE).exists():
+        raise fail(f"{folder / PROJECT_FILE} already exists; choose another folder")
+    if folder.exists() and any(folder.iterdir()):
+        raise fail(f"{folder} exists and is not empty; choose another folder")
+    copy_example(folder)
+    out.print(f"Created [bold]{folder}[/] with the example team. "
+              f"Run it: [bold]wakeful run -p {folder} --until-idle[/]")
+
+
+async def serve_runtime(project: Project, until_idle: bool, plain: bool) -> Runtime:
+    runtime = Runtime.from_project(project)
+    await runtime.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    view = print_events(runtime, out) if plain else LiveStatus(runtime, out).run()
+    view_task = asyncio.create_task(view, name="cli:view")
+    stopper = asyncio.create_task(stop.wait(), name="cli:signal")
+    waiters: set[asyncio.Task[Any]] = {stopper}
+    if until_idle:
+        waiters.add(asyncio.create_task(runtime.wait_idle(), name="cli:idle"))
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (*waiters, view_task):
+            task.cancel()
+        await asyncio.gather(*waiters, view_task, return_exceptions=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await runtime.stop()
+    return runtime
+
+
+async def summarize(project: Project) -> list[TaskRecord]:
+    return await with_store(project, lambda s: s.list_tasks())
+
+
+@app.command()
+def run(
+    project: ProjectOption = Path("."),
+    until_idle: Annotated[bool, typer.Option(
+        "--until-idle", help="Exit once no agent has work left.")] = False,
+    plain: Annotated[bool | None, typer.Option(
+        "--plain/--live", help="One line per event instead of the live view.",
+        show_default="plain when not a terminal")] = None,
+) -> None:
+    """Start the runtime for a project: agents run until you press Ctrl-C."""
+    loaded = open_project(project)
+    use_plain = plain if plain is not None else not out.is_terminal
+    out.print(f"Running [bold]{loaded.config.name}[/] with {len(loaded.agents)} agents "
+              f"(store: {loaded.store_path()}). Ctrl-C stops.", highlight=False)
+    run_async(lambda: serve_runtime(loaded, until_idle, use_plain))
+    tasks = run_async(lambda: summarize(loaded))
+    print_summary(tasks)
+
+
+def print_summary(tasks: list[TaskRecord]) -> None:
+    counts: dict[str, int] = {}
+    for task in tasks:
+        counts[task.state.value] = counts.get(task.state.value, 0) + 1
+    line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no tasks"
+    out.print(f"Tasks: {line}.", highlight=False)
+    for task in tasks:
+        if task.state is TaskState.FAILED:
+            out.print(f"  [red]failed[/] {task.id} ({task.agent}): {task.error}",
+                      highlight=False)
+
+
+@app.command()
+def demo(
+    folder: Annotated[Path, typer.Argument(help="Where to put the demo project.")] = Path(
+        "wakeful-demo"),
+) -> None:
+    """Run the example team offline (scripted models, no API key) from a fresh start."""
+    if not (folder / PROJECT_FILE).exists():
+        copy_example(folder)
+    for suffix in ("", "-wal", "-shm"):
+        (folder / f"wakeful.db{suffix}").unlink(missing_ok=True)
+    run(project=folder, until_idle=True, plain=None)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@app.command()
+def status(project: ProjectOption = Path(".")) -> None:
+    """Whether the runtime is running, and each agent's state and task counts."""
+    loaded = open_project(project)
+
+    async def gather() -> tuple[Any, Any, Any]:
+        async def read(store: SQLiteStore) -> tuple[Any, Any, Any]:
+            return (await store.latest_run(), await store.load_agents(),
+                    await store.count_tasks())
+        return await with_store(loaded, read)
+
+    run_record, agents, counts = run_async(gather)
+    if run_record is None:
+        out.print("Never run. Start it with [bold]wakeful run[/].")
+    elif run_record.ended_at is None and _process_alive(run_record.pid):
+        out.print(f"Running (pid {run_record.pid}, run {run_record.id}).", highlight=False)
+    elif run_record.ended_at is None:
+        out.print(f"Not running: the last run (pid {run_record.pid}) stopped without shutting "
+                  "down; its tasks resume on the next [bold]wakeful run[/].", highlight=False)
+    else:
+        out.print(f"Not running (last run {run_record.id} ended cleanly).", highlight=False)
+    statuses = []
+    for name, definition in loaded.agents.items():
+        record = agents.get(name)
+        statuses.append(AgentStatus(
+            name, record.state if record else AgentState.CREATED,
+            record.reason if record else "", record.restarts if record else 0,
+            counts.get((name, TaskState.RUNNING), 0) + counts.get((name, TaskState.WAITING), 0),
+            counts.get((name, TaskState.QUEUED), 0), definition.max_concurrent_tasks))
+    out.print(agents_table(statuses))
+    totals: dict[str, int] = {}
+    for (_, state), n in counts.items():
+        totals[state.value] = totals.get(state.value, 0) + n
+    out.print("Tasks: " + (", ".join(f"{n} {s}" for s, n in sorted(totals.items()))
+                           or "none"), highlight=False)
+
+
+@app.command()
+def agents(project: ProjectOption = Path(".")) -> None:
+    """The agents the project defines: role, model, tools and limits."""
+    loaded = open_project(project)
+    from rich.table import Table
+
+    table = Table(title=f"Agents of {loaded.config.name}", title_justify="left")
+    table.add_column("agent", no_wrap=True)
+    for column in ("role", "model", "tools", "max tasks", "restart", "schedule"):
+        table.add_column(column)
+    for a in loaded.agents.values():
+        schedule = "; ".join((s.every and f"every {s.every}") or (s.cron and f"cron {s.cron}")
+                             or f"at {s.at}" for s in a.schedule)
+        table.add_row(a.name, clip(a.role, 30), a.model or loaded.config.default_model,
+                      ", ".join(a.tools) or "-", str(a.max_concurrent_tasks),
+                      a.restart.policy, schedule or "-")
+    out.print(table)
+    if loaded.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def tasks(
+    project: ProjectOption = Path("."),
+    agent: Annotated[str | None, typer.Option(help="Only this agent's tasks.")] = None,
+    state: Annotated[TaskState | None, typer.Option(help="Only tasks in this state.")] = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many (newest).")] = 50,
+) -> None:
+    """List tasks, newest last."""
+    loaded = open_project(project)
+    if agent is not None:
+        run_async(lambda: _check_agent(loaded, agent))
+    records = run_async(lambda: with_store(loaded, lambda s: s.list_tasks(
+        agent=agent, states=[state] if state else None)))
+    out.print(tasks_table(records[-limit:], title=f"Tasks ({len(records)})"))
+
+
+async def _check_agent(project: Project, name: str) -> None:
+    project.agent(name)
+
+
+@app.command("task")
+def show_task(
+    task_id: Annotated[str, typer.Argument(help="The task id.")],
+    project: ProjectOption = Path("."),
+) -> None:
+    """Show one task and its whole conversation."""
+    loaded = open_project(project)
+
+    async def read(store: SQLiteStore) -> tuple[TaskRecord | None, list[dict[str, Any]]]:
+        return await store.get_task(task_id), await store.load_messages(task_id)
+
+    record, messages = run_async(lambda: with_store(loaded, read))
+    if record is None:
+        raise fail(f"unknown task {task_id!r}")
+    out.print(tasks_table([record], title=f"Task {record.id}"))
+    for message in messages:
+        calls = message.get("tool_calls") or []
+        text = message.get("content") or ""
+        label = message["role"] + (f" ({message.get('name')})" if message.get("name") else "")
+        out.print(f"[bold]{label}:[/] {text}", highlight=False, soft_wrap=True)
+        for call in calls:
+            fn = call.get("function", {})
+            out.print(f"    → {fn.get('name')}({fn.get('arguments')})", highlight=False)
+
+
+@app.command("start-task")
+def start_task(
+    agent: Annotated[str, typer.Argument(help="The agent to run the task.")],
+    instruction: Annotated[str, typer.Argument(help="What the task should do.")],
+    project: ProjectOption = Path("."),
+) -> None:
+    """Queue a task; a running runtime picks it up, otherwise the next `wakeful run`."""
+    loaded = open_project(project)
+
+    async def create() -> TaskRecord:
+        loaded.agent(agent)
+        runtime = Runtime.from_project(loaded)
+        await runtime.store.open()
+        try:
+            from wakeful.runtime.agent import new_task_record
+
+            if not instruction.strip():
+                raise WakefulError("the instruction is empty")
+            record = new_task_record(agent, instruction, created_by="cli")
+            await runtime.store.create_task(record)
+            runtime.events.emit("task.created", agent=agent, task_id=record.id, data={
+                "instruction": instruction[:500], "created_by": "cli"})
+            return record
+        finally:
+            await runtime.store.close()
+
+    record = run_async(create)
+    out.print(f"Queued task [bold]{record.id}[/] for {agent}.", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,54 @@
+"""Errors the runtime raises on purpose.
+
+Every error a user can cause carries enough context to act on without reading a
+traceback: which file, agent, task or field, and what was expected. The CLI prints
+``str(error)`` as its single line of output, so messages are written for people.
+"""
+
+from __future__ import annotations
+
+
+class WakefulError(Exception):
+    """Base class: anything the CLI may show as one clear line."""
+
+
+class ConfigError(WakefulError):
+    """A project or agent file is missing, malformed or invalid."""
+
+
+class UnknownAgentError(WakefulError):
+    """An agent name that the project does not define."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        listed = ", ".join(sorted(known)) or "none"
+        super().__init__(f"unknown agent {name!r} (known agents: {listed})")
+        self.name = name
+
+
+class UnknownTaskError(WakefulError):
+    """A task id that the store does not hold."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"unknown task {task_id!r}")
+        self.task_id = task_id
+
+
+class IllegalTransitionError(WakefulError):
+    """A lifecycle change that the state machine does not allow."""
+
+    def __init__(self, kind: str, subject: str, current: str, target: str, allowed: list[str]):
+        options = ", ".join(allowed) or "nothing (terminal state)"
+        super().__init__(
+            f"{kind} {subject!r} cannot go from {current!r} to {target!r}; "
+            f"from {current!r} it may go to: {options}"
+        )
+        self.current = current
+        self.target = target
+
+
+class ModelError(WakefulError):
+    """A model provider failed to answer (after its own retries, if any)."""
+
+
+class StoreError(WakefulError):
+    """The store could not be opened or migrated."""

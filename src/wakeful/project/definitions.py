@@ -1,0 +1,136 @@
+"""Pydantic models for what users write: ``wakeful.yaml`` and agent files.
+
+These sit at the edge of the system, so they forbid unknown fields (a typo such as
+``max_concurent_tasks`` is an error, not a silently ignored key) and validate every
+value a user could get wrong before the runtime ever sees it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``"30m"``, ``"1.5h"``, ``"250ms"`` into seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"expected a duration such as '30s', '30m', '2h' or '250ms', got {text!r}")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RestartPolicy(_Strict):
+    """What the supervisor does when an agent's loop or one of its tasks ends.
+
+    ``never``: a failure stays failed. ``on-failure``: a crashed agent loop, or a task
+    that failed for a retryable reason (model or tool error, crash), is restarted after
+    an exponential backoff, at most ``max_restarts`` times. ``always``: as on-failure,
+    and a task that finished is also started again (a long-running duty such as a
+    watcher), still with backoff and the ``max_restarts`` bound (``null`` = unbounded).
+    """
+
+    policy: Literal["never", "on-failure", "always"] = "on-failure"
+    max_restarts: int | None = Field(default=2, ge=0)
+    backoff_initial_s: float = Field(default=1.0, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+    backoff_factor: float = Field(default=2.0, ge=1.0)
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before restart number ``attempt`` (1-based)."""
+        delay = self.backoff_initial_s * self.backoff_factor ** max(0, attempt - 1)
+        return float(min(delay, self.backoff_max_s))
+
+    def allows(self, restarts_so_far: int) -> bool:
+        return self.max_restarts is None or restarts_so_far < self.max_restarts
+
+
+class ScheduleEntry(_Strict):
+    """A timer that starts a task: exactly one of ``every``, ``cron`` or ``at``."""
+
+    every: str | None = None
+    cron: str | None = None
+    at: datetime | None = None
+    timezone: str = "UTC"
+    instruction: str = Field(min_length=1)
+
+    @field_validator("every")
+    @classmethod
+    def _valid_every(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) <= 0:
+            raise ValueError("interval must be greater than zero")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError(f"not a valid cron line: {value!r} (expected e.g. '0 9 * * 1-5')")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ScheduleEntry:
+        given = [k for k in ("every", "cron", "at") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"a schedule needs exactly one of 'every', 'cron' or 'at' (got {given or 'none'})"
+            )
+        return self
+
+
+class AgentDefinition(_Strict):
+    """One agent as a user writes it in ``agents/NAME.yaml`` or ``agents/NAME.md``."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    role: str = ""
+    instructions: str = ""
+    model: str | None = None
+    tools: list[str] = Field(default_factory=list)
+    max_concurrent_tasks: int = Field(default=4, ge=1, le=10_000)
+    max_steps: int = Field(default=50, ge=1)
+    restart: RestartPolicy = Field(default_factory=RestartPolicy)
+    schedule: list[ScheduleEntry] = Field(default_factory=list)
+
+    def system_prompt(self) -> str:
+        parts = [f"You are {self.name}" + (f", {self.role}." if self.role else ".")]
+        if self.instructions.strip():
+            parts.append(self.instructions.strip())
+        return "\n\n".join(parts)
+
+
+class StartupTask(_Strict):
+    """A task queued the first time a project runs (when its store is new)."""
+
+    agent: str = Field(pattern=NAME_PATTERN)
+    instruction: str = Field(min_length=1)
+
+
+class StoreConfig(_Strict):
+    """Where state lives. SQLite paths are relative to the project folder."""
+
+    url: str = "sqlite:///wakeful.db"
+    # NORMAL survives a killed process (WAL); FULL also survives power loss.
+    synchronous: Literal["normal", "full"] = "normal"
+
+
+class ProjectConfig(_Strict):
+    """``wakeful.yaml``: the project as a whole."""
+
+    name: str = Field(default="wakeful-project", min_length=1)
+    default_model: str = "scripted"
+    agents_dir: str = "agents"
+    scripts_dir: str = "scripts"
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    startup_tasks: list[StartupTask] = Field(default_factory=list)
+    poll_interval_s: float = Field(default=0.5, gt=0)

@@ -1,0 +1,340 @@
+"""The runtime: owns the store, the agents and every background task.
+
+Lifecycle of one process: :meth:`Runtime.start` opens the store, records a run,
+returns tasks that a dead process left running to the queue (they resume from their
+last completed step), starts every agent's supervised loop, and begins watching the
+store for tasks queued by other processes (``wakeful start-task``). :meth:`stop`
+interrupts every task (back to the queue, resumable), cancels and awaits every
+background task, and closes the store: nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import structlog
+
+from wakeful.errors import UnknownAgentError, UnknownTaskError, WakefulError
+from wakeful.ids import new_id
+from wakeful.models.registry import ModelRegistry
+from wakeful.observe.events import EventLog
+from wakeful.project.definitions import AgentDefinition, StartupTask
+from wakeful.project.loader import Project
+from wakeful.runtime.agent import AgentRunner, new_task_record
+from wakeful.runtime.scope import TaskScope
+from wakeful.runtime.signal import Signal
+from wakeful.runtime.states import AgentState, TaskState, check_task_transition
+from wakeful.store.base import Store
+from wakeful.store.records import AgentRecord, RunRecord, TaskRecord
+from wakeful.store.sqlite import SQLiteStore
+from wakeful.tools.builtin import default_tools
+from wakeful.tools.registry import ToolRegistry
+
+log = structlog.get_logger("wakeful.runtime")
+
+MAX_INSTRUCTION_CHARS = 100_000
+USER_STOP = "stopped by a person"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus:
+    name: str
+    state: AgentState
+    reason: str
+    restarts: int
+    running: int
+    queued: int
+    max_concurrent_tasks: int
+
+
+class Runtime:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        models: ModelRegistry,
+        tools: ToolRegistry | None = None,
+        agents: Iterable[AgentDefinition] = (),
+        default_model: str = "scripted",
+        startup_tasks: Iterable[StartupTask] = (),
+        poll_interval_s: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.models = models
+        self.tools = tools if tools is not None else default_tools()
+        self.default_model = default_model
+        self.events = EventLog(store)
+        self.poll_interval_s = poll_interval_s
+        self.run_id: str | None = None
+        self._definitions = {d.name: d for d in agents}
+        self._startup_tasks = list(startup_tasks)
+        self.agents: dict[str, AgentRunner] = {}
+        self._scope = TaskScope("runtime")
+        self._changed = Signal()
+        self._settled: dict[str, list[asyncio.Future[TaskRecord]]] = {}
+        self._known: set[str] = set()
+        self._started = False
+
+    @classmethod
+    def from_project(cls, project: Project, *, tools: ToolRegistry | None = None) -> Runtime:
+        config = project.config
+        return cls(
+            store=SQLiteStore(project.store_path(), config.store.synchronous),
+            models=ModelRegistry(project.scripts_dir),
+            tools=tools,
+            agents=project.agents.values(),
+            default_model=config.default_model,
+            startup_tasks=config.startup_tasks,
+            poll_interval_s=config.poll_interval_s,
+        )
+
+    # lifecycle of the whole runtime --------------------------------------
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self._started:
+            raise WakefulError("the runtime is already started")
+        await self.store.open()
+        self._started = True
+        run = RunRecord(id=new_id("run"), started_at=time.time(), pid=os.getpid())
+        first_run = await self.store.begin_run(run)
+        self.run_id = self.events.run_id = run.id
+        self.events.emit("run.started", data={"pid": run.pid, "first_run": first_run,
+                                              "agents": sorted(self._definitions)})
+        recovered = await self.store.requeue_interrupted()
+        for task_id in recovered:
+            self.events.emit("task.recovered", task_id=task_id,
+                             data={"reason": "the previous process stopped while it ran"})
+        saved = await self.store.load_agents()
+        # Concurrently, so that their state writes share group commits.
+        await asyncio.gather(*(self._launch_agent(d, saved.get(d.name))
+                               for d in self._definitions.values()))
+        await self._load_queued()
+        if first_run:
+            for startup in self._startup_tasks:
+                if startup.agent in self.agents:
+                    await self.create_task(startup.agent, startup.instruction,
+                                           created_by="startup")
+        self._scope.spawn(self._watch_store(), name="runtime:watch-store")
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        await asyncio.gather(*(agent.close() for agent in self.agents.values()))
+        await self._scope.aclose()
+        self.events.emit("run.stopped", data={})
+        for waiters in self._settled.values():
+            for future in waiters:
+                future.cancel()
+        self._settled.clear()
+        if self.run_id is not None:
+            await self.store.end_run(self.run_id, time.time())
+        await self.models.aclose()
+        await self.store.close()
+
+    async def _launch_agent(self, definition: AgentDefinition, saved: AgentRecord | None) -> None:
+        record = AgentRecord(name=definition.name, restarts=saved.restarts if saved else 0)
+        agent = AgentRunner(self, definition, record)
+        self.agents[definition.name] = agent
+        if saved is not None and saved.state is AgentState.STOPPED and saved.reason == USER_STOP:
+            await agent.set_state(AgentState.STOPPED, USER_STOP)
+            return
+        await agent.set_state(AgentState.RUNNING, "started")
+        if saved is not None and saved.state in (AgentState.PAUSED, AgentState.SLEEPING):
+            await agent.set_state(saved.state, saved.reason)
+        agent.launch(self._scope)
+
+    async def _load_queued(self, agent: str | None = None) -> None:
+        for record in await self.store.list_tasks(agent=agent, states=[TaskState.QUEUED]):
+            self._accept(record)
+
+    def _accept(self, record: TaskRecord) -> None:
+        """Hand a queued task from the store to its agent (once)."""
+        if record.id in self._known:
+            return
+        agent = self.agents.get(record.agent)
+        if agent is None:
+            return
+        self._known.add(record.id)
+        agent.submit(record)
+
+    async def _watch_store(self) -> None:
+        """Pick up tasks that other processes queued (``wakeful start-task``)."""
+        while True:
+            await asyncio.sleep(self.poll_interval_s)
+            for record in await self.store.list_tasks(states=[TaskState.QUEUED]):
+                if record.id not in self._known:
+                    self.events.emit("task.accepted", agent=record.agent, task_id=record.id,
+                                     data={"created_by": record.created_by})
+                    self._accept(record)
+
+    # agents --------------------------------------------------------------
+    def agent(self, name: str) -> AgentRunner:
+        try:
+            return self.agents[name]
+        except KeyError:
+            raise UnknownAgentError(name, list(self.agents)) from None
+
+    async def add_agent(self, definition: AgentDefinition) -> AgentRunner:
+        """Create and start an agent while the runtime runs."""
+        if definition.name in self.agents:
+            raise WakefulError(f"an agent named {definition.name!r} already exists")
+        self._definitions[definition.name] = definition
+        await self._launch_agent(definition, None)
+        return self.agents[definition.name]
+
+    async def pause_agent(self, name: str) -> None:
+        await self.agent(name).set_state(AgentState.PAUSED, "paused by a person")
+
+    async def resume_agent(self, name: str) -> None:
+        await self.agent(name).set_state(AgentState.RUNNING, "resumed")
+
+    async def sleep_agent(self, name: str, reason: str = "asleep") -> None:
+        await self.agent(name).set_state(AgentState.SLEEPING, reason)
+
+    async def wake_agent(self, name: str, reason: str = "woken") -> None:
+        await self.agent(name).set_state(AgentState.RUNNING, reason)
+
+    async def stop_agent(self, name: str) -> None:
+        """Stop an agent: its running tasks go back to its queue and stay there."""
+        agent = self.agent(name)
+        await agent.set_state(AgentState.STOPPED, USER_STOP)
+        await agent.halt()
+        for record in agent.take_queue():
+            self._known.discard(record.id)
+
+    async def start_agent(self, name: str) -> None:
+        """Start a stopped or failed agent again; its queued tasks resume."""
+        agent = self.agent(name)
+        await agent.set_state(AgentState.RUNNING, "started by a person")
+        await agent.halt()
+        agent.record.restarts = 0
+        await self._load_queued(agent=name)
+        agent.launch(self._scope)
+
+    async def restart_agent(self, name: str) -> None:
+        if self.agent(name).state is not AgentState.STOPPED:
+            await self.stop_agent(name)
+        await self.start_agent(name)
+
+    def statuses(self) -> list[AgentStatus]:
+        return [
+            AgentStatus(a.name, a.state, a.record.reason, a.record.restarts,
+                        len(a.running_tasks), len(a.queued_tasks),
+                        a.definition.max_concurrent_tasks)
+            for a in self.agents.values()
+        ]
+
+    # tasks ---------------------------------------------------------------
+    async def create_task(
+        self,
+        agent: str,
+        instruction: str,
+        *,
+        created_by: str = "api",
+        parent_id: str | None = None,
+        attempt: int = 0,
+        submit: bool = True,
+    ) -> TaskRecord:
+        """Queue a task for ``agent``; it starts when the agent has a free slot."""
+        runner = self.agent(agent)
+        if not instruction.strip():
+            raise WakefulError(f"task for agent {agent!r}: the instruction is empty")
+        if len(instruction) > MAX_INSTRUCTION_CHARS:
+            raise WakefulError(f"task for agent {agent!r}: the instruction is "
+                               f"{len(instruction)} characters; the limit is "
+                               f"{MAX_INSTRUCTION_CHARS}")
+        record = new_task_record(agent, instruction, created_by=created_by,
+                                 parent_id=parent_id, attempt=attempt)
+        self._known.add(record.id)
+        await self.store.create_task(record)
+        self.events.emit("task.created", agent=agent, task_id=record.id, data={
+            "instruction": instruction[:500], "created_by": created_by,
+            "parent_id": parent_id})
+        if submit:
+            runner.submit(record)
+        return record
+
+    async def cancel_task(self, task_id: str) -> TaskRecord:
+        for agent in self.agents.values():
+            found = agent.task_loop(task_id)
+            if found is not None:
+                loop, task = found
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                self.settle(loop.record)
+                return loop.record
+            queued = agent.drop_queued(task_id)
+            if queued is not None:
+                return await self._cancel_stored(queued)
+        record = await self.store.get_task(task_id)
+        if record is None:
+            raise UnknownTaskError(task_id)
+        return await self._cancel_stored(record)
+
+    async def _cancel_stored(self, record: TaskRecord) -> TaskRecord:
+        check_task_transition(record.id, record.state, TaskState.CANCELLED)
+        previous = record.state
+        record.state = TaskState.CANCELLED
+        record.finished_at = time.time()
+        await self.store.update_task(record.id, state=record.state.value,
+                                     finished_at=record.finished_at)
+        self.events.emit("task.state", agent=record.agent, task_id=record.id,
+                         data={"from": previous.value, "to": "cancelled"})
+        self.settle(record)
+        return record
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        for agent in self.agents.values():
+            found = agent.task_loop(task_id)
+            if found is not None:
+                return found[0].record
+        record = await self.store.get_task(task_id)
+        if record is None:
+            raise UnknownTaskError(task_id)
+        return record
+
+    def settle(self, record: TaskRecord) -> None:
+        """A task reached its final outcome: wake whoever waits for it."""
+        self._known.discard(record.id)
+        for future in self._settled.pop(record.id, []):
+            if not future.done():
+                future.set_result(record)
+        self.changed()
+
+    async def wait_task(self, task_id: str, timeout: float | None = None) -> TaskRecord:
+        """Wait until a task is done, cancelled, or failed with no retry to come."""
+        record = await self.get_task(task_id)
+        if record.state in (TaskState.DONE, TaskState.CANCELLED) or (
+            record.state is TaskState.FAILED and task_id not in self._known
+        ):
+            return record
+        future: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        self._settled.setdefault(task_id, []).append(future)
+        return await asyncio.wait_for(future, timeout)
+
+    # idleness ------------------------------------------------------------
+    def changed(self) -> None:
+        self._changed.fire()
+
+    def idle(self) -> bool:
+        return not any(agent.busy() for agent in self.agents.values())
+
+    async def wait_idle(self, timeout: float | None = None) -> None:
+        """Wait until no running agent has work queued, running or about to retry."""
+        async with asyncio.timeout(timeout):
+            while not self.idle():
+                await self._changed.wait()
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()

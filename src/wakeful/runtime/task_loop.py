@@ -1,0 +1,205 @@
+"""One task's AI loop: call the model, run the tools it asks for, repeat.
+
+Each task owns its conversation and its tool context; nothing here is shared with any
+other task. After every completed step (one model reply and the results of all its tool
+calls) the new messages and counters are committed to the store in one transaction,
+which is what lets a task killed mid-run resume from its last completed step.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from wakeful.errors import ModelError
+from wakeful.models.base import Completed, Message, ModelResponse, TextDelta
+from wakeful.runtime.context import ToolContext
+from wakeful.runtime.states import TaskState, check_task_transition
+from wakeful.store.records import TaskRecord
+
+if TYPE_CHECKING:
+    from wakeful.runtime.agent import AgentRunner
+
+MAX_CONSECUTIVE_TOOL_ERRORS = 5
+_RESULT_EXCERPT = 500
+
+
+class TaskFailure(Exception):
+    """Ends a task as failed. ``retryable`` says whether a restart policy may retry it."""
+
+    def __init__(self, kind: str, message: str, retryable: bool = True,
+                 trace: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retryable = retryable
+        self.trace = trace
+
+
+class TaskLoop:
+    def __init__(self, agent: AgentRunner, record: TaskRecord) -> None:
+        self.agent = agent
+        self.record = record
+        self.runtime = agent.runtime
+        self.ctx = ToolContext(agent=agent.name, task_id=record.id, runtime=agent.runtime)
+        self.messages: list[Message] = []
+        self.interrupted = False  # set by the owner before cancelling: requeue, not cancel
+        self.retryable = False  # after a failure: may the restart policy retry it?
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    async def set_state(self, target: TaskState, **fields: Any) -> None:
+        current = self.record.state
+        check_task_transition(self.id, current, target)
+        self.record.state = target
+        for name, value in fields.items():
+            setattr(self.record, name, value)
+        await self.runtime.store.update_task(self.id, state=target.value, **fields)
+        self.runtime.events.emit("task.state", agent=self.agent.name, task_id=self.id,
+                                 data={"from": current.value, "to": target.value, **{
+                                     k: v for k, v in fields.items()
+                                     if k in ("error", "error_kind", "attempt")}})
+        self.agent.changed()
+
+    async def _load_conversation(self) -> bool:
+        stored = await self.runtime.store.load_messages(self.id)
+        if stored:
+            self.messages = [Message.from_dict(m) for m in stored]
+            return True
+        self.messages = [
+            Message(role="system", content=self.agent.definition.system_prompt()),
+            Message(role="user", content=self.record.instruction),
+        ]
+        await self.runtime.store.save_step(self.id, 0, [m.to_dict() for m in self.messages])
+        return False
+
+    async def run(self) -> None:
+        """Run to a final state; never raises except CancelledError."""
+        try:
+            await self._run()
+        except TaskFailure as failure:
+            await self._fail(failure)
+        except ModelError as exc:
+            await self._fail(TaskFailure("model", str(exc), True, traceback.format_exc()))
+        except Exception as exc:
+            await self._fail(TaskFailure("internal", f"{type(exc).__name__}: {exc}", True,
+                                         traceback.format_exc()))
+        except BaseException:  # CancelledError: interrupted (resume later) or cancelled
+            target = TaskState.QUEUED if self.interrupted else TaskState.CANCELLED
+            if self.record.state in (TaskState.RUNNING, TaskState.WAITING):
+                finished = {} if self.interrupted else {"finished_at": time.time()}
+                await self.set_state(target, **finished)
+            raise
+
+    async def _run(self) -> None:
+        await self.set_state(TaskState.RUNNING, started_at=self.record.started_at or time.time())
+        resumed = await self._load_conversation()
+        if resumed:
+            self.runtime.events.emit("task.resumed", agent=self.agent.name, task_id=self.id,
+                                     data={"from_step": self.record.step})
+        definition = self.agent.definition
+        allowed = self.agent.allowed_tools
+        specs = self.runtime.tools.specs(sorted(allowed))
+        tool_errors = 0
+        while True:
+            await self.agent.gate(self)
+            if self.record.step >= definition.max_steps:
+                raise TaskFailure("step_limit", f"task {self.id} reached its step limit "
+                                  f"({definition.max_steps} steps) without finishing", False)
+            response = await self._call_model(specs)
+            reply = response.message
+            new: list[Message] = [reply]
+            self.messages.append(reply)
+            if not reply.tool_calls:
+                await self._commit(new, response, final=True)
+                return
+            for call in reply.tool_calls:
+                outcome = await self.runtime.tools.call(self.ctx, allowed, call)
+                self._record_tool(call.name, call.arguments, outcome)
+                tool_message = Message(role="tool", content=outcome.content,
+                                       tool_call_id=call.id, name=call.name)
+                self.messages.append(tool_message)
+                new.append(tool_message)
+                tool_errors = 0 if outcome.ok else tool_errors + 1
+            await self._commit(new, response, final=False, tool_calls=len(reply.tool_calls))
+            if tool_errors >= MAX_CONSECUTIVE_TOOL_ERRORS:
+                raise TaskFailure("tool", f"task {self.id} gave up after {tool_errors} "
+                                  "consecutive failed tool calls", False)
+
+    async def _call_model(self, specs: list[Any]) -> ModelResponse:
+        events = self.runtime.events
+        started = time.perf_counter()
+        response: ModelResponse | None = None
+        try:
+            async for item in self.agent.model.stream(self.messages, specs):
+                if isinstance(item, TextDelta):
+                    events.emit("model.token", agent=self.agent.name, task_id=self.id,
+                                data={"text": item.text}, persist=False)
+                elif isinstance(item, Completed):
+                    response = item.response
+        except ModelError as exc:
+            events.emit("model.error", agent=self.agent.name, task_id=self.id,
+                        data={"error": str(exc), "model": self.agent.model.name})
+            raise
+        if response is None:
+            raise ModelError(f"model {self.agent.model.name!r} ended its stream without a reply")
+        events.emit("model.call", agent=self.agent.name, task_id=self.id, data={
+            "model": response.model or self.agent.model.name,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            "input_tokens": response.usage.input_tokens,
+            "output_tokens": response.usage.output_tokens,
+            "finish_reason": response.finish_reason,
+            "tool_calls": [c.name for c in response.message.tool_calls],
+        })
+        return response
+
+    def _record_tool(self, name: str, arguments: str, outcome: Any) -> None:
+        kind = outcome.error_kind
+        event_type = {None: "tool.call", "unknown": "tool.refused", "forbidden": "tool.refused",
+                      "invalid_json": "tool.invalid_args", "invalid_args": "tool.invalid_args",
+                      "error": "tool.error"}[kind]
+        data: dict[str, Any] = {"tool": name, "arguments": arguments[:_RESULT_EXCERPT],
+                                "ok": outcome.ok, "result": outcome.content[:_RESULT_EXCERPT]}
+        if kind is not None:
+            data["reason"] = kind
+        if outcome.traceback:
+            data["traceback"] = outcome.traceback
+        self.runtime.events.emit(event_type, agent=self.agent.name, task_id=self.id, data=data)
+
+    async def _commit(self, new: list[Message], response: ModelResponse, *, final: bool,
+                      tool_calls: int = 0) -> None:
+        record = self.record
+        record.step += 1
+        record.input_tokens += response.usage.input_tokens
+        record.output_tokens += response.usage.output_tokens
+        record.tool_calls += tool_calls
+        fields: dict[str, Any] = {
+            "step": record.step, "input_tokens": record.input_tokens,
+            "output_tokens": record.output_tokens, "tool_calls": record.tool_calls,
+        }
+        first_seq = len(self.messages) - len(new)
+        if final:
+            check_task_transition(self.id, record.state, TaskState.DONE)
+            record.result = new[-1].content or ""
+            fields.update(state=TaskState.DONE.value, result=record.result,
+                          finished_at=time.time())
+        await self.runtime.store.save_step(self.id, first_seq, [m.to_dict() for m in new],
+                                           **fields)
+        if final:
+            previous = record.state
+            record.state = TaskState.DONE
+            self.runtime.events.emit("task.state", agent=self.agent.name, task_id=self.id,
+                                     data={"from": previous.value, "to": "done",
+                                           "result": (record.result or "")[:_RESULT_EXCERPT]})
+            self.agent.changed()
+
+    async def _fail(self, failure: TaskFailure) -> None:
+        self.runtime.events.emit("task.failed", agent=self.agent.name, task_id=self.id, data={
+            "kind": failure.kind, "error": failure.message, "retryable": failure.retryable,
+            "traceback": failure.trace, "step": self.record.step})
+        self.retryable = failure.retryable
+        await self.set_state(TaskState.FAILED, error=failure.message, error_kind=failure.kind,
+                             finished_at=time.time())

@@ -1,0 +1,68 @@
+"""Versioned schema migrations, tracked in SQLite's ``user_version``.
+
+Append new versions; never edit a released one. Each version runs in its own
+transaction, so a failed migration leaves the store at the previous version.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: agents, tasks, conversations, the event log, runs
+    """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        pid INTEGER NOT NULL
+    );
+    CREATE TABLE agents (
+        name TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        restarts INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        instruction TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        step INTEGER NOT NULL DEFAULT 0,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        result TEXT,
+        error TEXT,
+        error_kind TEXT,
+        parent_id TEXT,
+        created_by TEXT NOT NULL DEFAULT 'system',
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        tool_calls INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX tasks_agent_state ON tasks(agent, state);
+    CREATE INDEX tasks_state ON tasks(state);
+    CREATE TABLE task_messages (
+        task_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (task_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        run_id TEXT,
+        type TEXT NOT NULL,
+        agent TEXT,
+        task_id TEXT,
+        correlation_id TEXT,
+        causation_id TEXT,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX events_agent ON events(agent, id);
+    CREATE INDEX events_task ON events(task_id, id);
+    CREATE INDEX events_type ON events(type, id);
+    """,
+]

@@ -1,0 +1,63 @@
+"""Plain records the store persists: agents, tasks, events, runs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from wakeful.runtime.states import AgentState, TaskState
+
+
+@dataclass(slots=True)
+class AgentRecord:
+    name: str
+    state: AgentState = AgentState.CREATED
+    reason: str = ""
+    restarts: int = 0
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    id: str
+    agent: str
+    instruction: str
+    state: TaskState = TaskState.QUEUED
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    step: int = 0
+    attempt: int = 0
+    result: str | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    parent_id: str | None = None
+    created_by: str = "system"
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tool_calls: int = 0
+
+
+@dataclass(slots=True)
+class Event:
+    """One thing that happened. The store assigns ``id`` when it is written."""
+
+    type: str
+    agent: str | None = None
+    task_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    ts: float = field(default_factory=time.time)
+    run_id: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    id: int | None = None
+
+
+@dataclass(slots=True)
+class RunRecord:
+    id: str
+    started_at: float
+    pid: int
+    ended_at: float | None = None

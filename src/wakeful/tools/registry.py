@@ -1,0 +1,175 @@
+"""The tool registry: typed Python functions exposed to models.
+
+A tool's JSON schema is derived from its type hints (via pydantic), so the schema the
+model sees and the validation its arguments go through can never drift apart. Every
+way a tool call can go wrong (unknown name, not granted to the agent, arguments that
+are not JSON or do not fit the schema, an exception inside the tool) becomes a
+:class:`ToolOutcome` with a message written for the model, never a crash of the task.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, get_type_hints, overload
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from wakeful.models.base import ToolCall, ToolSpec
+
+if TYPE_CHECKING:
+    from wakeful.runtime.context import ToolContext
+
+ToolFunction = Callable[..., Any]
+ErrorKind = Literal["unknown", "forbidden", "invalid_json", "invalid_args", "error"]
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """What came of one tool call. ``content`` is what the model is shown."""
+
+    ok: bool
+    content: str
+    error_kind: ErrorKind | None = None
+    traceback: str | None = None
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    args_model: type[BaseModel]
+    fn: ToolFunction
+    wants_context: bool
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> ToolSpec:
+        return ToolSpec(self.name, self.description, self.parameters)
+
+    async def run(self, ctx: ToolContext, args: BaseModel) -> Any:
+        kwargs = {name: getattr(args, name) for name in type(args).model_fields}
+        result = self.fn(ctx, **kwargs) if self.wants_context else self.fn(**kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+def _context_param(fn: ToolFunction, hints: dict[str, Any]) -> str | None:
+    from wakeful.runtime.context import ToolContext
+
+    params = list(inspect.signature(fn).parameters.values())
+    if params and (params[0].name == "ctx" or hints.get(params[0].name) is ToolContext):
+        return params[0].name
+    return None
+
+def make_tool(fn: ToolFunction, name: str | None = None, description: str | None = None) -> Tool:
+    """Build a :class:`Tool` from a function's signature, type hints and docstring."""
+    tool_name = name or fn.__name__
+    hints = get_type_hints(fn, include_extras=True)
+    ctx_name = _context_param(fn, hints)
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(fn).parameters.values():
+        if param.name == ctx_name:
+            continue
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(f"tool {tool_name!r}: *args/**kwargs cannot be described to a model")
+        if param.name not in hints:
+            raise TypeError(f"tool {tool_name!r}: parameter {param.name!r} needs a type hint")
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (hints[param.name], default)
+    args_model = create_model(
+        f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    schema = args_model.model_json_schema()
+    schema.pop("title", None)
+    doc = inspect.getdoc(fn) or ""
+    return Tool(
+        name=tool_name,
+        description=description or doc.split("\n\n")[0].replace("\n", " ") or tool_name,
+        args_model=args_model,
+        fn=fn,
+        wants_context=ctx_name is not None,
+        parameters=schema,
+    )
+
+@overload
+def tool(fn: ToolFunction, /) -> Tool: ...
+@overload
+def tool(*, name: str | None = None, description: str | None = None) -> Callable[
+    [ToolFunction], Tool]: ...
+def tool(
+    fn: ToolFunction | None = None, /, *, name: str | None = None,
+    description: str | None = None,
+) -> Tool | Callable[[ToolFunction], Tool]:
+    """Decorator: ``@tool`` or ``@tool(name=..., description=...)``."""
+    if fn is not None:
+        return make_tool(fn)
+    return lambda f: make_tool(f, name=name, description=description)
+
+def _describe_args_error(tool_name: str, error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item["loc"]) or "(arguments)"
+        problems.append(f"{loc}: {item['msg']}")
+    return f"arguments for tool {tool_name!r} do not match its schema: " + "; ".join(problems)
+
+class ToolRegistry:
+    """All tools the runtime knows; each agent may use only those it was granted."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for item in tools:
+            self.register(item)
+
+    def register(self, item: Tool | ToolFunction) -> Tool:
+        made = item if isinstance(item, Tool) else make_tool(item)
+        if made.name in self._tools:
+            raise ValueError(f"a tool named {made.name!r} is already registered")
+        self._tools[made.name] = made
+        return made
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def specs(self, allowed: Iterable[str]) -> list[ToolSpec]:
+        return [self._tools[n].spec for n in allowed if n in self._tools]
+
+    async def call(self, ctx: ToolContext, allowed: frozenset[str], call: ToolCall) -> ToolOutcome:
+        """Check and run one tool call; every failure is an outcome, not an exception.
+
+        Cancellation is the exception: it propagates, so cancelling a task stops its tool.
+        """
+        found = self._tools.get(call.name)
+        if found is None:
+            granted = ", ".join(sorted(allowed)) or "none"
+            return ToolOutcome(False, f"error: unknown tool {call.name!r}; "
+                               f"tools you may call: {granted}", "unknown")
+        if call.name not in allowed:
+            return ToolOutcome(False, f"error: tool {call.name!r} is not granted to agent "
+                               f"{ctx.agent!r}; this call was refused and recorded", "forbidden")
+        try:
+            raw = json.loads(call.arguments) if call.arguments.strip() else {}
+        except json.JSONDecodeError as exc:
+            return ToolOutcome(False, f"error: arguments for tool {call.name!r} are not valid "
+                               f"JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                               "send a JSON object matching the tool's schema", "invalid_json")
+        if not isinstance(raw, dict):
+            return ToolOutcome(False, f"error: arguments for tool {call.name!r} must be a JSON "
+                               f"object, got {type(raw).__name__}", "invalid_args")
+        try:
+            args = found.args_model.model_validate(raw)
+        except ValidationError as exc:
+            return ToolOutcome(False, "error: " + _describe_args_error(call.name, exc),
+                               "invalid_args")
+        try:
+            result = await found.run(ctx, args)
+        except Exception as exc:
+            return ToolOutcome(False, f"error: tool {call.name!r} failed: "
+                               f"{type(exc).__name__}: {exc}", "error",
+                               traceback=traceback.format_exc())
+        return ToolOutcome(True, result if isinstance(result, str) else json.dumps(
+            result, default=str))
