@@ -105,12 +105,9 @@ class AgentRunner:
         sleeping): no model call starts until the agent runs again."""
         if self._open.is_set():
             return
-        reason = f"agent {self.state.value}"
-        await loop.set_state(TaskState.WAITING)
-        self.runtime.events.emit("task.waiting", agent=self.name, task_id=loop.id,
-                                 data={"reason": reason})
+        await loop.wait_begin(f"agent {self.state.value}")
         await self._open.wait()
-        await loop.set_state(TaskState.RUNNING)
+        await loop.wait_end()
 
     def _start_loop(self, record: TaskRecord) -> None:
         loop = TaskLoop(self, record)

@@ -7,11 +7,14 @@ task goes through the runtime handle, i.e. through explicit, recorded operations
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime
+    from wakeful.runtime.task_loop import TaskLoop
 
 
 @dataclass
@@ -20,7 +23,24 @@ class ToolContext:
     task_id: str
     runtime: Runtime
     scratch: dict[str, Any] = field(default_factory=dict)
+    loop: TaskLoop | None = field(default=None, repr=False)
 
     def emit(self, type: str, **data: Any) -> None:
         """Record an event attributed to this task."""
         self.runtime.events.emit(type, agent=self.agent, task_id=self.task_id, data=data)
+
+    @asynccontextmanager
+    async def waiting(self, reason: str) -> AsyncIterator[None]:
+        """Mark the task as waiting (for mail, a timer, a lock...) while the body runs.
+
+        Status views and the event log then say what the task is blocked on; the task
+        is back to running when the body ends, however it ends.
+        """
+        if self.loop is None:
+            yield
+            return
+        await self.loop.wait_begin(reason)
+        try:
+            yield
+        finally:
+            await self.loop.wait_end()

@@ -26,6 +26,7 @@ from wakeful.project.definitions import AgentDefinition, StartupTask
 from wakeful.project.loader import Project
 from wakeful.runtime.agent import AgentRunner, new_task_record
 from wakeful.runtime.scope import TaskScope
+from wakeful.runtime.service import Service
 from wakeful.runtime.signal import Signal
 from wakeful.runtime.states import AgentState, TaskState, check_task_transition
 from wakeful.store.base import Store
@@ -62,6 +63,7 @@ class Runtime:
         default_model: str = "scripted",
         startup_tasks: Iterable[StartupTask] = (),
         poll_interval_s: float = 0.5,
+        services: Iterable[Service] = (),
     ) -> None:
         self.store = store
         self.models = models
@@ -78,6 +80,13 @@ class Runtime:
         self._settled: dict[str, list[asyncio.Future[TaskRecord]]] = {}
         self._known: set[str] = set()
         self._started = False
+        self.services: list[Service] = list(services)
+        self._running_services: list[Service] = []
+
+    def add_service(self, service: Service) -> None:
+        if self._started:
+            raise WakefulError(f"service {service.name!r}: add services before start()")
+        self.services.append(service)
 
     @classmethod
     def from_project(cls, project: Project, *, tools: ToolRegistry | None = None) -> Runtime:
@@ -114,6 +123,9 @@ class Runtime:
         for task_id in recovered:
             self.events.emit("task.recovered", task_id=task_id,
                              data={"reason": "the previous process stopped while it ran"})
+        for service in self.services:
+            await service.start(self)
+            self._running_services.append(service)
         saved = await self.store.load_agents()
         # Concurrently, so that their state writes share group commits.
         await asyncio.gather(*(self._launch_agent(d, saved.get(d.name))
@@ -132,6 +144,8 @@ class Runtime:
         self._started = False
         await asyncio.gather(*(agent.close() for agent in self.agents.values()))
         await self._scope.aclose()
+        while self._running_services:
+            await self._running_services.pop().stop()
         self.events.emit("run.stopped", data={})
         for waiters in self._settled.values():
             for future in waiters:

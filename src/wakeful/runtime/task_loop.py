@@ -42,7 +42,9 @@ class TaskLoop:
         self.agent = agent
         self.record = record
         self.runtime = agent.runtime
-        self.ctx = ToolContext(agent=agent.name, task_id=record.id, runtime=agent.runtime)
+        self.ctx = ToolContext(agent=agent.name, task_id=record.id, runtime=agent.runtime,
+                               loop=self)
+        self.waiting_on: str | None = None  # what a waiting task is blocked on
         self.messages: list[Message] = []
         self.interrupted = False  # set by the owner before cancelling: requeue, not cancel
         self.retryable = False  # after a failure: may the restart policy retry it?
@@ -51,18 +53,29 @@ class TaskLoop:
     def id(self) -> str:
         return self.record.id
 
-    async def set_state(self, target: TaskState, **fields: Any) -> None:
+    async def set_state(self, target: TaskState, reason: str = "", **fields: Any) -> None:
         current = self.record.state
         check_task_transition(self.id, current, target)
         self.record.state = target
         for name, value in fields.items():
             setattr(self.record, name, value)
         await self.runtime.store.update_task(self.id, state=target.value, **fields)
-        self.runtime.events.emit("task.state", agent=self.agent.name, task_id=self.id,
-                                 data={"from": current.value, "to": target.value, **{
-                                     k: v for k, v in fields.items()
-                                     if k in ("error", "error_kind", "attempt")}})
+        data: dict[str, Any] = {"from": current.value, "to": target.value}
+        if reason:
+            data["reason"] = reason
+        data.update((k, v) for k, v in fields.items() if k in ("error", "error_kind", "attempt"))
+        self.runtime.events.emit("task.state", agent=self.agent.name, task_id=self.id, data=data)
         self.agent.changed()
+
+    async def wait_begin(self, reason: str) -> None:
+        """running -> waiting, remembering on what (shown by status views)."""
+        self.waiting_on = reason
+        await self.set_state(TaskState.WAITING, reason=reason)
+
+    async def wait_end(self) -> None:
+        self.waiting_on = None
+        if self.record.state is TaskState.WAITING:
+            await self.set_state(TaskState.RUNNING)
 
     async def _load_conversation(self) -> bool:
         stored = await self.runtime.store.load_messages(self.id)
@@ -90,8 +103,10 @@ class TaskLoop:
         except BaseException:  # CancelledError: interrupted (resume later) or cancelled
             target = TaskState.QUEUED if self.interrupted else TaskState.CANCELLED
             if self.record.state in (TaskState.RUNNING, TaskState.WAITING):
-                finished = {} if self.interrupted else {"finished_at": time.time()}
-                await self.set_state(target, **finished)
+                if self.interrupted:
+                    await self.set_state(target, reason="interrupted; will resume")
+                else:
+                    await self.set_state(target, reason="cancelled", finished_at=time.time())
             raise
 
     async def _run(self) -> None:
