@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from wakeful.errors import ConfigError, ModelError
 from wakeful.models.base import (
+    CALLING_TASK,
     Completed,
     Message,
     Model,
@@ -149,7 +150,7 @@ class ScriptedModel(Model):
         if latency:
             await asyncio.sleep(latency / 1000)
         if step.error is not None:
-            key = (instruction, index)
+            key = (CALLING_TASK.get() or instruction, index)
             self._failures[key] += 1
             if step.fail_times == 0 or self._failures[key] <= step.fail_times:
                 raise ModelError(f"model {self.name!r}: {step.error}")

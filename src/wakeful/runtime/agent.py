@@ -37,7 +37,8 @@ class AgentRunner:
         self._model: Model | None = None
         self._queue: deque[TaskRecord] = deque()
         self._loops: dict[str, tuple[TaskLoop, asyncio.Task[None]]] = {}
-        self._retries: dict[str, asyncio.Task[None]] = {}
+        self._retries: dict[str, tuple[TaskRecord, asyncio.Task[None]]] = {}
+        self._settling: set[str] = set()  # ended, restart policy not yet applied
         self._scope = TaskScope(f"agent:{definition.name}")
         self._kick = asyncio.Event()
         self._open = asyncio.Event()
@@ -71,7 +72,7 @@ class AgentRunner:
         """Can this agent still make progress on its own? (Used to detect idleness.)"""
         if self.state is not AgentState.RUNNING:
             return False
-        return bool(self._queue or self._loops or self._retries)
+        return bool(self._queue or self._loops or self._retries or self._settling)
 
     def changed(self) -> None:
         self.runtime.changed()
@@ -117,11 +118,21 @@ class AgentRunner:
     async def _run_loop(self, loop: TaskLoop) -> None:
         try:
             await loop.run()
-        finally:
+        except BaseException:
             self._loops.pop(loop.id, None)
             self._kick.set()
             self.changed()
-        await self._after(loop)
+            raise
+        # Until the restart policy has been applied the agent still counts as busy,
+        # so that nobody sees it idle in between.
+        self._settling.add(loop.id)
+        self._loops.pop(loop.id, None)
+        self._kick.set()
+        try:
+            await self._after(loop)
+        finally:
+            self._settling.discard(loop.id)
+            self.changed()
 
     async def _after(self, loop: TaskLoop) -> None:
         """Apply the restart policy to a task that ended, or settle it."""
@@ -147,8 +158,8 @@ class AgentRunner:
         self.runtime.events.emit("task.retry_scheduled", agent=self.name, task_id=again.id,
                                  data={"delay_s": delay, "attempt": again.attempt,
                                        "after": record.state.value})
-        self._retries[again.id] = self._scope.spawn(self._retry_later(again, delay),
-                                                    name=f"retry:{again.id}")
+        self._retries[again.id] = (again, self._scope.spawn(self._retry_later(again, delay),
+                                                            name=f"retry:{again.id}"))
 
     async def _retry_later(self, record: TaskRecord, delay: float) -> None:
         try:
@@ -215,9 +226,10 @@ class AgentRunner:
             await asyncio.gather(self._supervisor, return_exceptions=True)
             self._supervisor = None
         await self._interrupt_loops()
-        for task in list(self._retries.values()):
+        retries = [task for _, task in self._retries.values()]
+        for task in retries:
             task.cancel()
-        await asyncio.gather(*self._retries.values(), return_exceptions=True)
+        await asyncio.gather(*retries, return_exceptions=True)
         self._retries.clear()
 
     async def close(self) -> None:
@@ -232,12 +244,19 @@ class AgentRunner:
     def task_loop(self, task_id: str) -> tuple[TaskLoop, asyncio.Task[None]] | None:
         return self._loops.get(task_id)
 
-    def drop_queued(self, task_id: str) -> TaskRecord | None:
+    async def drop_queued(self, task_id: str) -> TaskRecord | None:
+        """Take a task that waits to start (queued, or waiting out a retry backoff)."""
         for record in self._queue:
             if record.id == task_id:
                 self._queue.remove(record)
                 return record
-        return None
+        pending = self._retries.pop(task_id, None)
+        if pending is None:
+            return None
+        record, timer = pending
+        timer.cancel()
+        await asyncio.gather(timer, return_exceptions=True)
+        return record
 
 
 def new_task_record(agent: str, instruction: str, **fields: object) -> TaskRecord:

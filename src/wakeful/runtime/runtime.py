@@ -288,7 +288,7 @@ class Runtime:
                 await asyncio.gather(task, return_exceptions=True)
                 self.settle(loop.record)
                 return loop.record
-            queued = agent.drop_queued(task_id)
+            queued = await agent.drop_queued(task_id)
             if queued is not None:
                 return await self._cancel_stored(queued)
         record = await self.store.get_task(task_id)

@@ -8,12 +8,13 @@ which is what lets a task killed mid-run resume from its last completed step.
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
 from wakeful.errors import ModelError
-from wakeful.models.base import Completed, Message, ModelResponse, TextDelta
+from wakeful.models.base import CALLING_TASK, Completed, Message, ModelResponse, TextDelta
 from wakeful.runtime.context import ToolContext
 from wakeful.runtime.states import TaskState, check_task_transition
 from wakeful.store.records import TaskRecord
@@ -79,6 +80,8 @@ class TaskLoop:
 
     async def _load_conversation(self) -> bool:
         stored = await self.runtime.store.load_messages(self.id)
+        if self.record.scratch:
+            self.ctx.scratch.update(json.loads(self.record.scratch))
         if stored:
             self.messages = [Message.from_dict(m) for m in stored]
             return True
@@ -148,6 +151,7 @@ class TaskLoop:
         events = self.runtime.events
         started = time.perf_counter()
         response: ModelResponse | None = None
+        CALLING_TASK.set(self.id)
         try:
             async for item in self.agent.model.stream(self.messages, specs):
                 if isinstance(item, TextDelta):
@@ -195,12 +199,16 @@ class TaskLoop:
             "step": record.step, "input_tokens": record.input_tokens,
             "output_tokens": record.output_tokens, "tool_calls": record.tool_calls,
         }
+        if self.ctx.scratch:
+            record.scratch = json.dumps(self.ctx.scratch, default=str)
+            fields["scratch"] = record.scratch
         first_seq = len(self.messages) - len(new)
         if final:
             check_task_transition(self.id, record.state, TaskState.DONE)
             record.result = new[-1].content or ""
+            record.finished_at = time.time()
             fields.update(state=TaskState.DONE.value, result=record.result,
-                          finished_at=time.time())
+                          finished_at=record.finished_at)
         await self.runtime.store.save_step(self.id, first_seq, [m.to_dict() for m in new],
                                            **fields)
         if final:

@@ -40,7 +40,8 @@ MIGRATIONS: list[str] = [
         created_by TEXT NOT NULL DEFAULT 'system',
         input_tokens INTEGER NOT NULL DEFAULT 0,
         output_tokens INTEGER NOT NULL DEFAULT 0,
-        tool_calls INTEGER NOT NULL DEFAULT 0
+        tool_calls INTEGER NOT NULL DEFAULT 0,
+        scratch TEXT
     );
     CREATE INDEX tasks_agent_state ON tasks(agent, state);
     CREATE INDEX tasks_state ON tasks(state);

@@ -38,6 +38,7 @@ class TaskRecord:
     input_tokens: int = 0
     output_tokens: int = 0
     tool_calls: int = 0
+    scratch: str | None = None  # the task's private scratchpad, as JSON
 
 
 @dataclass(slots=True)

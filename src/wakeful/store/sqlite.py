@@ -278,7 +278,7 @@ class SQLiteStore(Store):
             clauses.append("id > ?")
             params.append(created_after)
         sql = _TASK_SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
-        sql += " ORDER BY id"
+        sql += " ORDER BY created_at, id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         rows = await self.read(lambda c: c.execute(sql, params).fetchall())

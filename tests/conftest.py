@@ -1,0 +1,148 @@
+"""Shared fixtures: real runtimes on real SQLite files, driven by scripted models."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from wakeful.models.base import Model
+from wakeful.models.registry import ModelRegistry
+from wakeful.models.scripted import ScriptedModel
+from wakeful.project.definitions import AgentDefinition, RestartPolicy
+from wakeful.runtime.runtime import Runtime
+from wakeful.store.records import Event
+from wakeful.store.sqlite import SQLiteStore
+from wakeful.tools.builtin import default_tools
+from wakeful.tools.registry import Tool
+
+
+class RuntimeFactory(Protocol):
+    async def __call__(
+        self,
+        agents: Iterable[AgentDefinition],
+        models: Mapping[str, Model] | None = None,
+        *,
+        tools: Iterable[Tool] = (),
+        db_path: Path | None = None,
+        start: bool = True,
+        poll_interval_s: float = 0.05,
+    ) -> Runtime: ...
+
+
+AgentFactory = Callable[..., AgentDefinition]
+ScriptFactory = Callable[..., ScriptedModel]
+EventQuery = Callable[..., Awaitable[list[Event]]]
+WaitUntil = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "wakeful.db"
+
+
+@pytest.fixture
+async def make_runtime(tmp_path: Path, db_path: Path) -> AsyncIterator[RuntimeFactory]:
+    """Build (and by default start) runtimes; every one is stopped at teardown."""
+    made: list[Runtime] = []
+
+    async def factory(
+        agents: Iterable[AgentDefinition],
+        models: Mapping[str, Model] | None = None,
+        *,
+        tools: Iterable[Tool] = (),
+        db_path: Path | None = db_path,
+        start: bool = True,
+        poll_interval_s: float = 0.05,
+    ) -> Runtime:
+        registry = ModelRegistry(tmp_path / "scripts")
+        for spec, model in (models or {}).items():
+            registry.register(spec, model)
+        tool_registry = default_tools()
+        for extra in tools:
+            tool_registry.register(extra)
+        runtime = Runtime(
+            store=SQLiteStore(db_path or tmp_path / "wakeful.db"),
+            models=registry,
+            tools=tool_registry,
+            agents=list(agents),
+            poll_interval_s=poll_interval_s,
+        )
+        made.append(runtime)
+        if start:
+            await runtime.start()
+        return runtime
+
+    yield factory
+    for runtime in reversed(made):
+        await runtime.stop()
+
+
+@pytest.fixture
+def agent_def() -> AgentFactory:
+    """``agent_def("a", model="m", tools=[...], policy="on-failure", ...)``.
+
+    Restart backoff defaults to 10 ms so retry tests stay fast.
+    """
+
+    def build(
+        name: str,
+        *,
+        model: str = "m",
+        tools: Iterable[str] = (),
+        policy: str = "on-failure",
+        max_restarts: int | None = 2,
+        backoff_initial_s: float = 0.01,
+        **fields: Any,
+    ) -> AgentDefinition:
+        restart = RestartPolicy(policy=policy, max_restarts=max_restarts,  # type: ignore[arg-type]
+                                backoff_initial_s=backoff_initial_s)
+        return AgentDefinition(name=name, model=model, tools=list(tools), restart=restart,
+                               **fields)
+
+    return build
+
+
+@pytest.fixture
+def script() -> ScriptFactory:
+    """``script([{"say": ...}, ...], latency_ms=...)``: a one-script ScriptedModel."""
+
+    def build(steps: list[dict[str, Any]], latency_ms: float = 0) -> ScriptedModel:
+        return ScriptedModel.from_steps(steps, latency_ms=latency_ms)
+
+    return build
+
+
+@pytest.fixture
+def events() -> EventQuery:
+    """Flush the store's queued events, then query them."""
+
+    async def query(runtime: Runtime, **filters: Any) -> list[Event]:
+        await runtime.store.flush()
+        return await runtime.store.query_events(**filters)
+
+    return query
+
+
+@pytest.fixture
+def wait_until() -> WaitUntil:
+    """Poll an (async or sync) predicate until it holds; fail after ``within`` seconds."""
+
+    async def wait(predicate: Callable[[], Any], within: float = 5.0,
+                   what: str = "condition") -> None:
+        deadline = time.monotonic() + within
+        while True:
+            value = predicate()
+            if asyncio.iscoroutine(value):
+                value = await value
+            if value:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {within}s waiting for {what}")
+            await asyncio.sleep(0.005)
+
+    return wait
