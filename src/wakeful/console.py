@@ -78,7 +78,8 @@ def agents_table(statuses: Iterable[AgentStatus], title: str = "Agents") -> Tabl
     return table
 
 
-def tasks_table(tasks: Iterable[TaskRecord], title: str = "Tasks") -> Table:
+def tasks_table(tasks: Iterable[TaskRecord], title: str = "Tasks",
+                live_text: dict[str, str] | None = None) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("task", no_wrap=True, min_width=len("t_") + 17)
     table.add_column("agent", no_wrap=True)
@@ -86,6 +87,8 @@ def tasks_table(tasks: Iterable[TaskRecord], title: str = "Tasks") -> Table:
         table.add_column(column, overflow="ellipsis")
     for t in tasks:
         outcome = t.error if t.state is TaskState.FAILED else t.result
+        if live_text and t.id in live_text:
+            outcome = "… " + live_text[t.id][-50:]
         table.add_row(t.id, t.agent, styled(t.state), str(t.step),
                       str(t.input_tokens + t.output_tokens), clip(t.instruction, 40),
                       clip(outcome, 50))
@@ -101,18 +104,20 @@ class LiveStatus:
         self.interval = 1.0 / max_fps
         self.recent: deque[Event] = deque(maxlen=10)
         self.finished = 0
+        self.streaming: dict[str, str] = {}  # task id -> the reply streaming in now
 
     def render(self) -> Group:
         active = [r for a in self.runtime.agents.values() for r in a.running_tasks]
         return Group(
             agents_table(self.runtime.statuses()),
-            tasks_table(active, title=f"Running tasks ({len(active)}; {self.finished} finished)"),
+            tasks_table(active, title=f"Running tasks ({len(active)}; {self.finished} finished)",
+                        live_text=self.streaming),
             Text("Recent events", style="bold"),
             *[event_line(e) for e in self.recent],
         )
 
     async def run(self) -> None:
-        with self.runtime.events.subscribe(lambda e: e.type not in QUIET_EVENTS) as feed, \
+        with self.runtime.events.subscribe() as feed, \
                 Live(self.render(), console=self.console, auto_refresh=False) as live:
             while True:
                 event = await feed.get()
@@ -123,6 +128,12 @@ class LiveStatus:
                 live.update(self.render(), refresh=True)
 
     def _take(self, event: Event) -> None:
+        if event.type == "model.token" and event.task_id:
+            self.streaming[event.task_id] = (self.streaming.get(event.task_id, "")
+                                             + event.data.get("text", ""))[-200:]
+            return
+        if event.type == "model.call" and event.task_id:
+            self.streaming.pop(event.task_id, None)
         self.recent.append(event)
         if event.type == "task.state" and event.data.get("to") in ("done", "failed",
                                                                   "cancelled"):
