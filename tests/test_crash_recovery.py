@@ -49,6 +49,14 @@ def query(db: Path, sql: str) -> list[tuple[object, ...]]:
         return conn.execute(sql).fetchall()
 
 
+def started(db: Path) -> bool:
+    """Has a runtime recorded its run? (The file exists before its schema does.)"""
+    try:
+        return db.exists() and bool(query(db, "SELECT COUNT(*) FROM runs")[0][0])
+    except sqlite3.OperationalError:
+        return False
+
+
 def wait_for_steps(db: Path, minimum: int, deadline_s: float = 20.0) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
@@ -124,7 +132,7 @@ def test_task_queued_by_another_process_is_picked_up_while_running(tmp_path: Pat
                             stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
-        while not (db.exists() and query(db, "SELECT COUNT(*) FROM runs")[0][0]):
+        while not started(db):
             assert time.monotonic() < deadline, "runtime never started"
             time.sleep(0.05)
         queued = subprocess.run(wakeful(tmp_path, "start-task", "steady", "job from outside"),

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
-
-CALLING_TASK: ContextVar[str | None] = ContextVar("wakeful_calling_task", default=None)
-"""The id of the task a model call is made for (each task runs in its own asyncio task,
-so this is per task). Providers may use it for logs or per-task bookkeeping."""
 
 
 @dataclass(frozen=True, slots=True)

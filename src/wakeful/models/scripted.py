@@ -34,7 +34,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from wakeful.errors import ConfigError, ModelError
 from wakeful.models.base import (
-    CALLING_TASK,
     Completed,
     Message,
     Model,
@@ -46,6 +45,7 @@ from wakeful.models.base import (
     ToolSpec,
     Usage,
 )
+from wakeful.observe.context import CURRENT_TASK
 
 
 class ScriptedToolCall(BaseModel):
@@ -150,7 +150,7 @@ class ScriptedModel(Model):
         if latency:
             await asyncio.sleep(latency / 1000)
         if step.error is not None:
-            key = (CALLING_TASK.get() or instruction, index)
+            key = (CURRENT_TASK.get() or instruction, index)
             self._failures[key] += 1
             if step.fail_times == 0 or self._failures[key] <= step.fail_times:
                 raise ModelError(f"model {self.name!r}: {step.error}")

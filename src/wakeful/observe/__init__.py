@@ -1,5 +1,5 @@
-"""Events, traces, the inspector and replay."""
+"""Events, traces, the inspector and replay.
 
-from wakeful.observe.events import EventLog, Subscription
-
-__all__ = ["EventLog", "Subscription"]
+Import from the submodules (``wakeful.observe.events``...): this package is imported
+by the lowest layers (through ``observe.context``) and must not pull in the rest.
+"""

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from wakeful.observe.context import CURRENT_TRACE
 from wakeful.store.base import Store
 from wakeful.store.records import Event
 
@@ -82,7 +83,8 @@ class EventLog:
         """Record an event. ``persist=False`` is for high-rate transient events
         (streamed tokens) that live subscribers want but the log need not keep."""
         event = Event(type=type, agent=agent, task_id=task_id, data=data or {},
-                      run_id=self.run_id, correlation_id=correlation_id,
+                      run_id=self.run_id,
+                      correlation_id=correlation_id or CURRENT_TRACE.get(),
                       causation_id=causation_id)
         if persist and self.persist and self.store is not None:
             self.store.append_event(event)

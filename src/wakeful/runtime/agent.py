@@ -260,4 +260,8 @@ class AgentRunner:
 
 
 def new_task_record(agent: str, instruction: str, **fields: object) -> TaskRecord:
-    return TaskRecord(id=new_id("t"), agent=agent, instruction=instruction, **fields)  # type: ignore[arg-type]
+    """A new queued task; unless it joins another's trace, it starts its own."""
+    record = TaskRecord(id=new_id("t"), agent=agent, instruction=instruction,
+                        **fields)  # type: ignore[arg-type]
+    record.trace_id = record.trace_id or record.id
+    return record

@@ -21,6 +21,7 @@ import structlog
 from wakeful.errors import UnknownAgentError, UnknownTaskError, WakefulError
 from wakeful.ids import new_id
 from wakeful.models.registry import ModelRegistry
+from wakeful.observe.context import CURRENT_TASK, CURRENT_TRACE
 from wakeful.observe.events import EventLog
 from wakeful.project.definitions import AgentDefinition, StartupTask
 from wakeful.project.loader import Project
@@ -259,8 +260,15 @@ class Runtime:
         parent_id: str | None = None,
         attempt: int = 0,
         submit: bool = True,
+        trace_id: str | None = None,
+        cause_id: str | None = None,
     ) -> TaskRecord:
-        """Queue a task for ``agent``; it starts when the agent has a free slot."""
+        """Queue a task for ``agent``; it starts when the agent has a free slot.
+
+        Called from inside a task (a tool delegating work), the new task is linked to
+        the calling one: its parent and cause default to the caller, and it joins the
+        caller's trace, so the inspector can show the whole causal tree.
+        """
         runner = self.agent(agent)
         if not instruction.strip():
             raise WakefulError(f"task for agent {agent!r}: the instruction is empty")
@@ -268,13 +276,18 @@ class Runtime:
             raise WakefulError(f"task for agent {agent!r}: the instruction is "
                                f"{len(instruction)} characters; the limit is "
                                f"{MAX_INSTRUCTION_CHARS}")
+        caller = CURRENT_TASK.get()
+        parent_id = parent_id or caller
         record = new_task_record(agent, instruction, created_by=created_by,
-                                 parent_id=parent_id, attempt=attempt)
+                                 parent_id=parent_id, attempt=attempt,
+                                 cause_id=cause_id or parent_id)
+        record.trace_id = trace_id or CURRENT_TRACE.get() or record.trace_id
         self._known.add(record.id)
         await self.store.create_task(record)
         self.events.emit("task.created", agent=agent, task_id=record.id, data={
             "instruction": instruction[:500], "created_by": created_by,
-            "parent_id": parent_id})
+            "parent_id": parent_id}, correlation_id=record.trace_id,
+            causation_id=record.cause_id)
         if submit:
             runner.submit(record)
         return record

@@ -14,7 +14,8 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from wakeful.errors import ModelError
-from wakeful.models.base import CALLING_TASK, Completed, Message, ModelResponse, TextDelta
+from wakeful.models.base import Completed, Message, ModelResponse, TextDelta
+from wakeful.observe.context import CURRENT_TASK, CURRENT_TRACE
 from wakeful.runtime.context import ToolContext
 from wakeful.runtime.states import TaskState, check_task_transition
 from wakeful.store.records import TaskRecord
@@ -94,6 +95,8 @@ class TaskLoop:
 
     async def run(self) -> None:
         """Run to a final state; never raises except CancelledError."""
+        CURRENT_TASK.set(self.id)
+        CURRENT_TRACE.set(self.record.trace_id or self.id)
         try:
             await self._run()
         except TaskFailure as failure:
@@ -151,7 +154,6 @@ class TaskLoop:
         events = self.runtime.events
         started = time.perf_counter()
         response: ModelResponse | None = None
-        CALLING_TASK.set(self.id)
         try:
             async for item in self.agent.model.stream(self.messages, specs):
                 if isinstance(item, TextDelta):

@@ -41,10 +41,14 @@ MIGRATIONS: list[str] = [
         input_tokens INTEGER NOT NULL DEFAULT 0,
         output_tokens INTEGER NOT NULL DEFAULT 0,
         tool_calls INTEGER NOT NULL DEFAULT 0,
-        scratch TEXT
+        scratch TEXT,
+        trace_id TEXT,
+        cause_id TEXT
     );
     CREATE INDEX tasks_agent_state ON tasks(agent, state);
     CREATE INDEX tasks_state ON tasks(state);
+    CREATE INDEX tasks_trace ON tasks(trace_id);
+    CREATE INDEX tasks_parent ON tasks(parent_id);
     CREATE TABLE task_messages (
         task_id TEXT NOT NULL,
         seq INTEGER NOT NULL,
@@ -65,5 +69,6 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_agent ON events(agent, id);
     CREATE INDEX events_task ON events(task_id, id);
     CREATE INDEX events_type ON events(type, id);
+    CREATE INDEX events_correlation ON events(correlation_id, id);
     """,
 ]

@@ -39,6 +39,8 @@ class TaskRecord:
     output_tokens: int = 0
     tool_calls: int = 0
     scratch: str | None = None  # the task's private scratchpad, as JSON
+    trace_id: str | None = None  # root task of the causal tree this task belongs to
+    cause_id: str | None = None  # what started it: a parent task, a mail, a timer
 
 
 @dataclass(slots=True)
