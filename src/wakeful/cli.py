@@ -316,3 +316,6 @@ def main() -> None:
         with contextlib.suppress(Exception):
             err.print("interrupted")
         sys.exit(130)
+
+# Commands defined beside their features register themselves on `app`.
+from wakeful.observe import cli as _observe_cli  # noqa: E402,F401

@@ -40,6 +40,7 @@ log = structlog.get_logger("wakeful.runtime")
 
 MAX_INSTRUCTION_CHARS = 100_000
 USER_STOP = "stopped by a person"
+RUNTIME_STOP = "the runtime stopped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,11 @@ class Runtime:
             return
         self._started = False
         await asyncio.gather(*(agent.close() for agent in self.agents.values()))
+        # Record that agents are no longer running (not a person's stop: they start
+        # again with the next run). Paused and sleeping agents keep their state.
+        await asyncio.gather(*(agent.set_state(AgentState.STOPPED, RUNTIME_STOP)
+                               for agent in self.agents.values()
+                               if agent.state is AgentState.RUNNING))
         await self._scope.aclose()
         while self._running_services:
             await self._running_services.pop().stop()

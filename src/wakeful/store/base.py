@@ -67,6 +67,10 @@ class Store(abc.ABC):
         """How many tasks each agent has in each state."""
 
     @abc.abstractmethod
+    async def child_tasks(self, parent_ids: Iterable[str]) -> list[TaskRecord]:
+        """Tasks whose parent is one of ``parent_ids`` (oldest first)."""
+
+    @abc.abstractmethod
     async def save_step(
         self, task_id: str, first_seq: int, messages: Sequence[dict[str, Any]], **fields: Any
     ) -> None:
@@ -95,6 +99,10 @@ class Store(abc.ABC):
         agent: str | None = None,
         task_id: str | None = None,
         types: Iterable[str] | None = None,
+        type_prefix: str | None = None,
+        correlation_id: str | None = None,
         after_id: int = 0,
         limit: int = 1000,
-    ) -> list[Event]: ...
+        newest: bool = False,
+    ) -> list[Event]:
+        """Events in id order; ``newest`` picks the last ``limit`` (still in id order)."""

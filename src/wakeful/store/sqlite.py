@@ -289,6 +289,15 @@ class SQLiteStore(Store):
             "SELECT agent, state, COUNT(*) FROM tasks GROUP BY agent, state").fetchall())
         return {(r[0], TaskState(r[1])): r[2] for r in rows}
 
+    async def child_tasks(self, parent_ids: Iterable[str]) -> list[TaskRecord]:
+        wanted = list(parent_ids)
+        if not wanted:
+            return []
+        sql = (f"{_TASK_SELECT} WHERE parent_id IN ({', '.join('?' for _ in wanted)}) "
+               "ORDER BY created_at, id")
+        rows = await self.read(lambda c: c.execute(sql, wanted).fetchall())
+        return [_task_from_row(r) for r in rows]
+
     async def save_step(
         self, task_id: str, first_seq: int, messages: Sequence[dict[str, Any]], **fields: Any
     ) -> None:
@@ -338,11 +347,20 @@ class SQLiteStore(Store):
         agent: str | None = None,
         task_id: str | None = None,
         types: Iterable[str] | None = None,
+        type_prefix: str | None = None,
+        correlation_id: str | None = None,
         after_id: int = 0,
         limit: int = 1000,
+        newest: bool = False,
     ) -> list[Event]:
         clauses: list[str] = ["id > ?"]
         params: list[Any] = [after_id]
+        if type_prefix is not None:
+            clauses.append("type >= ? AND type < ?")
+            params.extend([type_prefix, type_prefix + "\U0010ffff"])
+        if correlation_id is not None:
+            clauses.append("correlation_id = ?")
+            params.append(correlation_id)
         if agent is not None:
             clauses.append("agent = ?")
             params.append(agent)
@@ -353,6 +371,9 @@ class SQLiteStore(Store):
             wanted = list(types)
             clauses.append(f"type IN ({', '.join('?' for _ in wanted)})")
             params.extend(wanted)
-        sql = f"{_EVENT_SELECT} WHERE {' AND '.join(clauses)} ORDER BY id LIMIT {int(limit)}"
+        order = "DESC" if newest else "ASC"
+        sql = (f"{_EVENT_SELECT} WHERE {' AND '.join(clauses)} ORDER BY id {order} "
+               f"LIMIT {int(limit)}")
         rows = await self.read(lambda c: c.execute(sql, params).fetchall())
-        return [_event_from_row(r) for r in rows]
+        events = [_event_from_row(r) for r in rows]
+        return events[::-1] if newest else events

@@ -1,0 +1,121 @@
+"""The inspector's questions, answered from the store alone.
+
+These work from any process (the CLI beside a running runtime, or after it died),
+because everything they need is in the store: tasks with their parent/trace links and
+the event log. They are the "why" behind ``wakeful inspect`` and ``wakeful why``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from wakeful.errors import UnknownTaskError
+from wakeful.project.definitions import AgentDefinition
+from wakeful.runtime.states import AgentState, TaskState
+from wakeful.store.base import Store
+from wakeful.store.records import AgentRecord, Event, TaskRecord
+
+# Events worth showing inside a causal tree (the rest is in `wakeful trace`).
+NOTABLE = ("task.failed", "task.retry_scheduled", "task.recovered", "tool.error",
+           "tool.refused", "tool.invalid_args", "model.error", "mail.", "lock.", "resource.",
+           "budget.")
+MAX_TREE_TASKS = 500
+
+
+@dataclass
+class TaskNode:
+    task: TaskRecord
+    events: list[Event] = field(default_factory=list)
+    children: list[TaskNode] = field(default_factory=list)
+
+
+async def causal_tree(store: Store, task_id: str) -> TaskNode:
+    """The task, the notable things it did, and every task it caused, recursively."""
+    root_task = await store.get_task(task_id)
+    if root_task is None:
+        raise UnknownTaskError(task_id)
+    root = TaskNode(root_task)
+    nodes = {task_id: root}
+    frontier = [task_id]
+    while frontier and len(nodes) < MAX_TREE_TASKS:
+        children = await store.child_tasks(frontier)
+        frontier = []
+        for child in children:
+            if child.id in nodes:
+                continue
+            node = TaskNode(child)
+            nodes[child.id] = node
+            if child.parent_id in nodes:
+                nodes[child.parent_id].children.append(node)
+            frontier.append(child.id)
+    for node in nodes.values():
+        events = await store.query_events(task_id=node.task.id, limit=10_000)
+        node.events = [e for e in events if e.type.startswith(NOTABLE)]
+    return root
+
+
+@dataclass(frozen=True)
+class Blocker:
+    task_id: str | None
+    what: str
+
+
+@dataclass
+class Explanation:
+    agent: str
+    state: AgentState
+    reason: str
+    blockers: list[Blocker]
+    running: list[str]
+
+
+def _ago(ts: float) -> str:
+    seconds = max(0.0, time.time() - ts)
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+async def why_agent(store: Store, definition: AgentDefinition,
+                    record: AgentRecord | None) -> Explanation:
+    """Why this agent is (or is not) working right now, task by task."""
+    state = record.state if record else AgentState.CREATED
+    reason = record.reason if record else "never started"
+    tasks = await store.list_tasks(
+        agent=definition.name,
+        states=[TaskState.QUEUED, TaskState.RUNNING, TaskState.WAITING])
+    active = [t for t in tasks if t.state is not TaskState.QUEUED]
+    blockers: list[Blocker] = []
+    running: list[str] = []
+    for task in tasks:
+        if task.state is TaskState.RUNNING:
+            last = await store.query_events(task_id=task.id, limit=1, newest=True)
+            activity = f"{last[0].type} {_ago(last[0].ts)}" if last else "no activity yet"
+            running.append(f"{task.id} at step {task.step}; last: {activity}")
+        elif task.state is TaskState.WAITING:
+            changes = await store.query_events(task_id=task.id, types=["task.state"],
+                                               limit=1, newest=True)
+            on = changes[0].data.get("reason", "unknown") if changes else "unknown"
+            since = _ago(changes[0].ts) if changes else ""
+            blockers.append(Blocker(task.id, f"waiting on {on} (since {since})"))
+        elif state is not AgentState.RUNNING:
+            blockers.append(Blocker(task.id, f"queued: the agent is {state.value}"))
+        elif len(active) >= definition.max_concurrent_tasks:
+            blockers.append(Blocker(task.id, "queued: no free slot ("
+                                    f"{len(active)}/{definition.max_concurrent_tasks} "
+                                    "tasks running)"))
+        else:
+            retry = await store.query_events(task_id=task.id, types=["task.retry_scheduled"],
+                                             limit=1, newest=True)
+            if retry and retry[0].ts + float(retry[0].data.get("delay_s", 0)) > time.time():
+                blockers.append(Blocker(task.id, "queued: waiting out a retry backoff "
+                                        f"({retry[0].data.get('delay_s')}s)"))
+            else:
+                blockers.append(Blocker(task.id, "queued: starts when the runtime runs"))
+    if state in (AgentState.PAUSED, AgentState.SLEEPING, AgentState.STOPPED,
+                 AgentState.FAILED) and not blockers:
+        blockers.append(Blocker(None, f"the agent is {state.value}: {reason}"))
+    return Explanation(definition.name, state, reason, blockers, running)

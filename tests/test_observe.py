@@ -1,0 +1,193 @@
+"""Causal links between tasks, and the inspector's answers (trace, inspect, why)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from typer.testing import CliRunner
+
+from wakeful.cli import app
+from wakeful.observe.inspect import causal_tree, why_agent
+from wakeful.project.definitions import AgentDefinition
+from wakeful.runtime.context import ToolContext
+from wakeful.runtime.states import AgentState, TaskState
+from wakeful.store.records import Event
+from wakeful.store.sqlite import SQLiteStore
+from wakeful.tools.registry import tool
+
+if TYPE_CHECKING:
+    from conftest import AgentFactory, EventQuery, RuntimeFactory, ScriptFactory, WaitUntil
+
+
+@tool
+async def hand_off(ctx: ToolContext, agent: str, instruction: str) -> str:
+    """Start a task on another agent (a stand-in for delegation)."""
+    record = await ctx.runtime.create_task(agent, instruction, created_by=ctx.agent)
+    return record.id
+
+
+def chain_agents(agent_def: AgentFactory) -> list[AgentDefinition]:
+    return [agent_def("a", model="first", tools=["hand_off"]),
+            agent_def("b", model="second", tools=["hand_off"]),
+            agent_def("c", model="last")]
+
+
+async def test_delegation_chain_links_tasks_and_events_across_three_agents(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    events: EventQuery, wait_until: WaitUntil,
+) -> None:
+    models = {
+        "first": script([{"tool_calls": [{"tool": "hand_off",
+                                          "args": {"agent": "b", "instruction": "part B"}}]},
+                         {"say": "a done"}]),
+        "second": script([{"tool_calls": [{"tool": "hand_off",
+                                           "args": {"agent": "c", "instruction": "part C"}}]},
+                          {"say": "b done"}]),
+        "last": script([{"say": "c done"}]),
+    }
+    rt = await make_runtime(chain_agents(agent_def), models, tools=[hand_off])
+    root = await rt.create_task("a", "the whole job")
+    await rt.wait_idle(5)
+
+    tasks = {t.agent: t for t in await rt.store.list_tasks()}
+    assert set(tasks) == {"a", "b", "c"}
+    assert tasks["a"].parent_id is None and tasks["a"].trace_id == root.id
+    assert tasks["b"].parent_id == root.id and tasks["b"].cause_id == root.id
+    assert tasks["c"].parent_id == tasks["b"].id
+    assert {t.trace_id for t in tasks.values()} == {root.id}
+    assert tasks["c"].created_by == "b"
+
+    # Every event the three tasks recorded carries the root's trace.
+    traced = await events(rt, correlation_id=root.id)
+    assert {e.task_id for e in traced} == {t.id for t in tasks.values()}
+    created_c = [e for e in traced if e.type == "task.created" and e.task_id == tasks["c"].id]
+    assert created_c[0].causation_id == tasks["b"].id
+
+    tree = await causal_tree(rt.store, root.id)
+    assert tree.task.id == root.id
+    assert [n.task.agent for n in tree.children] == ["b"]
+    assert [n.task.agent for n in tree.children[0].children] == ["c"]
+
+
+async def test_independent_tasks_have_separate_traces(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+) -> None:
+    rt = await make_runtime([agent_def("w")], {"m": script([{"say": "ok"}])})
+    one = await rt.create_task("w", "one")
+    two = await rt.create_task("w", "two")
+    await rt.wait_idle(5)
+    assert one.trace_id == one.id and two.trace_id == two.id
+    assert (await rt.get_task(two.id)).parent_id is None
+
+
+async def test_causal_tree_shows_where_it_failed(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+) -> None:
+    models = {"first": script([{"tool_calls": [{"tool": "hand_off",
+                                                "args": {"agent": "c", "instruction": "x"}}]},
+                               {"say": "a done"}]),
+              "last": script([{"error": "provider down"}])}
+    agents = [agent_def("a", model="first", tools=["hand_off"]),
+              agent_def("c", model="last", policy="never")]
+    rt = await make_runtime(agents, models, tools=[hand_off])
+    root = await rt.create_task("a", "job")
+    await rt.wait_idle(5)
+    tree = await causal_tree(rt.store, root.id)
+    child = tree.children[0]
+    assert child.task.state is TaskState.FAILED and child.task.error_kind == "model"
+    assert [e.type for e in child.events] == ["model.error", "task.failed"]
+    assert "provider down" in child.events[-1].data["error"]
+
+
+async def test_why_explains_each_kind_of_blocked_task(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    wait_until: WaitUntil,
+) -> None:
+    slow = script([{"say": "step", "tool_calls": [{"tool": "current_time"}]},
+                   {"say": "done"}], latency_ms=300)
+    definition = agent_def("w", tools=["current_time"], max_concurrent_tasks=1)
+    rt = await make_runtime([definition], {"m": slow})
+    first = await rt.create_task("w", "first")
+    second = await rt.create_task("w", "second")
+    async def stored_state(task_id: str) -> TaskState:
+        record = await rt.store.get_task(task_id)
+        assert record is not None
+        return record.state
+
+    async def first_is(state: TaskState) -> bool:
+        return await stored_state(first.id) is state
+
+    await wait_until(lambda: first_is(TaskState.RUNNING), what="first task running")
+
+    saved = (await rt.store.load_agents())["w"]
+    answer = await why_agent(rt.store, definition, saved)
+    assert answer.state is AgentState.RUNNING
+    assert [b.task_id for b in answer.blockers] == [second.id]
+    assert "no free slot (1/1 tasks running)" in answer.blockers[0].what
+    assert answer.running and answer.running[0].startswith(first.id)
+
+    await rt.pause_agent("w")
+    await wait_until(lambda: first_is(TaskState.WAITING), what="first task held at the pause")
+    answer = await why_agent(rt.store, definition, (await rt.store.load_agents())["w"])
+    whats = {b.task_id: b.what for b in answer.blockers}
+    assert whats[first.id].startswith("waiting on agent paused")
+    assert whats[second.id] == "queued: the agent is paused"
+    assert answer.reason == "paused by a person"
+    await rt.resume_agent("w")
+    await rt.wait_idle(5)
+    answer = await why_agent(rt.store, definition, (await rt.store.load_agents())["w"])
+    assert answer.blockers == [] and answer.running == []
+
+
+def test_cli_inspect_why_and_trace(tmp_path: Path) -> None:
+    runner = CliRunner()
+    folder = tmp_path / "team"
+    assert runner.invoke(app, ["demo", str(folder)]).exit_code == 0
+    result = runner.invoke(app, ["tasks", "-p", str(folder), "--agent", "coordinator"])
+    task_id = result.stdout.split("t_", 1)[1].split()[0]
+    inspected = runner.invoke(app, ["inspect", f"t_{task_id}", "-p", str(folder)])
+    assert inspected.exit_code == 0 and f"t_{task_id}" in inspected.stdout
+    assert "coordinator done" in inspected.stdout
+    why = runner.invoke(app, ["why", "writer", "-p", str(folder)])
+    assert why.exit_code == 0
+    assert "writer is stopped (the runtime stopped)" in why.stdout
+    assert "the agent is stopped: the runtime stopped" in why.stdout
+    traced = runner.invoke(app, ["trace", "-p", str(folder), "--type", "task.state",
+                                 "--agent", "writer", "--last", "100"])
+    assert traced.exit_code == 0
+    lines = [line for line in traced.stdout.splitlines() if line.strip()]
+    assert lines and all("writer" in line and "task.state" in line for line in lines)
+    assert sum("running → done" in line for line in lines) == 2
+    unknown = runner.invoke(app, ["why", "ghost", "-p", str(folder)])
+    assert unknown.exit_code == 1 and "unknown agent 'ghost'" in unknown.stderr
+    missing = runner.invoke(app, ["inspect", "t_nope", "-p", str(folder)])
+    assert missing.exit_code == 1 and "unknown task 't_nope'" in missing.stderr
+
+
+async def test_trace_follow_prints_events_recorded_by_another_process(tmp_path: Path) -> None:
+    (tmp_path / "wakeful.yaml").write_text("name: t\n")
+    store = SQLiteStore(tmp_path / "wakeful.db")
+    await store.open()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wakeful", "trace", "-f", "--interval", "0.05",
+        "--type", "custom.", "-p", str(tmp_path),
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, "COLUMNS": "200"})
+    try:
+        await asyncio.sleep(0.5)
+        store.append_event(Event(type="other.thing", agent="x"))
+        store.append_event(Event(type="custom.ping", agent="someone", data={"n": 1}))
+        await store.flush()
+        assert proc.stdout is not None
+        line = ""
+        async with asyncio.timeout(10):
+            while "custom.ping" not in line:
+                line = (await proc.stdout.readline()).decode()
+        assert "someone" in line and "n=1" in line
+    finally:
+        proc.terminate()
+        await proc.wait()
+        await store.close()
