@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -92,8 +92,39 @@ def init(
               f"Run it: [bold]wakeful run -p {folder} --until-idle[/]")
 
 
-async def serve_runtime(project: Project, until_idle: bool, plain: bool) -> Runtime:
+@contextlib.contextmanager
+def observed(runtime: Runtime, log_json: Path | None) -> Iterator[None]:
+    """Attach the optional sinks: JSON logs to a file, OpenTelemetry spans over OTLP."""
+    with contextlib.ExitStack() as stack:
+        if log_json is not None:
+            from wakeful.observe.logs import install_logs
+
+            stream = stack.enter_context(log_json.open("a", encoding="utf-8"))
+            install_logs(runtime.events, stream)
+        from wakeful.observe.context import tracing_requested
+
+        if tracing_requested():
+            try:
+                from wakeful.observe.otel import install_tracing
+            except ImportError:
+                raise WakefulError("tracing is requested (OTEL_EXPORTER_OTLP_ENDPOINT is set) "
+                                   "but OpenTelemetry is not installed: "
+                                   "pip install 'wakeful[otel]'") from None
+            provider, builder = install_tracing(runtime.events)
+            stack.callback(provider.shutdown)
+            stack.callback(builder.close)
+        yield
+
+
+async def serve_runtime(project: Project, until_idle: bool, plain: bool,
+                        log_json: Path | None = None) -> Runtime:
     runtime = Runtime.from_project(project)
+    with observed(runtime, log_json):
+        await _serve(runtime, until_idle, plain)
+    return runtime
+
+
+async def _serve(runtime: Runtime, until_idle: bool, plain: bool) -> None:
     await runtime.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -114,7 +145,6 @@ async def serve_runtime(project: Project, until_idle: bool, plain: bool) -> Runt
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await runtime.stop()
-    return runtime
 
 
 async def summarize(project: Project) -> list[TaskRecord]:
@@ -129,13 +159,18 @@ def run(
     plain: Annotated[bool | None, typer.Option(
         "--plain/--live", help="One line per event instead of the live view.",
         show_default="plain when not a terminal")] = None,
+    log_json: Annotated[Path | None, typer.Option(
+        help="Also write every event as a JSON log line to this file.")] = None,
 ) -> None:
-    """Start the runtime for a project: agents run until you press Ctrl-C."""
+    """Start the runtime for a project: agents run until you press Ctrl-C.
+
+    Set OTEL_EXPORTER_OTLP_ENDPOINT to export traces (pip install 'wakeful[otel]').
+    """
     loaded = open_project(project)
     use_plain = plain if plain is not None else not out.is_terminal
     out.print(f"Running [bold]{loaded.config.name}[/] with {len(loaded.agents)} agents "
               f"(store: {loaded.store_path()}). Ctrl-C stops.", highlight=False)
-    run_async(lambda: serve_runtime(loaded, until_idle, use_plain))
+    run_async(lambda: serve_runtime(loaded, until_idle, use_plain, log_json))
     tasks = run_async(lambda: summarize(loaded))
     print_summary(tasks)
 
@@ -162,7 +197,7 @@ def demo(
         copy_example(folder)
     for suffix in ("", "-wal", "-shm"):
         (folder / f"wakeful.db{suffix}").unlink(missing_ok=True)
-    run(project=folder, until_idle=True, plain=None)
+    run(project=folder, until_idle=True, plain=None, log_json=None)
 
 
 def _process_alive(pid: int) -> bool:

@@ -17,6 +17,7 @@ from wakeful.store.base import Store
 from wakeful.store.records import Event
 
 EventFilter = Callable[[Event], bool]
+Listener = Callable[[Event], None]
 
 
 class Subscription:
@@ -67,6 +68,8 @@ class EventLog:
         self.store = store
         self.run_id = run_id
         self._subscribers: set[Subscription] = set()
+        self._listeners: list[Listener] = []
+        self.listener_errors = 0
         self.persist = True
 
     def emit(
@@ -90,7 +93,22 @@ class EventLog:
             self.store.append_event(event)
         for subscriber in tuple(self._subscribers):
             subscriber._offer(event)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # a broken sink must never break the work it watches
+                self.listener_errors += 1
         return event
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` synchronously for every event (sinks: traces, logs).
+
+        With no listeners there is no cost; each one should be quick and must not block.
+        """
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
 
     def subscribe(self, predicate: EventFilter | None = None, maxsize: int = 10_000
                   ) -> Subscription:

@@ -138,8 +138,10 @@ class TaskLoop:
                 await self._commit(new, response, final=True)
                 return
             for call in reply.tool_calls:
+                started = time.perf_counter()
                 outcome = await self.runtime.tools.call(self.ctx, allowed, call)
-                self._record_tool(call.name, call.arguments, outcome)
+                self._record_tool(call.name, call.arguments, outcome,
+                                  (time.perf_counter() - started) * 1000)
                 tool_message = Message(role="tool", content=outcome.content,
                                        tool_call_id=call.id, name=call.name)
                 self.messages.append(tool_message)
@@ -177,13 +179,14 @@ class TaskLoop:
         })
         return response
 
-    def _record_tool(self, name: str, arguments: str, outcome: Any) -> None:
+    def _record_tool(self, name: str, arguments: str, outcome: Any, latency_ms: float) -> None:
         kind = outcome.error_kind
         event_type = {None: "tool.call", "unknown": "tool.refused", "forbidden": "tool.refused",
                       "invalid_json": "tool.invalid_args", "invalid_args": "tool.invalid_args",
                       "error": "tool.error"}[kind]
         data: dict[str, Any] = {"tool": name, "arguments": arguments[:_RESULT_EXCERPT],
-                                "ok": outcome.ok, "result": outcome.content[:_RESULT_EXCERPT]}
+                                "ok": outcome.ok, "result": outcome.content[:_RESULT_EXCERPT],
+                                "latency_ms": round(latency_ms, 3)}
         if kind is not None:
             data["reason"] = kind
         if outcome.traceback:
