@@ -111,3 +111,33 @@ def why(
         out.print(f"  {prefix}{blocker.what}", highlight=False)
     if not answer.running and not answer.blockers:
         out.print("  nothing to do: no queued, running or waiting tasks")
+
+
+@app.command()
+def replay(
+    run_id: Annotated[str | None, typer.Argument(help="The run to replay (default: the last).")
+                      ] = None,
+    project: ProjectOption = Path("."),
+    keep: Annotated[Path | None, typer.Option(
+        help="Keep the replayed store in this folder, to inspect it with the same task ids.")
+    ] = None,
+) -> None:
+    """Re-run a recorded run offline without a model; compare its final state."""
+    from wakeful.observe.replay import replay as replay_run
+
+    loaded = open_project(project)
+    result = run_async(lambda: replay_run(loaded, run_id, keep))
+    out.print(f"Replayed run [bold]{result.run_id}[/]: {len(result.recorded)} recorded tasks, "
+              f"{len(result.replayed)} replayed.", highlight=False)
+    if result.identical:
+        out.print("[green]Same final state:[/] every task ended as recorded.")
+    else:
+        out.print(f"[red]Diverged in {len(result.differences)} places:[/]")
+        for d in result.differences:
+            out.print(f"  {d.task_id} {d.field}: recorded {clip(str(d.recorded), 60)!r}, "
+                      f"replayed {clip(str(d.replayed), 60)!r}", highlight=False)
+    if result.store_path is not None:
+        out.print(f"Replayed store: {result.store_path} (inspect it with 'wakeful trace' "
+                  "or 'wakeful inspect' on a project pointing at it).", highlight=False)
+    if not result.identical:
+        raise typer.Exit(1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import structlog
@@ -83,6 +83,8 @@ class Runtime:
         self._known: set[str] = set()
         self._started = False
         self.services: list[Service] = list(services)
+        # Chooses the id of each new task (replay reuses the recorded ids); None: fresh ids.
+        self.task_ids: Callable[[TaskRecord], str] | None = None
         self._running_services: list[Service] = []
 
     def add_service(self, service: Service) -> None:
@@ -288,6 +290,9 @@ class Runtime:
                                  parent_id=parent_id, attempt=attempt,
                                  cause_id=cause_id or parent_id)
         record.trace_id = trace_id or CURRENT_TRACE.get() or record.trace_id
+        if self.task_ids is not None:
+            record.id = self.task_ids(record)
+            record.trace_id = trace_id or CURRENT_TRACE.get() or record.id
         self._known.add(record.id)
         await self.store.create_task(record)
         self.events.emit("task.created", agent=agent, task_id=record.id, data={

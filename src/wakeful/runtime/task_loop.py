@@ -165,7 +165,8 @@ class TaskLoop:
                     response = item.response
         except ModelError as exc:
             events.emit("model.error", agent=self.agent.name, task_id=self.id,
-                        data={"error": str(exc), "model": self.agent.model.name})
+                        data={"error": str(exc), "model": self.agent.model.name,
+                              "step": self.record.step})
             raise
         if response is None:
             raise ModelError(f"model {self.agent.model.name!r} ended its stream without a reply")
