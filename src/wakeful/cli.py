@@ -308,6 +308,15 @@ def start_task(
     out.print(f"Queued task [bold]{record.id}[/] for {agent}.", highlight=False)
 
 
+def _register_commands() -> None:
+    from wakeful.resources.cli import register as register_resources
+
+    register_resources(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

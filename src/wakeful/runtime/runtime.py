@@ -24,6 +24,7 @@ from wakeful.models.registry import ModelRegistry
 from wakeful.observe.events import EventLog
 from wakeful.project.definitions import AgentDefinition, StartupTask
 from wakeful.project.loader import Project
+from wakeful.resources.manager import ResourceManager
 from wakeful.runtime.agent import AgentRunner, new_task_record
 from wakeful.runtime.scope import TaskScope
 from wakeful.runtime.service import Service
@@ -64,6 +65,7 @@ class Runtime:
         startup_tasks: Iterable[StartupTask] = (),
         poll_interval_s: float = 0.5,
         services: Iterable[Service] = (),
+        resources: ResourceManager | None = None,
     ) -> None:
         self.store = store
         self.models = models
@@ -80,7 +82,9 @@ class Runtime:
         self._settled: dict[str, list[asyncio.Future[TaskRecord]]] = {}
         self._known: set[str] = set()
         self._started = False
-        self.services: list[Service] = list(services)
+        # Shared resources (auto-pause, locks, the workspace); started first, stopped last.
+        self.resources = resources if resources is not None else ResourceManager()
+        self.services: list[Service] = [self.resources, *services]
         self._running_services: list[Service] = []
 
     def add_service(self, service: Service) -> None:
@@ -99,6 +103,7 @@ class Runtime:
             default_model=config.default_model,
             startup_tasks=config.startup_tasks,
             poll_interval_s=config.poll_interval_s,
+            resources=ResourceManager(project.workspace_path, config.resources),
         )
 
     # lifecycle of the whole runtime --------------------------------------
