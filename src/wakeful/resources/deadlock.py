@@ -88,8 +88,9 @@ def victim_of(cycle: list[Edge]) -> Owner:
 
 
 def describe_cycle(cycle: list[Edge], victim: Owner) -> str:
-    """``deadlock: task B (agent y) waits for file:a held by task A (agent x), which
-    waits for file:b held by task B (agent y)``, told from the victim's point of view."""
+    """``deadlock: task B (agent y) waits for file:a held by task A (agent x) with a
+    write lock (token 1), which waits for file:b held by task B (agent y) with a write
+    lock (token 2)``, told from the victim's point of view."""
     start = next(i for i, e in enumerate(cycle) if e.waiter == victim)
     ordered = cycle[start:] + cycle[:start]
     parts = [f"{ordered[0].waiter} waits for {ordered[0].blocker.describe()}"]

@@ -117,7 +117,8 @@ class LocksView:
         return {
             "locks": [describe_lock(lock, self.now) for lock in self.locks],
             "waiting": [describe_waiter(w, self.now) for w in self.waiters],
-            "auto_pause": [{"resource": str(r.resource), "mode": r.mode.value,
+            # short operations in progress here, and requests queued in this runtime
+            "operations": [{"resource": str(r.resource), "mode": r.mode.value,
                             "task_id": r.owner.task_id, "agent": r.owner.agent,
                             "kind": r.kind, "state": "holding" if r.granted else "waiting",
                             "for_s": age(r.since)}

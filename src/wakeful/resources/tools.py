@@ -271,7 +271,7 @@ async def list_locks(
         def keep(item: dict[str, Any]) -> bool:
             return manager.kinds.canonical(item["resource"]).overlaps(wanted)
 
-        for part in ("locks", "waiting", "auto_pause"):
+        for part in ("locks", "waiting", "operations"):
             shown[part] = [item for item in shown[part] if keep(item)]
     return shown
 

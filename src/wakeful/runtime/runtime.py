@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -24,7 +25,6 @@ from wakeful.models.registry import ModelRegistry
 from wakeful.observe.events import EventLog
 from wakeful.project.definitions import AgentDefinition, StartupTask
 from wakeful.project.loader import Project
-from wakeful.resources.manager import ResourceManager
 from wakeful.runtime.agent import AgentRunner, new_task_record
 from wakeful.runtime.scope import TaskScope
 from wakeful.runtime.service import Service
@@ -35,6 +35,9 @@ from wakeful.store.records import AgentRecord, RunRecord, TaskRecord
 from wakeful.store.sqlite import SQLiteStore
 from wakeful.tools.builtin import default_tools
 from wakeful.tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from wakeful.resources.manager import ResourceManager
 
 log = structlog.get_logger("wakeful.runtime")
 
@@ -83,7 +86,11 @@ class Runtime:
         self._known: set[str] = set()
         self._started = False
         # Shared resources (auto-pause, locks, the workspace); started first, stopped last.
-        self.resources = resources if resources is not None else ResourceManager()
+        if resources is None:
+            from wakeful.resources.manager import ResourceManager
+
+            resources = ResourceManager()
+        self.resources: ResourceManager = resources
         self.services: list[Service] = [self.resources, *services]
         self._running_services: list[Service] = []
 
@@ -94,6 +101,8 @@ class Runtime:
 
     @classmethod
     def from_project(cls, project: Project, *, tools: ToolRegistry | None = None) -> Runtime:
+        from wakeful.resources.manager import ResourceManager
+
         config = project.config
         return cls(
             store=SQLiteStore(project.store_path(), config.store.synchronous),
