@@ -14,6 +14,7 @@ from wakeful.errors import (
 )
 from wakeful.models import Message, Model, ModelRegistry, ScriptedModel
 from wakeful.project import AgentDefinition, Project, load_project
+from wakeful.resources import Access
 from wakeful.runtime import AgentState, Runtime, TaskState, ToolContext
 from wakeful.store import SQLiteStore, Store
 from wakeful.tools import Tool, ToolRegistry, tool
@@ -21,6 +22,7 @@ from wakeful.tools import Tool, ToolRegistry, tool
 __version__ = "0.1.0"
 
 __all__ = [
+    "Access",
     "AgentDefinition",
     "AgentState",
     "ConfigError",

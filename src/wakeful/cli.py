@@ -343,6 +343,18 @@ def start_task(
     out.print(f"Queued task [bold]{record.id}[/] for {agent}.", highlight=False)
 
 
+def _register_commands() -> None:
+    """Commands defined beside their features (they import this module's helpers)."""
+    from wakeful.observe.cli import register as register_inspector
+    from wakeful.resources.cli import register as register_resources
+
+    register_inspector(app)
+    register_resources(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
@@ -351,6 +363,3 @@ def main() -> None:
         with contextlib.suppress(Exception):
             err.print("interrupted")
         sys.exit(130)
-
-# Commands defined beside their features register themselves on `app`.
-from wakeful.observe import cli as _observe_cli  # noqa: E402,F401

@@ -52,6 +52,14 @@ def describe_event(event: Event) -> str:
         return f"{data.get('tool')}({clip(data.get('arguments'), 40)}) → {clip(data.get('result'))}"
     if event.type == "task.created":
         return clip(data.get("instruction"), 70)
+    if event.type == "resource.deadlock":
+        return clip(data.get("message"), 200)
+    if event.type.startswith("resource."):
+        shown = [f"{key} {data[key]}" for key in ("mode", "kind", "token", "waited_ms",
+                                                  "reason") if data.get(key) is not None]
+        blocked = data.get("blocked_by") or []
+        text = f"{data.get('resource', '')}  {', '.join(shown)}"
+        return clip(text + (f"  ({blocked[0]})" if blocked else ""), 130)
     return clip(", ".join(f"{k}={v}" for k, v in data.items() if k != "traceback"), 90)
 
 
@@ -60,8 +68,8 @@ def event_line(event: Event) -> Text:
     line = Text(f"{stamp} ")
     line.append(f"{event.agent or '-':<12} ", style="bold")
     line.append(f"{event.task_id or '':<22} ", style="dim")
-    style = "red" if ("fail" in event.type or "error" in event.type
-                      or "crash" in event.type or "refused" in event.type) else "magenta"
+    style = "red" if any(word in event.type for word in (
+        "fail", "error", "crash", "refused", "deadlock", "timeout", "stale")) else "magenta"
     line.append(f"{event.type:<18} ", style=style)
     line.append(describe_event(event))
     return line

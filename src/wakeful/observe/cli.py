@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.tree import Tree
+from typer import Typer
 
-from wakeful.cli import ProjectOption, app, fail, open_project, out, run_async, with_store
+from wakeful.cli import ProjectOption, fail, open_project, out, run_async, with_store
 from wakeful.console import clip, event_line, styled
 from wakeful.errors import WakefulError
 from wakeful.observe.inspect import Explanation, TaskNode, causal_tree, why_agent
@@ -17,7 +18,6 @@ from wakeful.store.records import Event
 from wakeful.store.sqlite import SQLiteStore
 
 
-@app.command()
 def trace(
     project: ProjectOption = Path("."),
     agent: Annotated[str | None, typer.Option(help="Only this agent's events.")] = None,
@@ -77,7 +77,6 @@ def _render(node: TaskNode, tree: Tree | None = None) -> Tree:
     return branch
 
 
-@app.command()
 def inspect(
     task_id: Annotated[str, typer.Argument(help="The task to inspect.")],
     project: ProjectOption = Path("."),
@@ -88,7 +87,6 @@ def inspect(
     out.print(_render(root))
 
 
-@app.command()
 def why(
     agent: Annotated[str, typer.Argument(help="The agent to explain.")],
     project: ProjectOption = Path("."),
@@ -113,7 +111,6 @@ def why(
         out.print("  nothing to do: no queued, running or waiting tasks")
 
 
-@app.command()
 def replay(
     run_id: Annotated[str | None, typer.Argument(help="The run to replay (default: the last).")
                       ] = None,
@@ -141,3 +138,9 @@ def replay(
                   "or 'wakeful inspect' on a project pointing at it).", highlight=False)
     if not result.identical:
         raise typer.Exit(1)
+
+
+def register(app: Typer) -> None:
+    """Add the inspector's commands to the ``wakeful`` app."""
+    for command in (trace, inspect, why, replay):
+        app.command()(command)

@@ -3,6 +3,7 @@
 from wakeful.project.definitions import (
     AgentDefinition,
     ProjectConfig,
+    ResourcesConfig,
     RestartPolicy,
     ScheduleEntry,
     StartupTask,
@@ -13,6 +14,7 @@ __all__ = [
     "AgentDefinition",
     "Project",
     "ProjectConfig",
+    "ResourcesConfig",
     "RestartPolicy",
     "ScheduleEntry",
     "StartupTask",

@@ -124,6 +124,26 @@ class StoreConfig(_Strict):
     synchronous: Literal["normal", "full"] = "normal"
 
 
+class ResourcesConfig(_Strict):
+    """Shared resources: how long short operations may auto-pause, and lock leases."""
+
+    # A short operation on a busy resource waits at most this long, then fails clearly.
+    auto_pause_timeout_s: float = Field(default=30.0, gt=0)
+    default_lease_s: float = Field(default=60.0, gt=0)
+    max_lease_s: float = Field(default=3600.0, gt=0)
+    # The longest an acquire_lock call may ask to wait.
+    max_lock_wait_s: float = Field(default=600.0, ge=0)
+    # How often a waiter rechecks the store for locks freed by other processes.
+    poll_interval_s: float = Field(default=0.25, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_bounds(self) -> ResourcesConfig:
+        if self.default_lease_s > self.max_lease_s:
+            raise ValueError(f"default_lease_s ({self.default_lease_s}) is larger than "
+                             f"max_lease_s ({self.max_lease_s})")
+        return self
+
+
 class ProjectConfig(_Strict):
     """``wakeful.yaml``: the project as a whole."""
 
@@ -131,6 +151,9 @@ class ProjectConfig(_Strict):
     default_model: str = "scripted"
     agents_dir: str = "agents"
     scripts_dir: str = "scripts"
+    # The folder file tools work in (relative to the project); they cannot leave it.
+    workspace: str = Field(default="workspace", min_length=1)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     startup_tasks: list[StartupTask] = Field(default_factory=list)
     poll_interval_s: float = Field(default=0.5, gt=0)

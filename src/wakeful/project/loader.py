@@ -139,6 +139,11 @@ class Project:
     def scripts_dir(self) -> Path:
         return self.root / self.config.scripts_dir
 
+    @property
+    def workspace_path(self) -> Path:
+        path = Path(self.config.workspace)
+        return path if path.is_absolute() else self.root / path
+
     def agent(self, name: str) -> AgentDefinition:
         try:
             return self.agents[name]

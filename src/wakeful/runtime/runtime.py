@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -35,6 +36,9 @@ from wakeful.store.records import AgentRecord, RunRecord, TaskRecord
 from wakeful.store.sqlite import SQLiteStore
 from wakeful.tools.builtin import default_tools
 from wakeful.tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from wakeful.resources.manager import ResourceManager
 
 log = structlog.get_logger("wakeful.runtime")
 
@@ -66,6 +70,7 @@ class Runtime:
         startup_tasks: Iterable[StartupTask] = (),
         poll_interval_s: float = 0.5,
         services: Iterable[Service] = (),
+        resources: ResourceManager | None = None,
     ) -> None:
         self.store = store
         self.models = models
@@ -82,7 +87,13 @@ class Runtime:
         self._settled: dict[str, list[asyncio.Future[TaskRecord]]] = {}
         self._known: set[str] = set()
         self._started = False
-        self.services: list[Service] = list(services)
+        # Shared resources (auto-pause, locks, the workspace); started first, stopped last.
+        if resources is None:
+            from wakeful.resources.manager import ResourceManager
+
+            resources = ResourceManager()
+        self.resources: ResourceManager = resources
+        self.services: list[Service] = [self.resources, *services]
         # Chooses the id of each new task (replay reuses the recorded ids); None: fresh ids.
         self.task_ids: Callable[[TaskRecord], str] | None = None
         self._running_services: list[Service] = []
@@ -94,6 +105,8 @@ class Runtime:
 
     @classmethod
     def from_project(cls, project: Project, *, tools: ToolRegistry | None = None) -> Runtime:
+        from wakeful.resources.manager import ResourceManager
+
         config = project.config
         return cls(
             store=SQLiteStore(project.store_path(), config.store.synchronous),
@@ -103,6 +116,7 @@ class Runtime:
             default_model=config.default_model,
             startup_tasks=config.startup_tasks,
             poll_interval_s=config.poll_interval_s,
+            resources=ResourceManager(project.workspace_path, config.resources),
         )
 
     # lifecycle of the whole runtime --------------------------------------

@@ -71,4 +71,43 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_type ON events(type, id);
     CREATE INDEX events_correlation ON events(correlation_id, id);
     """,
+    # 2: resources: explicit locks (the row id is the fencing token), their waiters,
+    # and the shared key-value scratchpad
+    """
+    CREATE TABLE resource_locks (
+        token INTEGER PRIMARY KEY AUTOINCREMENT,
+        resource TEXT NOT NULL,
+        mode TEXT NOT NULL CHECK (mode IN ('read', 'write')),
+        holder_task TEXT NOT NULL,
+        holder_agent TEXT NOT NULL,
+        process TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        acquired_at REAL NOT NULL,
+        renewed_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX resource_locks_resource ON resource_locks(resource);
+    CREATE INDEX resource_locks_holder ON resource_locks(holder_task);
+    CREATE INDEX resource_locks_expiry ON resource_locks(expires_at);
+    CREATE TABLE resource_waiters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        resource TEXT NOT NULL,
+        mode TEXT NOT NULL CHECK (mode IN ('read', 'write')),
+        kind TEXT NOT NULL,
+        holder_task TEXT NOT NULL,
+        holder_agent TEXT NOT NULL,
+        process TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        since REAL NOT NULL,
+        alive_until REAL NOT NULL
+    );
+    CREATE INDEX resource_waiters_resource ON resource_waiters(resource);
+    CREATE TABLE kv_entries (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        updated_by TEXT
+    );
+    """,
 ]

@@ -87,4 +87,6 @@ BUILTIN_TOOLS: tuple[Tool, ...] = (list_agents, list_tasks, get_task, note, read
 
 
 def default_tools() -> ToolRegistry:
-    return ToolRegistry(BUILTIN_TOOLS)
+    from wakeful.resources.tools import RESOURCE_TOOLS
+
+    return ToolRegistry((*BUILTIN_TOOLS, *RESOURCE_TOOLS))

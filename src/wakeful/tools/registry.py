@@ -18,12 +18,16 @@ from typing import TYPE_CHECKING, Any, Literal, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from wakeful.errors import WakefulError
 from wakeful.models.base import ToolCall, ToolSpec
 
 if TYPE_CHECKING:
+    from wakeful.resources.names import Access
     from wakeful.runtime.context import ToolContext
 
 ToolFunction = Callable[..., Any]
+AccessFunction = Callable[[Any], "Iterable[Access]"]
+"""Validated arguments -> the resources a call touches (for auto-pause)."""
 ErrorKind = Literal["unknown", "forbidden", "invalid_json", "invalid_args", "error"]
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,9 @@ class Tool:
     fn: ToolFunction
     wants_context: bool
     parameters: dict[str, Any] = field(default_factory=dict)
+    # Which resources a call touches, and how: the runtime then auto-pauses the call
+    # while someone else uses them (see wakeful.resources).
+    resources: AccessFunction | None = None
 
     @property
     def spec(self) -> ToolSpec:
@@ -63,7 +70,8 @@ def _context_param(fn: ToolFunction, hints: dict[str, Any]) -> str | None:
         return params[0].name
     return None
 
-def make_tool(fn: ToolFunction, name: str | None = None, description: str | None = None) -> Tool:
+def make_tool(fn: ToolFunction, name: str | None = None, description: str | None = None,
+              resources: AccessFunction | None = None) -> Tool:
     """Build a :class:`Tool` from a function's signature, type hints and docstring."""
     tool_name = name or fn.__name__
     hints = get_type_hints(fn, include_extras=True)
@@ -91,21 +99,27 @@ def make_tool(fn: ToolFunction, name: str | None = None, description: str | None
         fn=fn,
         wants_context=ctx_name is not None,
         parameters=schema,
+        resources=resources,
     )
 
 @overload
 def tool(fn: ToolFunction, /) -> Tool: ...
 @overload
-def tool(*, name: str | None = None, description: str | None = None) -> Callable[
-    [ToolFunction], Tool]: ...
+def tool(*, name: str | None = None, description: str | None = None,
+         resources: AccessFunction | None = None) -> Callable[[ToolFunction], Tool]: ...
 def tool(
     fn: ToolFunction | None = None, /, *, name: str | None = None,
-    description: str | None = None,
+    description: str | None = None, resources: AccessFunction | None = None,
 ) -> Tool | Callable[[ToolFunction], Tool]:
-    """Decorator: ``@tool`` or ``@tool(name=..., description=...)``."""
+    """Decorator: ``@tool`` or ``@tool(name=..., description=..., resources=...)``.
+
+    ``resources`` maps the call's validated arguments to the resources it touches,
+    e.g. ``resources=lambda a: [Access.write(f"custom:{a.printer}")]``; the call then
+    waits its turn (auto-pause) while another task uses them in a conflicting way.
+    """
     if fn is not None:
         return make_tool(fn)
-    return lambda f: make_tool(f, name=name, description=description)
+    return lambda f: make_tool(f, name=name, description=description, resources=resources)
 
 def _describe_args_error(tool_name: str, error: ValidationError) -> str:
     problems = []
@@ -166,7 +180,14 @@ class ToolRegistry:
             return ToolOutcome(False, "error: " + _describe_args_error(call.name, exc),
                                "invalid_args")
         try:
-            result = await found.run(ctx, args)
+            if found.resources is None:
+                result = await found.run(ctx, args)
+            else:
+                accesses = list(found.resources(args))
+                async with ctx.runtime.resources.guard(ctx, accesses):
+                    result = await found.run(ctx, args)
+        except WakefulError as exc:  # refused on purpose: the message says why
+            return ToolOutcome(False, f"error: tool {call.name!r}: {exc}", "error")
         except Exception as exc:
             return ToolOutcome(False, f"error: tool {call.name!r} failed: "
                                f"{type(exc).__name__}: {exc}", "error",
