@@ -65,4 +65,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_task ON events(task_id, id);
     CREATE INDEX events_type ON events(type, id);
     """,
+    # 2: model providers: what each task's model calls cost (price table in wakeful.yaml)
+    """
+    ALTER TABLE tasks ADD COLUMN cost REAL NOT NULL DEFAULT 0;
+    """,
 ]

@@ -38,6 +38,7 @@ class TaskRecord:
     input_tokens: int = 0
     output_tokens: int = 0
     tool_calls: int = 0
+    cost: float = 0.0
 
 
 @dataclass(slots=True)
