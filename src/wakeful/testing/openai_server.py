@@ -271,7 +271,7 @@ class ModelServer:
         return [r for r in self.requests if r.path == path]
 
     # shared request handling ---------------------------------------------
-    async def _begin(self, request: Request, key_header: str
+    async def _begin(self, request: Request, *key_headers: str
                      ) -> tuple[Received, dict[str, Any]] | Response:
         try:
             body = await request.json()
@@ -286,8 +286,8 @@ class ModelServer:
                           stream=bool(body.get("stream")))
         self.requests.append(record)
         if self.api_key is not None:
-            given = request.headers.get(key_header, "")
-            if given.removeprefix("Bearer ") != self.api_key:
+            given = {request.headers.get(h, "").removeprefix("Bearer ") for h in key_headers}
+            if self.api_key not in given:
                 record.status = 401
                 record.finished = time.monotonic()
                 return JSONResponse({"error": {"message": "invalid API key",
@@ -418,7 +418,8 @@ class ModelServer:
 
     # Anthropic ---------------------------------------------------------
     async def _messages(self, request: Request) -> Response:
-        begun = await self._begin(request, "x-api-key")
+        # Anthropic's SDK sends ``x-api-key`` or, in recent versions, a bearer token.
+        begun = await self._begin(request, "x-api-key", "authorization")
         if isinstance(begun, Response):
             return begun
         record, body = begun
