@@ -60,6 +60,14 @@ async def start(tmp_path: Path, server: ModelServer, monkeypatch: pytest.MonkeyP
         await runtime.stop()
 
 
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Wait until ``check()`` holds (the server runs in another thread)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.02)
+
+
 def agent(name: str, model: str, **fields: Any) -> AgentDefinition:
     return AgentDefinition(name=name, model=f"local:{model}", tools=TOOLS, **fields)
 
@@ -222,10 +230,7 @@ async def test_a_wall_time_budget_cuts_a_hung_call_short(start: Start,
     task = await run_task(runtime, "slow")
     assert time.monotonic() - started < 10
     assert task.error_kind == "budget" and "budget.task.max_wall_s of 0.5" in (task.error or "")
-    deadline = time.monotonic() + 5
-    while not server.calls()[0].disconnected:
-        assert time.monotonic() < deadline, "the hung request was not aborted"
-        await asyncio.sleep(0.02)
+    await eventually(lambda: server.calls()[0].disconnected, "the hung request was not aborted")
 
 
 async def test_an_agent_budget_holds_across_tasks_and_restarts(
@@ -255,11 +260,24 @@ async def test_cancelling_a_task_aborts_its_request(start: Start, server: ModelS
     await server.wait_for_requests(1)
     cancelled = await runtime.cancel_task(record.id)
     assert cancelled.state is TaskState.CANCELLED
-    deadline = time.monotonic() + 5
-    while not server.calls()[0].disconnected:
-        assert time.monotonic() < deadline, "the request outlived its task"
-        await asyncio.sleep(0.02)
+    await eventually(lambda: server.calls()[0].disconnected, "the request outlived its task")
     assert runtime.models.provider("local").limits.in_flight == 0
+
+
+async def test_stopping_the_runtime_aborts_requests_and_requeues_the_task(
+        start: Start, server: ModelServer, tmp_path: Path) -> None:
+    runtime = await start(agent("worker", "m"), timeout_s=60)
+    server.script(Reply(hang=True), Reply(text="resumed and done"), model="m")
+    record = await runtime.create_task("worker", "survive a restart")
+    await server.wait_for_requests(1)
+    started = time.monotonic()
+    await runtime.stop()
+    assert time.monotonic() - started < 10
+    await eventually(lambda: server.calls()[0].disconnected, "the request outlived the runtime")
+    assert not runtime.models.provider("local").clients.clients  # connections closed
+    again = await start(agent("worker", "m"))
+    task = await again.wait_task(record.id, timeout=30)
+    assert task.state is TaskState.DONE and task.result == "resumed and done"
 
 
 async def test_a_provider_that_refuses_the_key_fails_the_task_for_good(

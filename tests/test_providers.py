@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,14 @@ async def registry(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, A
     yield made
     for item in made.values():
         await item.aclose()
+
+
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Wait until ``check()`` holds (the server runs in another thread)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.02)
 
 
 def connect(registry: dict[str, Any], server: ModelServer, kind: str = "openai",
@@ -232,10 +240,7 @@ async def test_cancelling_the_caller_aborts_the_request(server: ModelServer,
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    deadline = time.monotonic() + 5
-    while not server.calls()[0].disconnected:
-        assert time.monotonic() < deadline, "the server never saw the client go away"
-        await asyncio.sleep(0.02)
+    await eventually(lambda: server.calls()[0].disconnected, "the client never went away")
     assert model.provider.limits.in_flight == 0  # the slot was given back
 
 
@@ -251,17 +256,11 @@ async def test_cancelling_mid_stream_closes_the_response(server: ModelServer,
                 seen.append(event.text)
 
     task = asyncio.create_task(consume())
-    deadline = time.monotonic() + 5
-    while len(seen) < 2:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    await eventually(lambda: len(seen) >= 2, "no text streamed")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    deadline = time.monotonic() + 5
-    while not server.calls()[0].disconnected:
-        assert time.monotonic() < deadline, "the stream was not closed"
-        await asyncio.sleep(0.02)
+    await eventually(lambda: server.calls()[0].disconnected, "the stream was not closed")
     assert model.provider.limits.in_flight == 0
 
 

@@ -10,12 +10,12 @@ retries, timeouts and accounting come from :class:`~wakeful.models.remote.Remote
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
+import httpx2
 
 from wakeful.models.base import (
     Completed,
@@ -28,7 +28,7 @@ from wakeful.models.base import (
     ToolSpec,
     Usage,
 )
-from wakeful.models.remote import Provider, RemoteModel, http_client
+from wakeful.models.remote import Provider, RemoteModel
 
 DEFAULT_MAX_TOKENS = 4096  # the API requires a bound; used when max_output_tokens is unset
 _STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls",
@@ -131,10 +131,10 @@ def from_message(reply: Any, fallback_model: str) -> ModelResponse:
 
 
 class AnthropicProvider(Provider):
-    def _make_client(self, api_key: str | None) -> Any:
+    def _make_client(self, api_key: str | None, http_client: httpx2.AsyncClient) -> Any:
         return anthropic.AsyncAnthropic(api_key=api_key or "not-needed",
                                         base_url=self.config.base_url, max_retries=0,
-                                        http_client=http_client(self.config))
+                                        http_client=http_client)
 
     def model(self, model: str) -> RemoteModel:
         return AnthropicModel(self, model)
@@ -155,26 +155,18 @@ class AnthropicModel(RemoteModel):
             params["temperature"] = min(1.0, config.temperature)
         return params
 
-    async def _attempt(self, messages: list[Message], tools: list[ToolSpec], *, stream: bool,
-                       timeout_s: float) -> AsyncIterator[StreamEvent]:
-        client = self.provider.client
+    async def _attempt(self, messages: list[Message], tools: list[ToolSpec], *, stream: bool
+                       ) -> AsyncIterator[StreamEvent]:
         params = self._params(messages, tools)
-        if not stream:
-            async with asyncio.timeout(timeout_s):
+        with self.provider.clients.lease() as client:
+            if not stream:
                 reply = await client.messages.create(**params)
-            yield Completed(from_message(reply, self.name))
-            return
-        async with asyncio.timeout(timeout_s):
+                yield Completed(from_message(reply, self.name))
+                return
             events = await client.messages.create(**params, stream=True)
-        assembler = _Assembler(self.name)
-        async with events:
-            iterator = events.__aiter__()
-            while True:
-                try:
-                    async with asyncio.timeout(timeout_s):
-                        event = await iterator.__anext__()
-                except StopAsyncIteration:
-                    break
-                for item in assembler.feed(event):
-                    yield item
-        yield Completed(assembler.response())
+            assembler = _Assembler(self.name)
+            async with events:
+                async for event in events:
+                    for item in assembler.feed(event):
+                        yield item
+            yield Completed(assembler.response())

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx2
@@ -33,7 +35,6 @@ from wakeful.models.limits import ProviderLimits
 from wakeful.models.retry import Failure, RetryPolicy, classify
 
 THROTTLE_REPORT_S = 0.05  # limiter waits shorter than this are not worth an event
-_BACKSTOP_S = 5.0  # the SDK's own timeout, a little past ours, in case ours cannot fire
 _LOOPBACK = ("://127.", "://localhost", "://[::1]")
 
 
@@ -60,16 +61,63 @@ def estimate_tokens(messages: list[Message], tools: list[ToolSpec]) -> int:
     return max(1, chars // 4)
 
 
-def http_client(config: ProviderConfig) -> httpx2.AsyncClient:
-    """One connection pool per provider, sized to its concurrency limit (the SDKs'
-    default keeps only 100 idle connections, so bursts above that would reconnect)."""
-    loopback = any(marker in (config.base_url or "") for marker in _LOOPBACK)
-    return httpx2.AsyncClient(
-        limits=httpx2.Limits(max_connections=config.concurrency,
-                             max_keepalive_connections=config.concurrency),
-        timeout=httpx2.Timeout(config.timeout_s + _BACKSTOP_S, connect=10.0),
-        follow_redirects=True,
-        trust_env=not loopback)  # a proxy from the environment never applies to loopback
+SHARD_CONNECTIONS = 8  # connections per SDK client; see ClientPool
+
+
+class ClientPool:
+    """The SDK clients of one provider, each with a small connection pool.
+
+    Why several: httpx's connection pool scans every connection it holds each time a
+    request starts or ends, so one pool of 1,000 connections costs O(n) per request
+    and dominates the CPU at a thousand agents. Clients of ``SHARD_CONNECTIONS``
+    connections each, leased least-loaded first and created only when all are full,
+    keep that scan short while the provider's semaphore still bounds the total. They
+    share one TLS context (building one reads the CA bundle: ~30 ms).
+    """
+
+    def __init__(self, make: Callable[[httpx2.AsyncClient], Any], config: ProviderConfig,
+                 shard_connections: int = SHARD_CONNECTIONS) -> None:
+        self._make = make
+        self._config = config
+        self.shard_connections = shard_connections
+        self.clients: list[Any] = []
+        self._load: list[int] = []
+        self._ssl: ssl.SSLContext | None = None
+
+    def _http_client(self) -> httpx2.AsyncClient:
+        config = self._config
+        if self._ssl is None:
+            self._ssl = httpx2.create_ssl_context()
+        loopback = any(marker in (config.base_url or "") for marker in _LOOPBACK)
+        return httpx2.AsyncClient(
+            verify=self._ssl,
+            limits=httpx2.Limits(max_connections=self.shard_connections,
+                                 max_keepalive_connections=self.shard_connections),
+            # timeout_s bounds every wait on the network: for the response to start and
+            # between two streamed chunks (a read), not a long healthy stream as a whole.
+            timeout=httpx2.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s)),
+            follow_redirects=True,
+            trust_env=not loopback)  # a proxy from the environment never applies to loopback
+
+    @contextmanager
+    def lease(self) -> Iterator[Any]:
+        """An SDK client with a free connection, for the length of one request."""
+        load = self._load
+        index = min(range(len(load)), key=load.__getitem__) if load else -1
+        if index < 0 or load[index] >= self.shard_connections:
+            self.clients.append(self._make(self._http_client()))
+            load.append(0)
+            index = len(load) - 1
+        load[index] += 1
+        try:
+            yield self.clients[index]
+        finally:
+            load[index] -= 1
+
+    async def aclose(self) -> None:
+        clients, self.clients, self._load = self.clients, [], []
+        for client in clients:
+            await client.close()
 
 
 class Provider(abc.ABC):
@@ -86,7 +134,7 @@ class Provider(abc.ABC):
                                  backoff_initial_s=config.backoff_initial_s,
                                  backoff_max_s=config.backoff_max_s,
                                  max_retry_after_s=config.max_retry_after_s)
-        self._client: Any = None
+        self.clients = ClientPool(lambda http: self._make_client(api_key, http), config)
 
     @property
     def where(self) -> str:
@@ -98,23 +146,15 @@ class Provider(abc.ABC):
             text = text.replace(self._api_key, "***")
         return text
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = self._make_client(self._api_key)
-        return self._client
-
     @abc.abstractmethod
-    def _make_client(self, api_key: str | None) -> Any:
-        """Create the SDK's async client (with ``max_retries=0``: retries are ours)."""
+    def _make_client(self, api_key: str | None, http_client: httpx2.AsyncClient) -> Any:
+        """Create one SDK async client (``max_retries=0``: retries are ours)."""
 
     @abc.abstractmethod
     def model(self, model: str) -> RemoteModel: ...
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
+        await self.clients.aclose()
 
 
 class RemoteModel(Model):
@@ -124,13 +164,15 @@ class RemoteModel(Model):
         self.name = f"{provider.name}:{model}"
 
     @abc.abstractmethod
-    def _attempt(self, messages: list[Message], tools: list[ToolSpec], *, stream: bool,
-                 timeout_s: float) -> AsyncIterator[StreamEvent]:
+    def _attempt(self, messages: list[Message], tools: list[ToolSpec], *, stream: bool
+                 ) -> AsyncIterator[StreamEvent]:
         """Make one request; yield deltas, then one :class:`Completed`.
 
-        Implementations bound every wait on the network (the request, then each
-        streamed chunk) by ``timeout_s`` with :func:`asyncio.timeout`, and close the
-        response however the iteration ends.
+        Implementations lease a client from ``provider.clients`` for the request and
+        close the response however the iteration ends. Every wait on the network is
+        bounded by ``timeout_s`` through the HTTP client's own timeouts (an
+        :func:`asyncio.timeout` per streamed chunk cost more than the rest of this
+        class together).
         """
 
     async def complete(self, messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
@@ -148,8 +190,9 @@ class RemoteModel(Model):
                     ) -> AsyncIterator[StreamEvent]:
         provider = self.provider
         policy = provider.retry
-        timeout_s = provider.config.timeout_s
-        estimate = estimate_tokens(messages, tools) + (provider.config.max_output_tokens or 0)
+        # A prompt-size estimate is needed only to reserve tokens per minute up front.
+        estimate = (estimate_tokens(messages, tools) + (provider.config.max_output_tokens or 0)
+                    if provider.limits.tokens is not None else 0)
         attempt = 0
         while True:
             attempt += 1
@@ -159,17 +202,17 @@ class RemoteModel(Model):
                     if waited >= THROTTLE_REPORT_S:
                         report("model.throttled", model=self.name, waited_s=round(waited, 3),
                                in_flight=provider.limits.in_flight)
-                    async for event in self._attempt(messages, tools, stream=stream,
-                                                     timeout_s=timeout_s):
+                    async for event in self._attempt(messages, tools, stream=stream):
                         if isinstance(event, Completed):
-                            event = Completed(self._account(event.response, estimate))
+                            event = Completed(self._account(event.response, messages, tools,
+                                                            estimate))
                         yield event
                         yielded = True
                 return
             except ModelError:
                 raise
             except Exception as exc:
-                failure = classify(exc, timeout_s)
+                failure = classify(exc, provider.config.timeout_s)
                 await self._before_retry(failure, attempt, policy, partial=yielded)
 
     async def _before_retry(self, failure: Failure, attempt: int, policy: RetryPolicy,
@@ -200,13 +243,15 @@ class RemoteModel(Model):
                restarted_stream=partial)
         await asyncio.sleep(delay)
 
-    def _account(self, response: ModelResponse, estimate: int) -> ModelResponse:
+    def _account(self, response: ModelResponse, messages: list[Message],
+                 tools: list[ToolSpec], estimate: int) -> ModelResponse:
         """Fill in usage the server did not report, settle the token bucket, price it."""
         usage = response.usage
         if usage.input_tokens == 0 and usage.output_tokens == 0:
             text = (response.message.content or "") + "".join(
                 c.arguments for c in response.message.tool_calls)
-            usage = Usage(input_tokens=estimate, output_tokens=max(1, len(text) // 4))
+            usage = Usage(input_tokens=estimate or estimate_tokens(messages, tools),
+                          output_tokens=max(1, len(text) // 4))
         self.provider.limits.settle(estimate, usage.input_tokens + usage.output_tokens)
         price = self.provider.config.price(self.model)
         cost = price.cost(usage.input_tokens, usage.output_tokens) if price else None

@@ -72,6 +72,8 @@ def seconds_left(budget: Budget, record: TaskRecord, agent_spent: Spend
                  ) -> tuple[float, Exhausted] | None:
     """How long the next model call may take before a wall-time budget runs out,
     with the exhaustion to report if it does; None when no wall budget applies."""
+    if budget.task.max_wall_s is None and budget.agent.max_wall_s is None:
+        return None
     options: list[tuple[float, Exhausted]] = []
     if budget.task.max_wall_s is not None:
         limit = budget.task.max_wall_s
@@ -85,4 +87,6 @@ def seconds_left(budget: Budget, record: TaskRecord, agent_spent: Spend
 
 
 def has_agent_limits(budget: Budget) -> bool:
-    return any(v is not None for v in budget.agent.model_dump().values())
+    limits = budget.agent
+    return not (limits.max_tokens is None and limits.max_cost is None
+                and limits.max_wall_s is None and limits.max_tool_calls is None)

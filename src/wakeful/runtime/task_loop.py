@@ -9,6 +9,7 @@ which is what lets a task killed mid-run resume from its last completed step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -192,7 +193,7 @@ class TaskLoop:
         """Fail the task, for good, if it or its agent has spent its budget."""
         definition = self.agent.definition
         ledger = self.agent.ledger
-        if budget.has_agent_limits(definition.budget):
+        if not ledger.loaded and budget.has_agent_limits(definition.budget):
             await ledger.load(self.runtime.store)
         exhausted = budget.check(definition.budget, self.record, ledger.spent)
         if exhausted is not None:
@@ -216,7 +217,8 @@ class TaskLoop:
 
         try:
             with reporting_to(report):
-                async with asyncio.timeout(None if wall is None else max(0.0, wall[0])):
+                async with (contextlib.nullcontext() if wall is None
+                            else asyncio.timeout(max(0.0, wall[0]))):
                     async for item in self.agent.model.stream(self.messages, specs):
                         if isinstance(item, TextDelta):
                             events.emit("model.token", agent=agent, task_id=self.id,

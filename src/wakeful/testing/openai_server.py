@@ -26,7 +26,7 @@ whether the client went away), so tests can assert what the client really sent.
 Run it on its own (benchmarks run it in a separate process so that it does not share
 the client's interpreter)::
 
-    python -m wakeful.testing.openai_server --latency-ms 200
+    python -m wakeful.testing --latency-ms 200
 """
 
 from __future__ import annotations
@@ -103,6 +103,19 @@ class Received:
 
 
 Responder = Callable[[dict[str, Any]], Reply]
+
+
+def tool_steps(steps: int, tool: str = "note", reply: str = "done") -> Responder:
+    """A model that calls ``tool`` (with new arguments each time, so no loop guard
+    trips) until the conversation holds ``steps`` tool results, then answers ``reply``."""
+
+    def respond(body: dict[str, Any]) -> Reply:
+        done = sum(1 for m in body.get("messages") or () if m.get("role") == "tool")
+        if done < steps:
+            return Reply.call(tool, {"text": f"step {done}"})
+        return Reply(text=reply)
+
+    return respond
 
 
 class _BadRequest(Exception):
@@ -512,14 +525,22 @@ class ModelServer:
                               lifespan="off", timeout_graceful_shutdown=2,
                               backlog=4096, timeout_keep_alive=30)
 
+    def _listen(self) -> socket.socket:
+        # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets
+        # that say they are TCP, and without it every request after the first on a
+        # kept-alive connection waits ~40 ms for a delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(4096)  # connections queue from now on, even before uvicorn accepts
+        self.port = sock.getsockname()[1]
+        return sock
+
     def start(self, timeout: float = 10.0) -> ModelServer:
         """Serve on a free loopback port from a background thread; return when ready."""
         if self._thread is not None:
             raise RuntimeError("the model server is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
+        sock = self._listen()
         self._server = uvicorn.Server(self._config())
         # (uvicorn leaves signals alone when it runs outside the main thread.)
         server = self._server
@@ -563,13 +584,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--reply", default="ok", help="the text every request gets")
+    parser.add_argument("--tool-steps", type=int, default=0, metavar="N",
+                        help="call the 'note' tool until a conversation holds N results")
     args = parser.parse_args(argv)
     server = ModelServer(latency_s=args.latency_ms / 1000, default=Reply(text=args.reply))
+    if args.tool_steps:
+        server.responder = tool_steps(args.tool_steps, reply=args.reply)
     server.port = args.port
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((server.host, server.port))
-    server.port = sock.getsockname()[1]
+    sock = server._listen()
     print(f"listening on {server.base_url}", flush=True)
     uvicorn.Server(server._config()).run(sockets=[sock])
 
