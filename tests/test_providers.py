@@ -66,6 +66,9 @@ def connect(registry: dict[str, Any], server: ModelServer, kind: str = "openai",
     return model
 
 
+BACKENDS = pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
+
+
 class Recorder:
     """Collects what a provider reports during calls (model.retry, model.throttled)."""
 
@@ -118,9 +121,10 @@ async def test_streaming_yields_text_deltas_then_the_whole_reply(
     assert request.stream and request.body["stream_options"] == {"include_usage": True}
 
 
+@BACKENDS
 async def test_streamed_tool_call_deltas_are_assembled_by_index(
-        server: ModelServer, registry: dict[str, Any]) -> None:
-    model = connect(registry, server)
+        server: ModelServer, registry: dict[str, Any], http_client: str) -> None:
+    model = connect(registry, server, http_client=http_client)
     server.script(Reply(text="Let me note that.", tool_calls=[
         FakeToolCall("note", '{"text": "a fairly long first note"}', id="call_a"),
         FakeToolCall("note", '{"text": "second"}', id="call_b")]))
@@ -138,9 +142,10 @@ async def test_streamed_tool_call_deltas_are_assembled_by_index(
 
 # --- failures: retries, timeouts, cancellation ---------------------------------
 
-async def test_429_retry_after_is_honoured(server: ModelServer,
-                                           registry: dict[str, Any]) -> None:
-    model = connect(registry, server, backoff_initial_s=0.01)
+@BACKENDS
+async def test_429_retry_after_is_honoured(
+        server: ModelServer, registry: dict[str, Any], http_client: str) -> None:
+    model = connect(registry, server, backoff_initial_s=0.01, http_client=http_client)
     server.script(Reply(status=429, retry_after=1, error="slow down"), Reply(text="fine"))
     recorder = Recorder()
     with reporting_to(recorder):
@@ -165,6 +170,18 @@ async def test_429_holds_back_every_caller_of_the_provider(
     await model.complete(CHAT, [])  # a different caller, after the 429
     assert time.monotonic() - started >= 0.6
     await first
+
+
+async def test_a_retry_after_beyond_the_limit_fails_at_once(
+        server: ModelServer, registry: dict[str, Any]) -> None:
+    model = connect(registry, server, max_retry_after_s=5)
+    server.script(Reply(status=429, retry_after=3600, error="daily quota used up"))
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        await model.complete(CHAT, [])
+    assert time.monotonic() - started < 2 and len(server.calls()) == 1
+    assert "asks to wait 3600 s, more than max_retry_after_s (5 s)" in str(caught.value)
+    assert "daily quota used up" in str(caught.value)
 
 
 async def test_500s_are_retried_then_succeed(server: ModelServer,
@@ -204,9 +221,11 @@ async def test_a_wrong_key_fails_at_once_and_the_key_is_never_shown(
     assert not caught.value.retryable
 
 
-async def test_a_hung_request_times_out_and_is_retried(server: ModelServer,
-                                                       registry: dict[str, Any]) -> None:
-    model = connect(registry, server, timeout_s=0.3, max_retries=1, backoff_initial_s=0.01)
+@BACKENDS
+async def test_a_hung_request_times_out_and_is_retried(
+        server: ModelServer, registry: dict[str, Any], http_client: str) -> None:
+    model = connect(registry, server, timeout_s=0.3, max_retries=1, backoff_initial_s=0.01,
+                    http_client=http_client)
     server.script(Reply(hang=True), Reply(hang=True))
     started = time.monotonic()
     with pytest.raises(ProviderError) as caught:
@@ -217,9 +236,11 @@ async def test_a_hung_request_times_out_and_is_retried(server: ModelServer,
     assert [r.disconnected for r in server.calls()] == [True, True]
 
 
-async def test_a_stream_that_stalls_midway_is_restarted(server: ModelServer,
-                                                        registry: dict[str, Any]) -> None:
-    model = connect(registry, server, timeout_s=0.3, backoff_initial_s=0.01)
+@BACKENDS
+async def test_a_stream_that_stalls_midway_is_restarted(
+        server: ModelServer, registry: dict[str, Any], http_client: str) -> None:
+    model = connect(registry, server, timeout_s=0.3, backoff_initial_s=0.01,
+                    http_client=http_client)
     server.script(Reply(text="alpha beta gamma delta", hang_after_chunks=3),
                   Reply(text="alpha beta gamma delta"))
     recorder = Recorder()
@@ -244,9 +265,10 @@ async def test_cancelling_the_caller_aborts_the_request(server: ModelServer,
     assert model.provider.limits.in_flight == 0  # the slot was given back
 
 
-async def test_cancelling_mid_stream_closes_the_response(server: ModelServer,
-                                                         registry: dict[str, Any]) -> None:
-    model = connect(registry, server, timeout_s=30)
+@BACKENDS
+async def test_cancelling_mid_stream_closes_the_response(
+        server: ModelServer, registry: dict[str, Any], http_client: str) -> None:
+    model = connect(registry, server, timeout_s=30, http_client=http_client)
     server.script(Reply(text="a b c d e f", hang_after_chunks=3))
     seen: list[str] = []
 
@@ -277,6 +299,16 @@ async def test_concurrency_limit_caps_requests_in_flight(server: ModelServer,
                for c in calls)
     assert most <= 3
     assert model.provider.limits.peak_in_flight == 3
+
+
+async def test_httpx_connections_are_spread_over_small_pools(
+        server: ModelServer, registry: dict[str, Any]) -> None:
+    model = connect(registry, server, http_client="httpx", concurrency=20)
+    server.latency_s = 0.2
+    await asyncio.gather(*(model.complete(CHAT, []) for _ in range(20)))
+    clients = model.provider.clients
+    assert clients.shard_connections == 8 and len(clients.clients) == 3
+    assert model.provider.limits.peak_in_flight == 20
 
 
 async def test_token_rate_limit_charges_real_usage(server: ModelServer,

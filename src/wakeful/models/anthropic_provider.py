@@ -11,7 +11,7 @@ retries, timeouts and accounting come from :class:`~wakeful.models.remote.Remote
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anthropic
@@ -135,6 +135,9 @@ class AnthropicProvider(Provider):
         return anthropic.AsyncAnthropic(api_key=api_key or "not-needed",
                                         base_url=self.config.base_url, max_retries=0,
                                         http_client=http_client)
+
+    def _aiohttp_client_class(self) -> Callable[..., httpx2.AsyncClient]:
+        return anthropic.DefaultAioHttpClient
 
     def model(self, model: str) -> RemoteModel:
         return AnthropicModel(self, model)

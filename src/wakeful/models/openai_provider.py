@@ -17,7 +17,7 @@ servers that omit the index or the id.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +158,9 @@ class OpenAIProvider(Provider):
     def _make_client(self, api_key: str | None, http_client: httpx2.AsyncClient) -> Any:
         return openai.AsyncOpenAI(api_key=api_key or "not-needed", base_url=self.config.base_url,
                                   max_retries=0, http_client=http_client)
+
+    def _aiohttp_client_class(self) -> Callable[..., httpx2.AsyncClient]:
+        return openai.DefaultAioHttpClient
 
     def model(self, model: str) -> RemoteModel:
         return OpenAIModel(self, model)

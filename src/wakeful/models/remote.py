@@ -61,25 +61,28 @@ def estimate_tokens(messages: list[Message], tools: list[ToolSpec]) -> int:
     return max(1, chars // 4)
 
 
-SHARD_CONNECTIONS = 8  # connections per SDK client; see ClientPool
+HTTPX_SHARD_CONNECTIONS = 8  # connections per SDK client on httpx; see ClientPool
 
 
 class ClientPool:
-    """The SDK clients of one provider, each with a small connection pool.
+    """The SDK clients of one provider, leased one request at a time.
 
-    Why several: httpx's connection pool scans every connection it holds each time a
-    request starts or ends, so one pool of 1,000 connections costs O(n) per request
-    and dominates the CPU at a thousand agents. Clients of ``SHARD_CONNECTIONS``
-    connections each, leased least-loaded first and created only when all are full,
-    keep that scan short while the provider's semaphore still bounds the total. They
+    On ``http_client: aiohttp`` (the default; both SDKs support it) one client holds
+    the provider's whole connection pool. On ``httpx``, whose pool scans every
+    connection it holds each time a request starts or ends (O(n) per request, which
+    dominates the CPU at a thousand agents), the pool is split over several clients of
+    ``HTTPX_SHARD_CONNECTIONS`` connections each, leased least-loaded first and created
+    only when all are full; the provider's semaphore still bounds the total. Clients
     share one TLS context (building one reads the CA bundle: ~30 ms).
     """
 
     def __init__(self, make: Callable[[httpx2.AsyncClient], Any], config: ProviderConfig,
-                 shard_connections: int = SHARD_CONNECTIONS) -> None:
+                 aiohttp_client: Callable[..., httpx2.AsyncClient]) -> None:
         self._make = make
         self._config = config
-        self.shard_connections = shard_connections
+        self._aiohttp_client = aiohttp_client
+        self.shard_connections = (config.concurrency if config.http_client == "aiohttp"
+                                  else HTTPX_SHARD_CONNECTIONS)
         self.clients: list[Any] = []
         self._load: list[int] = []
         self._ssl: ssl.SSLContext | None = None
@@ -89,15 +92,19 @@ class ClientPool:
         if self._ssl is None:
             self._ssl = httpx2.create_ssl_context()
         loopback = any(marker in (config.base_url or "") for marker in _LOOPBACK)
-        return httpx2.AsyncClient(
-            verify=self._ssl,
-            limits=httpx2.Limits(max_connections=self.shard_connections,
-                                 max_keepalive_connections=self.shard_connections),
+        options: dict[str, Any] = {
+            "verify": self._ssl,
+            "limits": httpx2.Limits(max_connections=self.shard_connections,
+                                    max_keepalive_connections=self.shard_connections),
             # timeout_s bounds every wait on the network: for the response to start and
             # between two streamed chunks (a read), not a long healthy stream as a whole.
-            timeout=httpx2.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s)),
-            follow_redirects=True,
-            trust_env=not loopback)  # a proxy from the environment never applies to loopback
+            "timeout": httpx2.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s)),
+            "follow_redirects": True,
+            "trust_env": not loopback,  # an environment proxy never applies to loopback
+        }
+        if config.http_client == "aiohttp":
+            return self._aiohttp_client(**options)
+        return httpx2.AsyncClient(**options)
 
     @contextmanager
     def lease(self) -> Iterator[Any]:
@@ -134,7 +141,8 @@ class Provider(abc.ABC):
                                  backoff_initial_s=config.backoff_initial_s,
                                  backoff_max_s=config.backoff_max_s,
                                  max_retry_after_s=config.max_retry_after_s)
-        self.clients = ClientPool(lambda http: self._make_client(api_key, http), config)
+        self.clients = ClientPool(lambda http: self._make_client(api_key, http), config,
+                                  self._aiohttp_client_class())
 
     @property
     def where(self) -> str:
@@ -149,6 +157,10 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def _make_client(self, api_key: str | None, http_client: httpx2.AsyncClient) -> Any:
         """Create one SDK async client (``max_retries=0``: retries are ours)."""
+
+    @abc.abstractmethod
+    def _aiohttp_client_class(self) -> Callable[..., httpx2.AsyncClient]:
+        """The SDK's own aiohttp-backed HTTP client (its ``DefaultAioHttpClient``)."""
 
     @abc.abstractmethod
     def model(self, model: str) -> RemoteModel: ...
