@@ -51,7 +51,7 @@ def describe_event(event: Event) -> str:
         cost = f", cost {data['cost']:.6g}" if data.get("cost") else ""
         return f"{data.get('latency_ms', 0):.0f} ms, {tokens}{cost} → {calls}"
     if event.type == "model.retry":
-        return (f"retry {data.get('retry')}/{data.get('max_retries')} in "
+        return (f"retry {data.get('attempt')}/{data.get('max_retries')} in "
                 f"{data.get('delay_s')} s: {clip(data.get('error'), 70)}")
     if event.type.startswith("tool."):
         return f"{data.get('tool')}({clip(data.get('arguments'), 40)}) → {clip(data.get('result'))}"

@@ -1,11 +1,12 @@
 """What every remote provider shares: limits, retries, timeouts, accounting.
 
-A :class:`Provider` is one configured endpoint (one SDK client, one connection pool,
+A :class:`Provider` is one configured endpoint (its SDK clients and their connections,
 one :class:`~wakeful.models.limits.ProviderLimits`); a :class:`RemoteModel` is one
 model name on it. Subclasses only translate: :meth:`RemoteModel._attempt` makes ONE
 request with the SDK and yields stream events; this class wraps it in the concurrency
-slot and rate limits, the per-call timeout, the retry loop and the token accounting,
-so OpenAI and Anthropic behave the same way under load and failure.
+slot and rate limits, the retry loop and the token accounting, so OpenAI and Anthropic
+behave the same way under load and failure. The per-call timeout is the HTTP client's
+(see :class:`ClientPool`), mapped by :func:`~wakeful.models.retry.classify`.
 """
 
 from __future__ import annotations
@@ -249,7 +250,7 @@ class RemoteModel(Model):
         delay = policy.delay(attempt, failure.retry_after)
         if failure.status == 429:
             provider.limits.hold(delay)
-        report("model.retry", model=self.name, attempt=attempt, retry=attempt,
+        report("model.retry", model=self.name, attempt=attempt,
                max_retries=policy.max_retries, delay_s=round(delay, 3), error=description,
                status=failure.status, retry_after_s=failure.retry_after,
                restarted_stream=partial)

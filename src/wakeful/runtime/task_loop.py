@@ -215,10 +215,10 @@ class TaskLoop:
         def report(event_type: str, data: dict[str, Any]) -> None:
             events.emit(event_type, agent=agent, task_id=self.id, data=data)
 
+        deadline = None if wall is None else asyncio.timeout(max(0.0, wall[0]))
         try:
             with reporting_to(report):
-                async with (contextlib.nullcontext() if wall is None
-                            else asyncio.timeout(max(0.0, wall[0]))):
+                async with deadline or contextlib.nullcontext():
                     async for item in self.agent.model.stream(self.messages, specs):
                         if isinstance(item, TextDelta):
                             events.emit("model.token", agent=agent, task_id=self.id,
@@ -226,7 +226,7 @@ class TaskLoop:
                         elif isinstance(item, Completed):
                             response = item.response
         except TimeoutError:
-            if wall is None:
+            if wall is None or deadline is None or not deadline.expired():
                 raise
             self._budget_exhausted(wall[1])
         except ModelError as exc:
