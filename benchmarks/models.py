@@ -20,6 +20,8 @@ Both parts talk to the local OpenAI-compatible test server
 2. **1,000 agents, one call each, 200 ms server latency**, provider concurrency limit
    1,000: wall time from the first ``create_task`` until every task is done
    (``wait_idle``), connections opened cold. Every task is checked ``done`` in the store.
+   For scale, the same 1,000 calls made by the bare SDK at once (one fresh client,
+   nothing else running) are timed too: that is the floor the SDK itself sets.
 
 Run it with ``python benchmarks/models.py``. The last line of its output is one JSON
 object with the headline figures (units in the key names).
@@ -205,6 +207,38 @@ async def measure_agents(base_url: str, directory: Path) -> dict[str, Any]:
     return {"agents": AGENTS, "wall_s": wall, "peak_in_flight": peak}
 
 
+async def measure_raw_burst(base_url: str) -> float:
+    """Seconds for AGENTS concurrent bare-SDK calls from one fresh client."""
+    import openai
+
+    client = openai.AsyncOpenAI(api_key="none", base_url=base_url, max_retries=0,
+                                http_client=openai.DefaultAioHttpClient(trust_env=False,
+                                                                        limits=_limits()))
+    body = {"model": "bench", "stream": True, "stream_options": {"include_usage": True},
+            "messages": [{"role": "system", "content": "You are agent-0000."},
+                         {"role": "user", "content": "task 0"}]}
+
+    async def one() -> None:
+        stream = await client.post("/chat/completions", body=body, cast_to=object,
+                                   stream=True, stream_cls=openai.AsyncStream[object])
+        async with stream:
+            async for _ in stream:
+                pass
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(AGENTS)))
+        return time.perf_counter() - started
+    finally:
+        await client.close()
+
+
+def _limits() -> Any:
+    import httpx2
+
+    return httpx2.Limits(max_connections=AGENTS, max_keepalive_connections=AGENTS)
+
+
 def show(overhead: dict[str, Any], agents: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -222,11 +256,12 @@ def show(overhead: dict[str, Any], agents: dict[str, Any]) -> None:
     console.print(table)
     table = Table(title=f"{AGENTS:,} agents x 1 call, {LATENCY_MS} ms server latency, "
                         f"concurrency limit {AGENTS:,}")
-    for column in ("agents", "wall s", "overhead s", "peak in flight"):
+    for column in ("agents", "wall s", "overhead s", "peak in flight",
+                   "bare SDK, same calls, s"):
         table.add_column(column, justify="right")
     table.add_row(f"{agents['agents']:,}", f"{agents['wall_s']:.3f}",
                   f"{agents['wall_s'] - LATENCY_MS / 1000:.3f}",
-                  f"{agents['peak_in_flight']:,}")
+                  f"{agents['peak_in_flight']:,}", f"{agents['raw_burst_s']:.3f}")
     console.print(table)
     console.print("A step = one streamed model call that asks for a tool, the tool call and the "
                   "step's durable commit.\nOverhead = runtime time per step - raw SDK time per "
@@ -243,6 +278,8 @@ async def main_async() -> tuple[dict[str, Any], dict[str, Any]]:
             overhead = await measure_overhead(url, directory)
         with model_server("--latency-ms", str(LATENCY_MS)) as url:
             agents = await measure_agents(url, directory)
+        with model_server("--latency-ms", str(LATENCY_MS)) as url:
+            agents["raw_burst_s"] = await measure_raw_burst(url)
     return overhead, agents
 
 
@@ -259,6 +296,7 @@ def main() -> None:
         "runtime_step_ms": round(overhead["runtime_step_ms"], 4),
         "agents_1000_wall_s": round(agents["wall_s"], 4),
         "agents_1000_peak_in_flight": agents["peak_in_flight"],
+        "raw_sdk_1000_calls_wall_s": round(agents["raw_burst_s"], 4),
         "server_latency_ms": LATENCY_MS,
     }), flush=True)
 
