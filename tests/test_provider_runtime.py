@@ -301,7 +301,10 @@ async def test_the_rate_limiter_holds_many_agents_to_the_configured_rate(
     assert done == [TaskState.DONE] * 40
     times = sorted(r.started for r in server.calls())
     assert len(times) == 40
-    assert times[-1] - times[0] >= 0.9  # the 20 past the burst take >= 1 s at 20 a second
+    # The 20 past the burst take 1 s at 20 a second (less a margin: the first request's
+    # own start can be late, e.g. while the connection opens). Unlimited, all 40 start
+    # within a few tens of milliseconds.
+    assert times[-1] - times[0] >= 0.7
     for i, first in enumerate(times):  # no half-second holds more than burst + rate * 0.5
         assert sum(1 for t in times[i:] if t < first + 0.5) <= 20 + 10 + 2
     throttled = await events_of(runtime, "model.throttled")
