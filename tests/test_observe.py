@@ -107,9 +107,10 @@ async def test_why_explains_each_kind_of_blocked_task(
     make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
     wait_until: WaitUntil,
 ) -> None:
-    slow = script([{"say": "step", "tool_calls": [{"tool": "current_time"}]},
-                   {"say": "done"}], latency_ms=300)
-    definition = agent_def("w", tools=["current_time"], max_concurrent_tasks=1)
+    # Enough steps that the pause below always lands before the first task could end.
+    slow = script([{"say": "step", "tool_calls": [{"tool": "note", "args": {"text": f"n{i}"}}]}
+                   for i in range(6)] + [{"say": "done"}], latency_ms=300)
+    definition = agent_def("w", tools=["note"], max_concurrent_tasks=1)
     rt = await make_runtime([definition], {"m": slow})
     first = await rt.create_task("w", "first")
     second = await rt.create_task("w", "second")

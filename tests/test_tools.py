@@ -229,8 +229,10 @@ async def test_five_consecutive_failed_tool_calls_fail_the_task(
     make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
     events: EventQuery,
 ) -> None:
-    bad = {"say": "trying", "tool_calls": [{"tool": "word_count", "raw_args": "{bad"}]}
-    model = script([bad] * 5 + [{"say": "never reached"}])
+    # Five different malformed calls (identical ones would trip the repeat guard first).
+    bad = [{"say": "trying", "tool_calls": [{"tool": "word_count", "raw_args": f"{{bad{i}"}]}
+           for i in range(5)]
+    model = script([*bad, {"say": "never reached"}])
     rt = await make_runtime([agent_def("worker", tools=["word_count"])], {"m": model})
     task = await rt.create_task("worker", "job")
     failed = await rt.wait_task(task.id, timeout=5)
@@ -255,7 +257,7 @@ async def test_five_consecutive_failed_tool_calls_fail_the_task(
 async def test_five_failures_in_one_step_also_fail_the_task(
     make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
 ) -> None:
-    step = {"tool_calls": [{"tool": "nope"}] * 5}
+    step = {"tool_calls": [{"tool": f"nope{i}"} for i in range(5)]}
     rt = await make_runtime([agent_def("worker")], {"m": script([step, {"say": "x"}])})
     task = await rt.create_task("worker", "job")
     failed = await rt.wait_task(task.id, timeout=5)
@@ -265,10 +267,10 @@ async def test_five_failures_in_one_step_also_fail_the_task(
 async def test_a_successful_call_resets_the_failure_count(
     make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
 ) -> None:
-    bad = {"tool_calls": [{"tool": "nope"}]}
+    bad = [{"tool_calls": [{"tool": f"nope{i}"}]} for i in range(8)]  # distinct: no loop
     good = {"tool_calls": [{"tool": "word_count", "args": {"text": "x"}}]}
     rt = await make_runtime([agent_def("worker", tools=["word_count"])],
-                            {"m": script([bad] * 4 + [good] + [bad] * 4 + [{"say": "ok"}])})
+                            {"m": script([*bad[:4], good, *bad[4:], {"say": "ok"}])})
     task = await rt.create_task("worker", "job")
     done = await rt.wait_task(task.id, timeout=5)
     assert done.state is TaskState.DONE, done.error

@@ -47,7 +47,12 @@ def describe_event(event: Event) -> str:
         return detail + (f"  {clip(str(extra), 70)}" if extra else "")
     if event.type == "model.call":
         calls = ", ".join(data.get("tool_calls", [])) or "reply"
-        return f"{data.get('latency_ms', 0):.0f} ms → {calls}"
+        tokens = f"{data.get('input_tokens', 0)}+{data.get('output_tokens', 0)} tokens"
+        cost = f", cost {data['cost']:.6g}" if data.get("cost") else ""
+        return f"{data.get('latency_ms', 0):.0f} ms, {tokens}{cost} → {calls}"
+    if event.type == "model.retry":
+        return (f"retry {data.get('attempt')}/{data.get('max_retries')} in "
+                f"{data.get('delay_s')} s: {clip(data.get('error'), 70)}")
     if event.type.startswith("tool."):
         return f"{data.get('tool')}({clip(data.get('arguments'), 40)}) → {clip(data.get('result'))}"
     if event.type == "task.created":

@@ -78,6 +78,7 @@ class ModelResponse:
     usage: Usage = field(default_factory=Usage)
     finish_reason: str = "stop"
     model: str = ""
+    cost: float | None = None  # from the provider's price table; None: no price known
 
 
 @dataclass(frozen=True, slots=True)

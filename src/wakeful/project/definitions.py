@@ -14,6 +14,8 @@ from typing import Literal
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from wakeful.models.config import ProviderConfig
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -89,6 +91,41 @@ class ScheduleEntry(_Strict):
         return self
 
 
+class BudgetLimits(_Strict):
+    """Ceilings on what a scope may spend; ``null`` means no ceiling."""
+
+    max_tokens: int | None = Field(default=None, ge=1)  # input + output tokens
+    max_cost: float | None = Field(default=None, gt=0)  # from the providers' price tables
+    max_wall_s: float | None = Field(default=None, gt=0)
+    max_tool_calls: int | None = Field(default=None, ge=0)
+
+
+class Budget(_Strict):
+    """Checked at every step boundary; an exhausted budget fails the task (not retried).
+
+    ``task`` applies to each task on its own (wall time since it started). ``agent``
+    applies to all the agent's tasks together, over every run of the project (wall
+    time: the time its tasks have spent running steps, summed).
+    """
+
+    task: BudgetLimits = Field(default_factory=BudgetLimits)
+    agent: BudgetLimits = Field(default_factory=BudgetLimits)
+
+
+class LoopGuards(_Strict):
+    """How a task reacts to a model that goes in circles or says nothing.
+
+    The same tool call (name and arguments) ``repeated_call_limit`` times in a row is
+    not run again: the model is told so. After ``max_loop_warnings`` such warnings the
+    task fails (``tool_loop``). A reply with neither text nor tool calls gets a nudge;
+    more than ``max_empty_replies`` in a row fail the task (``empty_reply``).
+    """
+
+    repeated_call_limit: int = Field(default=3, ge=2)
+    max_loop_warnings: int = Field(default=2, ge=0)
+    max_empty_replies: int = Field(default=2, ge=0)
+
+
 class AgentDefinition(_Strict):
     """One agent as a user writes it in ``agents/NAME.yaml`` or ``agents/NAME.md``."""
 
@@ -101,6 +138,8 @@ class AgentDefinition(_Strict):
     max_steps: int = Field(default=50, ge=1)
     restart: RestartPolicy = Field(default_factory=RestartPolicy)
     schedule: list[ScheduleEntry] = Field(default_factory=list)
+    budget: Budget = Field(default_factory=Budget)
+    guards: LoopGuards = Field(default_factory=LoopGuards)
 
     def system_prompt(self) -> str:
         parts = [f"You are {self.name}" + (f", {self.role}." if self.role else ".")]
@@ -157,3 +196,14 @@ class ProjectConfig(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     startup_tasks: list[StartupTask] = Field(default_factory=list)
     poll_interval_s: float = Field(default=0.5, gt=0)
+    # Model endpoints by name: ``model: local:llama`` uses ``providers.local``.
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+
+    @field_validator("providers")
+    @classmethod
+    def _provider_names(cls, value: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        for name in value:
+            if name == "scripted" or not re.match(NAME_PATTERN, name):
+                raise ValueError(f"provider name {name!r}: use lower case letters, digits, "
+                                 "'-' and '_' ('scripted' is reserved)")
+        return value

@@ -19,6 +19,7 @@ from wakeful.errors import WakefulError
 from wakeful.ids import new_id
 from wakeful.models.base import Model
 from wakeful.project.definitions import AgentDefinition
+from wakeful.runtime.accounting import AgentLedger
 from wakeful.runtime.scope import TaskScope
 from wakeful.runtime.states import AgentState, TaskState, check_agent_transition
 from wakeful.runtime.task_loop import TaskLoop
@@ -34,6 +35,7 @@ class AgentRunner:
         self.definition = definition
         self.record = record
         self.allowed_tools = frozenset(definition.tools)
+        self.ledger = AgentLedger(definition.name)  # its spending, for its budget
         self._model: Model | None = None
         self._queue: deque[TaskRecord] = deque()
         self._loops: dict[str, tuple[TaskLoop, asyncio.Task[None]]] = {}

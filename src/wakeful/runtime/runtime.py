@@ -26,6 +26,7 @@ from wakeful.observe.context import CURRENT_TASK, CURRENT_TRACE
 from wakeful.observe.events import EventLog
 from wakeful.project.definitions import AgentDefinition, StartupTask
 from wakeful.project.loader import Project
+from wakeful.runtime.accounting import RunUsage
 from wakeful.runtime.agent import AgentRunner, new_task_record
 from wakeful.runtime.scope import TaskScope
 from wakeful.runtime.service import Service
@@ -79,6 +80,7 @@ class Runtime:
         self.events = EventLog(store)
         self.poll_interval_s = poll_interval_s
         self.run_id: str | None = None
+        self.usage = RunUsage()  # model calls of this run: tokens, cost, per agent
         self._definitions = {d.name: d for d in agents}
         self._startup_tasks = list(startup_tasks)
         self.agents: dict[str, AgentRunner] = {}
@@ -110,7 +112,7 @@ class Runtime:
         config = project.config
         return cls(
             store=SQLiteStore(project.store_path(), config.store.synchronous),
-            models=ModelRegistry(project.scripts_dir),
+            models=ModelRegistry(project.scripts_dir, providers=config.providers),
             tools=tools,
             agents=project.agents.values(),
             default_model=config.default_model,
@@ -169,7 +171,7 @@ class Runtime:
         await self._scope.aclose()
         while self._running_services:
             await self._running_services.pop().stop()
-        self.events.emit("run.stopped", data={})
+        self.events.emit("run.stopped", data={"usage": self.usage.as_dict()})
         for waiters in self._settled.values():
             for future in waiters:
                 future.cancel()

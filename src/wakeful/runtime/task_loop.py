@@ -8,6 +8,8 @@ which is what lets a task killed mid-run resume from its last completed step.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 import traceback
@@ -15,10 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from wakeful.errors import ModelError
 from wakeful.models.base import Completed, Message, ModelResponse, TextDelta
+from wakeful.models.calls import reporting_to
 from wakeful.observe.context import CURRENT_TASK, CURRENT_TRACE
+from wakeful.runtime import budget
 from wakeful.runtime.context import ToolContext
+from wakeful.runtime.guards import EMPTY_REPLY_NUDGE, RepeatGuard
 from wakeful.runtime.states import TaskState, check_task_transition
 from wakeful.store.records import TaskRecord
+from wakeful.tools.registry import ToolOutcome
 
 if TYPE_CHECKING:
     from wakeful.runtime.agent import AgentRunner
@@ -102,7 +108,8 @@ class TaskLoop:
         except TaskFailure as failure:
             await self._fail(failure)
         except ModelError as exc:
-            await self._fail(TaskFailure("model", str(exc), True, traceback.format_exc()))
+            retryable = bool(getattr(exc, "retryable", True))  # a wrong API key will stay wrong
+            await self._fail(TaskFailure("model", str(exc), retryable, traceback.format_exc()))
         except Exception as exc:
             await self._fail(TaskFailure("internal", f"{type(exc).__name__}: {exc}", True,
                                          traceback.format_exc()))
@@ -124,45 +131,112 @@ class TaskLoop:
         definition = self.agent.definition
         allowed = self.agent.allowed_tools
         specs = self.runtime.tools.specs(sorted(allowed))
+        guards = definition.guards
+        repeats = RepeatGuard(guards.repeated_call_limit)
         tool_errors = 0
+        empty_replies = 0
         while True:
             await self.agent.gate(self)
             if self.record.step >= definition.max_steps:
                 raise TaskFailure("step_limit", f"task {self.id} reached its step limit "
                                   f"({definition.max_steps} steps) without finishing", False)
+            await self._check_budget()
+            step_started = time.perf_counter()
             response = await self._call_model(specs)
             reply = response.message
             new: list[Message] = [reply]
             self.messages.append(reply)
+            if not reply.tool_calls and not (reply.content or "").strip():
+                empty_replies += 1
+                self.runtime.events.emit("model.empty_reply", agent=self.agent.name,
+                                         task_id=self.id, data={
+                                             "count": empty_replies,
+                                             "max_empty_replies": guards.max_empty_replies})
+                nudge = Message(role="user", content=EMPTY_REPLY_NUDGE)
+                self.messages.append(nudge)
+                new.append(nudge)
+                await self._commit(new, response, final=False, started=step_started)
+                if empty_replies > guards.max_empty_replies:
+                    raise TaskFailure("empty_reply", f"task {self.id}: the model replied with "
+                                      f"nothing {empty_replies} times in a row "
+                                      f"(max_empty_replies: {guards.max_empty_replies})", False)
+                continue
+            empty_replies = 0
             if not reply.tool_calls:
-                await self._commit(new, response, final=True)
+                await self._commit(new, response, final=True, started=step_started)
                 return
             for call in reply.tool_calls:
-                started = time.perf_counter()
-                outcome = await self.runtime.tools.call(self.ctx, allowed, call)
-                self._record_tool(call.name, call.arguments, outcome,
-                                  (time.perf_counter() - started) * 1000)
+                if repeats.observe(call):
+                    outcome = ToolOutcome(False, repeats.message(call), "error")
+                    self.runtime.events.emit("tool.loop", agent=self.agent.name,
+                                             task_id=self.id, data={
+                                                 "tool": call.name,
+                                                 "arguments": call.arguments[:_RESULT_EXCERPT],
+                                                 "repeats": repeats.streak,
+                                                 "warning": repeats.warnings,
+                                                 "max_loop_warnings": guards.max_loop_warnings})
+                else:
+                    started = time.perf_counter()
+                    outcome = await self.runtime.tools.call(self.ctx, allowed, call)
+                    self._record_tool(call.name, call.arguments, outcome,
+                                      (time.perf_counter() - started) * 1000)
+                    tool_errors = 0 if outcome.ok else tool_errors + 1
                 tool_message = Message(role="tool", content=outcome.content,
                                        tool_call_id=call.id, name=call.name)
                 self.messages.append(tool_message)
                 new.append(tool_message)
-                tool_errors = 0 if outcome.ok else tool_errors + 1
-            await self._commit(new, response, final=False, tool_calls=len(reply.tool_calls))
+            await self._commit(new, response, final=False, tool_calls=len(reply.tool_calls),
+                               started=step_started)
             if tool_errors >= MAX_CONSECUTIVE_TOOL_ERRORS:
                 raise TaskFailure("tool", f"task {self.id} gave up after {tool_errors} "
                                   "consecutive failed tool calls", False)
+            if repeats.warnings > guards.max_loop_warnings:
+                raise TaskFailure("tool_loop", f"task {self.id}: the model kept repeating the "
+                                  f"same call to tool {reply.tool_calls[-1].name!r} after "
+                                  f"{repeats.warnings - 1} warnings (repeated_call_limit: "
+                                  f"{guards.repeated_call_limit}, max_loop_warnings: "
+                                  f"{guards.max_loop_warnings})", False)
+
+    async def _check_budget(self) -> None:
+        """Fail the task, for good, if it or its agent has spent its budget."""
+        definition = self.agent.definition
+        ledger = self.agent.ledger
+        if not ledger.loaded and budget.has_agent_limits(definition.budget):
+            await ledger.load(self.runtime.store)
+        exhausted = budget.check(definition.budget, self.record, ledger.spent)
+        if exhausted is not None:
+            self._budget_exhausted(exhausted)
+
+    def _budget_exhausted(self, exhausted: budget.Exhausted) -> None:
+        self.runtime.events.emit("budget.exhausted", agent=self.agent.name, task_id=self.id,
+                                 data=exhausted.data())
+        raise TaskFailure("budget", exhausted.message(self.id, self.agent.name), False)
 
     async def _call_model(self, specs: list[Any]) -> ModelResponse:
         events = self.runtime.events
+        agent = self.agent.name
         started = time.perf_counter()
         response: ModelResponse | None = None
+        wall = budget.seconds_left(self.agent.definition.budget, self.record,
+                                   self.agent.ledger.spent)
+
+        def report(event_type: str, data: dict[str, Any]) -> None:
+            events.emit(event_type, agent=agent, task_id=self.id, data=data)
+
+        deadline = None if wall is None else asyncio.timeout(max(0.0, wall[0]))
         try:
-            async for item in self.agent.model.stream(self.messages, specs):
-                if isinstance(item, TextDelta):
-                    events.emit("model.token", agent=self.agent.name, task_id=self.id,
-                                data={"text": item.text}, persist=False)
-                elif isinstance(item, Completed):
-                    response = item.response
+            with reporting_to(report):
+                async with deadline or contextlib.nullcontext():
+                    async for item in self.agent.model.stream(self.messages, specs):
+                        if isinstance(item, TextDelta):
+                            events.emit("model.token", agent=agent, task_id=self.id,
+                                        data={"text": item.text}, persist=False)
+                        elif isinstance(item, Completed):
+                            response = item.response
+        except TimeoutError:
+            if wall is None or deadline is None or not deadline.expired():
+                raise
+            self._budget_exhausted(wall[1])
         except ModelError as exc:
             events.emit("model.error", agent=self.agent.name, task_id=self.id,
                         data={"error": str(exc), "model": self.agent.model.name,
@@ -175,6 +249,7 @@ class TaskLoop:
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
             "input_tokens": response.usage.input_tokens,
             "output_tokens": response.usage.output_tokens,
+            "cost": response.cost,
             "finish_reason": response.finish_reason,
             "tool_calls": [c.name for c in response.message.tool_calls],
         })
@@ -195,15 +270,23 @@ class TaskLoop:
         self.runtime.events.emit(event_type, agent=self.agent.name, task_id=self.id, data=data)
 
     async def _commit(self, new: list[Message], response: ModelResponse, *, final: bool,
-                      tool_calls: int = 0) -> None:
+                      started: float, tool_calls: int = 0) -> None:
         record = self.record
+        usage = response.usage
         record.step += 1
-        record.input_tokens += response.usage.input_tokens
-        record.output_tokens += response.usage.output_tokens
+        record.input_tokens += usage.input_tokens
+        record.output_tokens += usage.output_tokens
         record.tool_calls += tool_calls
+        record.cost += response.cost or 0.0
+        step = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                "cost": response.cost, "tool_calls": tool_calls,
+                "wall_s": time.perf_counter() - started}
+        self.agent.ledger.add(**step)
+        self.runtime.usage.add(self.agent.name, **step)
         fields: dict[str, Any] = {
             "step": record.step, "input_tokens": record.input_tokens,
             "output_tokens": record.output_tokens, "tool_calls": record.tool_calls,
+            "cost": record.cost,
         }
         if self.ctx.scratch:
             record.scratch = json.dumps(self.ctx.scratch, default=str)

@@ -110,4 +110,8 @@ MIGRATIONS: list[str] = [
         updated_by TEXT
     );
     """,
+    # 3: model providers: what each task's model calls cost (price table in wakeful.yaml)
+    """
+    ALTER TABLE tasks ADD COLUMN cost REAL NOT NULL DEFAULT 0;
+    """,
 ]

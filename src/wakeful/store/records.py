@@ -41,6 +41,7 @@ class TaskRecord:
     scratch: str | None = None  # the task's private scratchpad, as JSON
     trace_id: str | None = None  # root task of the causal tree this task belongs to
     cause_id: str | None = None  # what started it: a parent task, a mail, a timer
+    cost: float = 0.0
 
 
 @dataclass(slots=True)

@@ -1,0 +1,78 @@
+"""Provider settings as users write them in ``wakeful.yaml`` under ``providers:``.
+
+A provider is one endpoint (OpenAI, OpenRouter, vLLM, llama.cpp, Ollama, Anthropic...)
+with its own limits. Every agent whose model names the provider shares its connection
+pool, its concurrency limit and its rate limiter, which is what keeps many agents
+within what the endpoint allows. API keys are never written here: the config names
+the environment variable that holds the key, so the key never reaches the project
+files, the store or the event log.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+KIND_DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class ModelPrice(BaseModel):
+    """What a model costs, in the user's currency per million tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+
+
+class ProviderConfig(BaseModel):
+    """One endpoint: where it is, how to authenticate, and how hard to push it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["openai", "anthropic"] = "openai"
+    base_url: str | None = None  # None: the SDK's default (or OPENAI_BASE_URL)
+    # The NAME of the environment variable holding the key (default per kind).
+    api_key_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    # Local servers (llama.cpp, Ollama, vLLM) often need no key: set this to false.
+    api_key_required: bool = True
+    concurrency: int = Field(default=64, ge=1, le=100_000)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+    # How many seconds' worth of the per-minute rates may be spent in one burst.
+    burst_s: float = Field(default=1.0, gt=0)
+    # Longest wait for a response to start, and between two streamed chunks.
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=4, ge=0, le=100)
+    backoff_initial_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+    # A Retry-After longer than this is not waited for: the call fails at once.
+    max_retry_after_s: float = Field(default=120.0, ge=0)
+    # The HTTP stack under the SDK: aiohttp (default; about half the CPU per request
+    # of httpx under load) or httpx.
+    http_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    stream: bool = True
+    # Ask for token usage in streamed replies (OpenAI ``stream_options``).
+    stream_usage: bool = True
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    # Price per model name; "*" applies to models not listed.
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/") if value else value
+
+    @property
+    def key_env(self) -> str:
+        return self.api_key_env or KIND_DEFAULT_KEY_ENV[self.kind]
+
+    def price(self, model: str) -> ModelPrice | None:
+        return self.prices.get(model) or self.prices.get("*")
