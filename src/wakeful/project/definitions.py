@@ -124,6 +124,41 @@ class StoreConfig(_Strict):
     synchronous: Literal["normal", "full"] = "normal"
 
 
+class ChannelConfig(_Strict):
+    """A channel (group conversation) that exists whenever the project runs."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    members: list[str] = Field(default_factory=list)
+    topic: str = ""
+
+    @field_validator("members")
+    @classmethod
+    def _valid_members(cls, value: list[str]) -> list[str]:
+        from wakeful.mailbox.model import parse_member
+
+        for member in value:
+            parse_member(member)  # raises ValueError naming what a member may be
+        return value
+
+
+class MailboxConfig(_Strict):
+    """``mailbox:`` in ``wakeful.yaml``: mail limits and delivery guarantees.
+
+    A mail handed to a reader and not acknowledged within ``visibility_timeout_s`` (its
+    handler crashed or forgot) is delivered again; after ``max_deliveries`` deliveries
+    it goes to the dead-letter box, where a person can inspect it and send it again.
+    """
+
+    max_subject_chars: int = Field(default=200, ge=1)
+    max_body_chars: int = Field(default=65_536, ge=1)
+    max_payload_bytes: int = Field(default=65_536, ge=2)
+    visibility_timeout_s: float = Field(default=30.0, gt=0)
+    max_deliveries: int = Field(default=5, ge=1)
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    helpers_channel: str = Field(default="helpers", pattern=NAME_PATTERN)
+    channels: list[ChannelConfig] = Field(default_factory=list)
+
+
 class ProjectConfig(_Strict):
     """``wakeful.yaml``: the project as a whole."""
 
@@ -134,3 +169,4 @@ class ProjectConfig(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     startup_tasks: list[StartupTask] = Field(default_factory=list)
     poll_interval_s: float = Field(default=0.5, gt=0)
+    mailbox: MailboxConfig = Field(default_factory=MailboxConfig)

@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 import structlog
 
 from wakeful.errors import UnknownAgentError, UnknownTaskError, WakefulError
 from wakeful.ids import new_id
+from wakeful.mailbox.service import Mailbox
+from wakeful.mailbox.store import MemoryMailStore
 from wakeful.models.registry import ModelRegistry
 from wakeful.observe.events import EventLog
-from wakeful.project.definitions import AgentDefinition, StartupTask
+from wakeful.project.definitions import AgentDefinition, MailboxConfig, StartupTask
 from wakeful.project.loader import Project
 from wakeful.runtime.agent import AgentRunner, new_task_record
 from wakeful.runtime.scope import TaskScope
@@ -32,6 +34,7 @@ from wakeful.runtime.states import AgentState, TaskState, check_task_transition
 from wakeful.store.base import Store
 from wakeful.store.records import AgentRecord, RunRecord, TaskRecord
 from wakeful.store.sqlite import SQLiteStore
+from wakeful.store.sqlite_mail import SQLiteMailStore
 from wakeful.tools.builtin import default_tools
 from wakeful.tools.registry import ToolRegistry
 
@@ -64,6 +67,8 @@ class Runtime:
         startup_tasks: Iterable[StartupTask] = (),
         poll_interval_s: float = 0.5,
         services: Iterable[Service] = (),
+        mailbox: Mailbox | None = None,
+        mailbox_config: MailboxConfig | None = None,
     ) -> None:
         self.store = store
         self.models = models
@@ -80,7 +85,13 @@ class Runtime:
         self._settled: dict[str, list[asyncio.Future[TaskRecord]]] = {}
         self._known: set[str] = set()
         self._started = False
-        self.services: list[Service] = list(services)
+        self._settle_hooks: list[Callable[[TaskRecord], None]] = []
+        # The mailbox is a service like any other, started first so that every other
+        # service and every agent can rely on it.
+        self.mailbox = mailbox if mailbox is not None else Mailbox(
+            SQLiteMailStore(store) if isinstance(store, SQLiteStore) else MemoryMailStore(),
+            mailbox_config)
+        self.services: list[Service] = [self.mailbox, *services]
         self._running_services: list[Service] = []
 
     def add_service(self, service: Service) -> None:
@@ -99,6 +110,7 @@ class Runtime:
             default_model=config.default_model,
             startup_tasks=config.startup_tasks,
             poll_interval_s=config.poll_interval_s,
+            mailbox_config=config.mailbox,
         )
 
     # lifecycle of the whole runtime --------------------------------------
@@ -198,6 +210,10 @@ class Runtime:
             return self.agents[name]
         except KeyError:
             raise UnknownAgentError(name, list(self.agents)) from None
+
+    def agent_names(self) -> Collection[str]:
+        """Every agent this runtime defines (a live view: agents added later appear)."""
+        return self._definitions.keys()
 
     async def add_agent(self, definition: AgentDefinition) -> AgentRunner:
         """Create and start an agent while the runtime runs."""
@@ -324,7 +340,17 @@ class Runtime:
         for future in self._settled.pop(record.id, []):
             if not future.done():
                 future.set_result(record)
+        for hook in self._settle_hooks:
+            try:
+                hook(record)
+            except Exception as exc:  # a broken hook must not break the task's agent
+                log.error("settle hook failed", task=record.id, error=repr(exc))
         self.changed()
+
+    def on_settle(self, hook: Callable[[TaskRecord], None]) -> None:
+        """Call ``hook(record)`` whenever a task reaches its final outcome (the mailbox
+        uses it to mail a delegated task's result back to whoever delegated it)."""
+        self._settle_hooks.append(hook)
 
     async def wait_task(self, task_id: str, timeout: float | None = None) -> TaskRecord:
         """Wait until a task is done, cancelled, or failed with no retry to come."""
