@@ -308,6 +308,17 @@ def start_task(
     out.print(f"Queued task [bold]{record.id}[/] for {agent}.", highlight=False)
 
 
+def _add_feature_commands() -> None:
+    # Imported here: the feature CLIs use this module's helpers (fail, open_project...).
+    from wakeful.mailbox.cli import channel_app, mail_app
+
+    app.add_typer(mail_app, name="mail")
+    app.add_typer(channel_app, name="channel")
+
+
+_add_feature_commands()
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -50,6 +50,9 @@ def describe_event(event: Event) -> str:
         return f"{data.get('latency_ms', 0):.0f} ms → {calls}"
     if event.type.startswith("tool."):
         return f"{data.get('tool')}({clip(data.get('arguments'), 40)}) → {clip(data.get('result'))}"
+    if event.type == "mail.sent":
+        subject = f": {clip(data.get('subject'), 50)}" if data.get("subject") else ""
+        return f"{data.get('from')} → {data.get('to')}{subject}"
     if event.type == "task.created":
         return clip(data.get("instruction"), 70)
     return clip(", ".join(f"{k}={v}" for k, v in data.items() if k != "traceback"), 90)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from wakeful.mailbox.records import Change, DeliveryState
+from wakeful.mailbox.records import Change, DeliveryState, NewEvents
 from wakeful.mailbox.store import MailStore, MemoryMailStore
 from wakeful.runtime.scope import TaskScope
 
@@ -46,6 +46,10 @@ class Committer:
         for change in changes[:-1]:
             self.submit(change)
         await self.commit(changes[-1])  # submitted together, so committed together
+
+    async def barrier(self) -> None:
+        """Return once everything submitted before this call is committed."""
+        await self.commit(NewEvents([]))
 
     def start(self, scope: TaskScope) -> None:
         pass

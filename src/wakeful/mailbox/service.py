@@ -232,7 +232,8 @@ class Mailbox:
 
     async def flush(self) -> None:
         """Wait until every change made so far is committed."""
-        await self._committer.flush()
+        if self._opened:
+            await self._committer.barrier()
 
     async def _load_open(self) -> None:
         now = time.time()
@@ -719,6 +720,7 @@ class Mailbox:
 
     async def _check_read_access(self, reader: str | None, mail_id: str
                                  ) -> tuple[Envelope, Delivery | None]:
+        await self.flush()
         mail = await self.store.get_mail(mail_id)
         if mail is None:
             raise MailError(f"no mail with id {mail_id!r}")
@@ -1025,6 +1027,7 @@ class Mailbox:
     async def history(self, reader: str | None, channel: str, limit: int = 50,
                       before_seq: int | None = None) -> list[Mail]:
         """A channel's posts, oldest first; members only (``None``: the operator)."""
+        await self.flush()  # read this process's own writes
         found = self._channel(channel)
         if reader is not None:
             identity = parse_address(reader).agent or reader
@@ -1044,17 +1047,20 @@ class Mailbox:
 
     async def unread(self, member: str) -> dict[str, int]:
         """For each of ``member``'s channels, how many posts it has not read."""
+        await self.flush()  # read this process's own writes
         return {c.name: await self.store.unread_count(c.name, member)
                 for c in self.channels(member)}
 
     # queries -----------------------------------------------------------------
     async def thread(self, reader: str | None, thread_id: str, limit: int = 200
                      ) -> list[Mail]:
+        await self.flush()  # read this process's own writes
         mails = await self.store.list_mail(thread_id=thread_id, limit=limit)
         return [m.view() for m in mails if await self._may_see(reader, m)]
 
     async def conversation(self, a: str, b: str, limit: int = 100) -> list[Mail]:
         """1-1 mail between ``a`` and ``b`` either way (an agent includes its tasks)."""
+        await self.flush()  # read this process's own writes
         mails = await self.store.list_mail(between=(a, b), limit=limit)
         return [m.view() for m in mails]
 
@@ -1062,11 +1068,13 @@ class Mailbox:
         return reader is None or (await self._access(reader, mail))[0]
 
     async def dead_letters(self, owner: str | None = None, limit: int = 100) -> list[Mail]:
+        await self.flush()  # read this process's own writes
         found = await self.store.list_deliveries(owner=owner, status=DEAD, limit=limit)
         return [d.mail.view(d) for d in found]
 
     async def retry(self, mail_id: str, owner: str | None = None) -> int:
         """Send dead-lettered mail again (to ``owner``, or every mailbox it died in)."""
+        await self.flush()  # read this process's own writes
         dead = [d for d in await self.store.deliveries_of(mail_id)
                 if d.status == DEAD and (owner is None or d.owner == owner)]
         if not dead:
@@ -1089,14 +1097,16 @@ class Mailbox:
 
     async def list_mail(self, *, owner: str | None = None, status: str | None = None,
                    sender: str | None = None, limit: int = 100) -> list[Mail]:
+        await self.flush()  # read this process's own writes
         found = await self.store.list_deliveries(owner=owner, status=status, sender=sender,
                                                  limit=limit)
         return [d.mail.view(d) for d in found]
 
     async def deliveries(self, mail_id: str) -> list[Mail]:
+        await self.flush()  # read this process's own writes
         return [d.mail.view(d) for d in await self.store.deliveries_of(mail_id)]
 
     def stats(self) -> dict[str, int]:
         return {"open": len(self._open), "writes": self._committer.writes,
                 "batches": self._committer.batches, "denied": self.denied,
-                "waiters": sum(len(b.waiters) for b in self._boxes.values())}
+                "waiters": len({w for b in self._boxes.values() for w in b.waiters})}

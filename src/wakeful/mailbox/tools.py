@@ -119,11 +119,13 @@ async def check_mail(
     limit: Annotated[int, Field(ge=1, le=50)] = 10,
     wait_s: Annotated[float, Field(ge=0, le=3600, description="if there is none yet, wait "
                                    "this many seconds for matching mail")] = 0,
+    ack: Annotated[bool, Field(description="mark the mail handled as it is taken (for "
+                               "mail that needs no further action)")] = False,
 ) -> dict[str, Any]:
     """Take your unread mail (oldest first), optionally filtered, optionally waiting.
 
-    Each mail taken must be handled and acknowledged (ack, or reply which acknowledges);
-    mail not acknowledged in time is delivered again.
+    Each mail taken must be handled and acknowledged (ack, or reply which acknowledges),
+    unless taken with ack=true; mail not acknowledged in time is delivered again.
     """
     mailbox = _mailbox(ctx)
     me = _me(ctx)
@@ -143,8 +145,12 @@ async def check_mail(
             taken = [first, *mailbox.claim(me, wanted, limit - 1)]
     if taken:
         _remember(ctx, taken[-1].mail.id)
+    views = [mailbox.view(d) for d in taken]
+    if ack:
+        for delivery in taken:
+            await mailbox.ack(delivery)
     held = [d.mail.id for d in mailbox.held(me) if d not in taken]
-    result: dict[str, Any] = {"mail": [summary(mailbox.view(d)) for d in taken],
+    result: dict[str, Any] = {"mail": [summary(v) for v in views],
                               "more_waiting": mailbox.pending(me, wanted)}
     if held:
         result["taken_earlier_not_acknowledged"] = held
