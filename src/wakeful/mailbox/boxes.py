@@ -66,9 +66,10 @@ class LeaseClock:
         self._closed = False
 
     def add(self, until: float, delivery: Delivery, live: int) -> None:
-        self._leases.append((until, delivery))
-        if len(self._leases) > 4 * live + 1024:
-            self._leases = deque((u, d) for u, d in self._leases if d.lease_until == u)
+        leases = self._leases
+        leases.append((until, delivery))
+        if len(leases) > 4 * live + 1024:
+            self._leases = deque((u, d) for u, d in leases if d.lease_until == u)
         if self._timer is None and not self._closed:
             self._arm(until)
 

@@ -181,7 +181,9 @@ class Mailbox:
         self._opened = False
         self._closed = False
         self._durable = store.durable
-        self._senders: dict[str, Address] = {}  # senders (and agents) known to be valid
+        self._senders: dict[str, Address] = {}  # senders known to be valid
+        self._owners: dict[str, tuple[str, ...]] = {}  # reader -> the mailboxes it reads
+        self._agents_seen: set[str] = set()  # recipients known to be agents
         self._visibility = self.config.visibility_timeout_s
         self.denied = 0  # access refusals so far
 
@@ -346,8 +348,9 @@ class Mailbox:
         """The mailboxes a mail to ``target`` reaches, and its channel if any."""
         kind = target.kind
         if kind is AddressKind.AGENT:
-            if target.name not in self._senders:
+            if target.name not in self._agents_seen:
                 self._check_agent(target.name)
+                self._agents_seen.add(target.name)  # agents are never removed
             return [target.name], None
         if kind is AddressKind.TASK:
             self._check_agent(target.name)
@@ -382,7 +385,7 @@ class Mailbox:
     async def send_draft(self, sender: str, draft: MailDraft) -> Sent:
         change = self._prepare(sender, draft)
         if self._direct is not None:  # in memory: nothing to wait for
-            self._direct.apply_now((change,))
+            self._direct.add_mail(change)
             self._after_commit((change,))
         else:
             await self._committer.commit(change)
@@ -413,10 +416,10 @@ class Mailbox:
             draft.reply_to or (origin.agent or sender), draft.correlation_id,
             draft.causation_id, draft.idempotency_key, time.time(), None, payload_json)
         order = self._order
-        deliveries = [Delivery(mail, owner, order=next(order), channel=channel)
-                      for owner in owners]
+        deliveries = [Delivery(mail, owner, PENDING, 0, None, None, None, None, None,
+                               next(order), None, channel) for owner in owners]
         change = NewMail(mail, deliveries, wakeup=not self.live)
-        if self.events.recording:
+        if self.config.log_every_send and self.events.recording:
             change.events.append(self._sent_event(mail, len(deliveries)))
         return change
 
@@ -555,7 +558,11 @@ class Mailbox:
               ) -> list[Delivery]:
         """Take up to ``limit`` visible mails for ``reader`` (oldest first), leasing
         them: ack each one once handled, or it is delivered again."""
-        owners = _owners_of(reader)
+        owners = self._owners.get(reader) or self._owners_for(reader)
+        if len(owners) == 1:
+            box = self._boxes.get(owners[0])
+            if box is None or not box.visible:
+                return []
         found: list[tuple[Delivery, Box]] = []
         for owner in owners:
             box = self._boxes.get(owner)
@@ -573,6 +580,13 @@ class Mailbox:
             del box.visible[delivery]
             self._lease(delivery, box, reader)
         return [delivery for delivery, _ in found]
+
+    def _owners_for(self, reader: str) -> tuple[str, ...]:
+        owners = self._owners[reader] = _owners_of(reader)
+        if len(self._owners) > 100_000:  # tasks come and go: do not grow without end
+            self._owners.clear()
+            self._owners[reader] = owners
+        return owners
 
     def held(self, reader: str) -> list[Delivery]:
         """Mail ``reader`` took and has not acknowledged yet."""
@@ -599,7 +613,7 @@ class Mailbox:
         if not self._opened or not self.live:
             raise MailError("the mailbox is not delivering (not open, or remote)")
         future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
-        waiter = Waiter(reader, _owners_of(reader), filter, future)
+        waiter = Waiter(reader, self._owners[reader], filter, future)
         for owner in waiter.owners:
             self._box(owner).waiters[waiter] = None
         try:
@@ -651,6 +665,14 @@ class Mailbox:
 
         Returns False when it was already acknowledged. Committed when this returns.
         """
+        if not self._settle_ack(delivery):
+            return False
+        if self._durable:
+            await self._committer.commit(DeliveryState(delivery.state_row(), not self.live))
+        return True
+
+    def _settle_ack(self, delivery: Delivery) -> bool:
+        """The in-memory half of an ack; False if it was acknowledged already."""
         if delivery.status == ACKED:
             return False
         if delivery.status == DEAD:
@@ -671,9 +693,15 @@ class Mailbox:
                                               or delivery.owner, delivery.mail.id))
         if self.events.listened:
             self._live_event("mail.acked", delivery, delivery.holder)
-        if self._durable:
-            await self._committer.commit(DeliveryState(delivery.state_row(), not self.live))
         return True
+
+    async def ack_many(self, deliveries: Iterable[Delivery]) -> int:
+        """Acknowledge several mails in one commit; returns how many were still open."""
+        changed = [d for d in deliveries if self._settle_ack(d)]
+        if self._durable:
+            await self._committer.commit_all(
+                [DeliveryState(d.state_row(), not self.live) for d in changed])
+        return len(changed)
 
     def _find_open(self, reader: str, mail_id: str) -> Delivery | None:
         for owner in _owners_of(reader):

@@ -115,7 +115,7 @@ class MemoryMailStore(MailStore):
         """Apply at once, without suspending (the in-process mailbox's fast path)."""
         for change in changes:
             if type(change) is NewMail:
-                self._new_mail(change)
+                self.add_mail(change)
             elif isinstance(change, DeliveryState):
                 pass  # the deliveries here are the mailbox's own objects: already current
             elif isinstance(change, NewEvents):
@@ -136,7 +136,7 @@ class MemoryMailStore(MailStore):
             elif isinstance(change, DelegationChange):
                 self.delegations[change.delegation.task_id] = change.delegation
 
-    def _new_mail(self, change: NewMail) -> None:
+    def add_mail(self, change: NewMail) -> None:
         mail = change.mail
         if mail.idempotency_key is not None:
             key = (mail.sender, mail.idempotency_key)
