@@ -175,3 +175,24 @@ def test_mail_sent_from_the_cli_wakes_a_task_in_a_running_runtime(tmp_path: Path
         assert conn.execute("SELECT status FROM mail_deliveries").fetchall() == [("acked",)]
     got = json.loads(result.removeprefix("got "))
     assert got["mail"][0]["body"] == "ship it" and got["mail"][0]["from"] == "person:ada"
+
+
+def test_channels_in_wakeful_yaml_exist_when_the_project_runs(project: Path) -> None:
+    (project / "wakeful.yaml").write_text(
+        "name: t\nmailbox:\n  log_every_send: true\n  channels:\n"
+        "    - {name: helpers, members: [researcher, writer, ghost, person:ada], "
+        "topic: ask here}\n")
+    code, out, err = invoke("run", "-p", str(project), "--until-idle", "--plain")
+    assert code == 0, err
+    assert "mailbox.channels.0.members" in err and "unknown agent 'ghost'" in err
+    code, out, _ = invoke("channel", "list", "-p", str(project))
+    assert "#helpers" in out and "ask here" in out and "ghost" not in out
+    code, out, _ = invoke("channel", "post", "helpers", "anyone?", "--from", "person:ada",
+                          "-p", str(project))
+    assert code == 0 and "(2 agents)" in out
+    with sqlite3.connect(project / "wakeful.db") as conn:  # log_every_send: in the log too
+        [(data,)] = conn.execute("SELECT data FROM events WHERE type = 'mail.sent'").fetchall()
+    assert json.loads(data)["to"] == "#helpers" and json.loads(data)["deliveries"] == 2
+    code, _, err = invoke("channel", "post", "helpers", "x", "--from", "person:bob",
+                          "-p", str(project))
+    assert code == 1 and "not a member of #helpers" in err

@@ -259,12 +259,18 @@ class Mailbox:
         self._order = itertools.count(highest + 1)
 
     async def _ensure_config_channels(self) -> None:
+        """Create the channels wakeful.yaml lists, and add members it lists since.
+        Members that are not (or no longer) agents are left out, not fatal: the project
+        loader already reported them."""
+        known = self._known_agents()
         for spec in self.config.channels:
+            members = [m for m in spec.members
+                       if known is None or m.startswith("person:") or m in known]
             if spec.name not in self._channels:
-                await self.create_channel(spec.name, spec.members, topic=spec.topic,
+                await self.create_channel(spec.name, members, topic=spec.topic,
                                           created_by="config")
             else:
-                missing = [m for m in spec.members if m not in self._channels[spec.name].members]
+                missing = [m for m in members if m not in self._channels[spec.name].members]
                 if missing:
                     await self.add_members(spec.name, missing)
 

@@ -21,7 +21,7 @@ import structlog
 from wakeful.errors import UnknownAgentError, UnknownTaskError, WakefulError
 from wakeful.ids import new_id
 from wakeful.mailbox.service import Mailbox
-from wakeful.mailbox.store import MemoryMailStore
+from wakeful.mailbox.store import MailStore, MemoryMailStore
 from wakeful.models.registry import ModelRegistry
 from wakeful.observe.events import EventLog
 from wakeful.project.definitions import AgentDefinition, MailboxConfig, StartupTask
@@ -88,9 +88,16 @@ class Runtime:
         self._settle_hooks: list[Callable[[TaskRecord], None]] = []
         # The mailbox is a service like any other, started first so that every other
         # service and every agent can rely on it.
-        self.mailbox = mailbox if mailbox is not None else Mailbox(
-            SQLiteMailStore(store) if isinstance(store, SQLiteStore) else MemoryMailStore(),
-            mailbox_config)
+        if mailbox is None:
+            if isinstance(store, SQLiteStore):
+                mail_store: MailStore = SQLiteMailStore(store)
+            else:
+                log.warning("this store has no mail tables: mail is kept in memory only "
+                            "(pass mailbox=Mailbox(...) with a durable MailStore)",
+                            store=type(store).__name__)
+                mail_store = MemoryMailStore()
+            mailbox = Mailbox(mail_store, mailbox_config)
+        self.mailbox = mailbox
         self.services: list[Service] = [self.mailbox, *services]
         self._running_services: list[Service] = []
 
