@@ -76,6 +76,11 @@ async def test_request_waits_for_its_reply_and_times_out_without_one(
     assert reply.mail.subject == "Re: price?" and reply.mail.sender == "bob/t_2"
     [noise] = mailbox.claim("alice/t_1")
     assert noise.mail.subject.startswith("noise")
+    # The 1-1 conversation of the two agents includes their tasks' mail, both ways.
+    talk = await mailbox.conversation("alice", "bob")
+    assert [(m.sender, m.recipient, m.subject) for m in talk] == [
+        ("alice/t_1", "bob", "price?"), ("bob", "alice/t_1", "noise: same task, no correlation"),
+        ("bob/t_2", "alice/t_1", "Re: price?")]
 
     started = time.monotonic()
     with pytest.raises(MailTimeoutError, match=r"no reply from carol .* within 0.3s"):

@@ -204,8 +204,9 @@ class MemoryMailStore(MailStore):
                     and (thread_id is None or m.thread_id == thread_id)
                     and (correlation_id is None or m.correlation_id == correlation_id)
                     and (before_seq is None or (m.seq or 0) < before_seq)
-                    and (between is None or (m.sender, m.recipient) in (
-                        between, (between[1], between[0]))))
+                    and (between is None or any(
+                        is_from(m.sender, x) and is_from(m.recipient, y)
+                        for x, y in (between, between[::-1]))))
         return [m for m in self.mail.values() if wanted(m)][-limit:]
 
     async def read_cursors(self, member: str) -> dict[str, tuple[int, int]]:

@@ -279,9 +279,15 @@ class SQLiteMailStore(MailStore):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
-        if between is not None:
-            clauses.append("((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?))")
-            params.extend([between[0], between[1], between[1], between[0]])
+        if between is not None:  # an address also matches its tasks (agent/...)
+            def side(column: str, who: str) -> str:
+                params.extend([who, who.replace("\\", "\\\\").replace("%", "\\%")
+                               .replace("_", "\\_") + "/%"])
+                return f"({column} = ? OR {column} LIKE ? ESCAPE '\\')"
+            a, b = between
+            forth = f"({side('sender', a)} AND {side('recipient', b)})"
+            back = f"({side('sender', b)} AND {side('recipient', a)})"
+            clauses.append(f"({forth} OR {back})")
         if before_seq is not None:
             clauses.append("seq < ?")
             params.append(before_seq)
