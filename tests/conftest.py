@@ -10,13 +10,17 @@ from typing import Any, Protocol
 
 import pytest
 
+from mail_fixtures import AGENTS, OpenMailbox
+from wakeful.mailbox import Mailbox
 from wakeful.models.base import Model
 from wakeful.models.registry import ModelRegistry
 from wakeful.models.scripted import ScriptedModel
-from wakeful.project.definitions import AgentDefinition, RestartPolicy
+from wakeful.observe.events import EventLog
+from wakeful.project.definitions import AgentDefinition, MailboxConfig, RestartPolicy
 from wakeful.runtime.runtime import Runtime
 from wakeful.store.records import Event
 from wakeful.store.sqlite import SQLiteStore
+from wakeful.store.sqlite_mail import SQLiteMailStore
 from wakeful.tools.builtin import default_tools
 from wakeful.tools.registry import Tool
 
@@ -146,3 +150,24 @@ def wait_until() -> WaitUntil:
             await asyncio.sleep(0.005)
 
     return wait
+
+
+@pytest.fixture
+async def open_mailbox(tmp_path: Path) -> AsyncIterator[OpenMailbox]:
+    """Open mailboxes on one SQLite file (several = several processes); closes them all."""
+    opened: list[tuple[Mailbox, SQLiteStore]] = []
+
+    async def make(live: bool = True, poll_interval_s: float = 0.05, **config: Any) -> Mailbox:
+        store = SQLiteStore(tmp_path / "wakeful.db")
+        await store.open()
+        mailbox = Mailbox(SQLiteMailStore(store), MailboxConfig(**config),
+                          events=EventLog(store), agents=lambda: AGENTS, live=live,
+                          poll_interval_s=poll_interval_s)
+        await mailbox.open()
+        opened.append((mailbox, store))
+        return mailbox
+
+    yield make
+    for mailbox, store in reversed(opened):
+        await mailbox.close()
+        await store.close()

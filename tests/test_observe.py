@@ -162,7 +162,7 @@ def test_cli_inspect_why_and_trace(tmp_path: Path) -> None:
     assert traced.exit_code == 0
     lines = [line for line in traced.stdout.splitlines() if line.strip()]
     assert lines and all("writer" in line and "task.state" in line for line in lines)
-    assert sum("running → done" in line for line in lines) == 2
+    assert sum("running → done" in line for line in lines) == 3  # one delegated to it
     unknown = runner.invoke(app, ["why", "ghost", "-p", str(folder)])
     assert unknown.exit_code == 1 and "unknown agent 'ghost'" in unknown.stderr
     missing = runner.invoke(app, ["inspect", "t_nope", "-p", str(folder)])

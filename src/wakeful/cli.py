@@ -345,11 +345,14 @@ def start_task(
 
 def _register_commands() -> None:
     """Commands defined beside their features (they import this module's helpers)."""
+    from wakeful.mailbox.cli import channel_app, mail_app
     from wakeful.observe.cli import register as register_inspector
     from wakeful.resources.cli import register as register_resources
 
     register_inspector(app)
     register_resources(app)
+    app.add_typer(mail_app, name="mail")
+    app.add_typer(channel_app, name="channel")
 
 
 _register_commands()

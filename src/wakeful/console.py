@@ -55,6 +55,9 @@ def describe_event(event: Event) -> str:
                 f"{data.get('delay_s')} s: {clip(data.get('error'), 70)}")
     if event.type.startswith("tool."):
         return f"{data.get('tool')}({clip(data.get('arguments'), 40)}) → {clip(data.get('result'))}"
+    if event.type == "mail.sent":
+        subject = f": {clip(data.get('subject'), 50)}" if data.get("subject") else ""
+        return f"{data.get('from')} → {data.get('to')}{subject}"
     if event.type == "task.created":
         return clip(data.get("instruction"), 70)
     if event.type == "resource.deadlock":

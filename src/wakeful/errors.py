@@ -52,3 +52,19 @@ class ModelError(WakefulError):
 
 class StoreError(WakefulError):
     """The store could not be opened or migrated."""
+
+
+class MailError(WakefulError):
+    """Mail that cannot be sent or handled: malformed, oversized, to nobody known."""
+
+
+class MailTooLargeError(MailError):
+    """A mail over one of the configured size limits (``mailbox:`` in wakeful.yaml)."""
+
+
+class MailAccessError(MailError):
+    """A reader asked for mail or a channel that is not theirs; refused and recorded."""
+
+
+class MailTimeoutError(MailError, TimeoutError):
+    """No matching mail (a reply, a delegated result, help) arrived in time."""

@@ -110,6 +110,37 @@ class EventLog:
     def remove_listener(self, listener: Listener) -> None:
         self._listeners.remove(listener)
 
+    @property
+    def recording(self) -> bool:
+        """Are events written to the store?"""
+        return self.persist and self.store is not None
+
+    @property
+    def listened(self) -> bool:
+        """Is anyone subscribed to the live feed?"""
+        return bool(self._subscribers)
+
+    def make(
+        self,
+        type: str,
+        *,
+        agent: str | None = None,
+        task_id: str | None = None,
+        data: dict[str, Any] | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> Event:
+        """Build an event without recording it, for a writer that stores it in the same
+        transaction as the change it describes and then :meth:`publish` es it."""
+        return Event(type=type, agent=agent, task_id=task_id, data=data or {},
+                     run_id=self.run_id, correlation_id=correlation_id,
+                     causation_id=causation_id)
+
+    def publish(self, event: Event) -> None:
+        """Fan an already-recorded event out to live subscribers."""
+        for subscriber in tuple(self._subscribers):
+            subscriber._offer(event)
+
     def subscribe(self, predicate: EventFilter | None = None, maxsize: int = 10_000
                   ) -> Subscription:
         subscription = Subscription(self, predicate, maxsize)

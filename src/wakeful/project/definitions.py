@@ -183,6 +183,44 @@ class ResourcesConfig(_Strict):
         return self
 
 
+class ChannelConfig(_Strict):
+    """A channel (group conversation) that exists whenever the project runs."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    members: list[str] = Field(default_factory=list)
+    topic: str = ""
+
+    @field_validator("members")
+    @classmethod
+    def _valid_members(cls, value: list[str]) -> list[str]:
+        from wakeful.mailbox.model import parse_member
+
+        for member in value:
+            parse_member(member)  # raises ValueError naming what a member may be
+        return value
+
+
+class MailboxConfig(_Strict):
+    """``mailbox:`` in ``wakeful.yaml``: mail limits and delivery guarantees.
+
+    A mail handed to a reader and not acknowledged within ``visibility_timeout_s`` (its
+    handler crashed or forgot) is delivered again; after ``max_deliveries`` deliveries
+    it goes to the dead-letter box, where a person can inspect it and send it again.
+    """
+
+    max_subject_chars: int = Field(default=200, ge=1)
+    max_body_chars: int = Field(default=65_536, ge=1)
+    max_payload_bytes: int = Field(default=65_536, ge=2)
+    visibility_timeout_s: float = Field(default=30.0, gt=0)
+    max_deliveries: int = Field(default=5, ge=1)
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    helpers_channel: str = Field(default="helpers", pattern=NAME_PATTERN)
+    channels: list[ChannelConfig] = Field(default_factory=list)
+    # Every send is already a row of the mail table (who, to whom, when, correlation);
+    # true also copies each one into the event log, at about a fifth of the throughput.
+    log_every_send: bool = False
+
+
 class ProjectConfig(_Strict):
     """``wakeful.yaml``: the project as a whole."""
 
@@ -207,3 +245,4 @@ class ProjectConfig(_Strict):
                 raise ValueError(f"provider name {name!r}: use lower case letters, digits, "
                                  "'-' and '_' ('scripted' is reserved)")
         return value
+    mailbox: MailboxConfig = Field(default_factory=MailboxConfig)

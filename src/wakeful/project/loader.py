@@ -186,6 +186,13 @@ def load_project(root: Path | str) -> Project:
             continue
         sources[agent.name] = path
         project.agents[agent.name] = agent
+    for index, channel in enumerate(config.mailbox.channels):
+        for member in channel.members:
+            if not member.startswith("person:") and member not in project.agents:
+                project.errors.append(
+                    ConfigError(f"{root / PROJECT_FILE}: field 'mailbox.channels.{index}."
+                                f"members': {UnknownAgentError(member, list(project.agents))}"
+                                " (this member is left out)"))
     for index, startup in enumerate(config.startup_tasks):
         if startup.agent not in project.agents:
             project.errors.append(

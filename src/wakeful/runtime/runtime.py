@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,10 +21,12 @@ import structlog
 
 from wakeful.errors import UnknownAgentError, UnknownTaskError, WakefulError
 from wakeful.ids import new_id
+from wakeful.mailbox.service import Mailbox
+from wakeful.mailbox.store import MailStore, MemoryMailStore
 from wakeful.models.registry import ModelRegistry
 from wakeful.observe.context import CURRENT_TASK, CURRENT_TRACE
 from wakeful.observe.events import EventLog
-from wakeful.project.definitions import AgentDefinition, StartupTask
+from wakeful.project.definitions import AgentDefinition, MailboxConfig, StartupTask
 from wakeful.project.loader import Project
 from wakeful.runtime.accounting import RunUsage
 from wakeful.runtime.agent import AgentRunner, new_task_record
@@ -35,6 +37,7 @@ from wakeful.runtime.states import AgentState, TaskState, check_task_transition
 from wakeful.store.base import Store
 from wakeful.store.records import AgentRecord, RunRecord, TaskRecord
 from wakeful.store.sqlite import SQLiteStore
+from wakeful.store.sqlite_mail import SQLiteMailStore
 from wakeful.tools.builtin import default_tools
 from wakeful.tools.registry import ToolRegistry
 
@@ -72,6 +75,8 @@ class Runtime:
         poll_interval_s: float = 0.5,
         services: Iterable[Service] = (),
         resources: ResourceManager | None = None,
+        mailbox: Mailbox | None = None,
+        mailbox_config: MailboxConfig | None = None,
     ) -> None:
         self.store = store
         self.models = models
@@ -89,13 +94,25 @@ class Runtime:
         self._settled: dict[str, list[asyncio.Future[TaskRecord]]] = {}
         self._known: set[str] = set()
         self._started = False
-        # Shared resources (auto-pause, locks, the workspace); started first, stopped last.
+        self._settle_hooks: list[Callable[[TaskRecord], None]] = []
+        # The mailbox and shared resources are services like any other, started first
+        # (mailbox, then resources) so that every other service and agent can rely on them.
+        if mailbox is None:
+            if isinstance(store, SQLiteStore):
+                mail_store: MailStore = SQLiteMailStore(store)
+            else:
+                log.warning("this store has no mail tables: mail is kept in memory only "
+                            "(pass mailbox=Mailbox(...) with a durable MailStore)",
+                            store=type(store).__name__)
+                mail_store = MemoryMailStore()
+            mailbox = Mailbox(mail_store, mailbox_config)
+        self.mailbox = mailbox
         if resources is None:
             from wakeful.resources.manager import ResourceManager
 
             resources = ResourceManager()
         self.resources: ResourceManager = resources
-        self.services: list[Service] = [self.resources, *services]
+        self.services: list[Service] = [self.mailbox, self.resources, *services]
         # Chooses the id of each new task (replay reuses the recorded ids); None: fresh ids.
         self.task_ids: Callable[[TaskRecord], str] | None = None
         self._running_services: list[Service] = []
@@ -119,6 +136,7 @@ class Runtime:
             startup_tasks=config.startup_tasks,
             poll_interval_s=config.poll_interval_s,
             resources=ResourceManager(project.workspace_path, config.resources),
+            mailbox_config=config.mailbox,
         )
 
     # lifecycle of the whole runtime --------------------------------------
@@ -223,6 +241,10 @@ class Runtime:
             return self.agents[name]
         except KeyError:
             raise UnknownAgentError(name, list(self.agents)) from None
+
+    def agent_names(self) -> Collection[str]:
+        """Every agent this runtime defines (a live view: agents added later appear)."""
+        return self._definitions.keys()
 
     async def add_agent(self, definition: AgentDefinition) -> AgentRunner:
         """Create and start an agent while the runtime runs."""
@@ -364,7 +386,17 @@ class Runtime:
         for future in self._settled.pop(record.id, []):
             if not future.done():
                 future.set_result(record)
+        for hook in self._settle_hooks:
+            try:
+                hook(record)
+            except Exception as exc:  # a broken hook must not break the task's agent
+                log.error("settle hook failed", task=record.id, error=repr(exc))
         self.changed()
+
+    def on_settle(self, hook: Callable[[TaskRecord], None]) -> None:
+        """Call ``hook(record)`` whenever a task reaches its final outcome (the mailbox
+        uses it to mail a delegated task's result back to whoever delegated it)."""
+        self._settle_hooks.append(hook)
 
     async def wait_task(self, task_id: str, timeout: float | None = None) -> TaskRecord:
         """Wait until a task is done, cancelled, or failed with no retry to come."""

@@ -114,4 +114,76 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE tasks ADD COLUMN cost REAL NOT NULL DEFAULT 0;
     """,
+    # 4: the mailbox: mail, one delivery per mailbox reached, channels, delegations
+    """
+    CREATE TABLE mail (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        payload TEXT,
+        priority INTEGER NOT NULL,
+        thread_id TEXT NOT NULL,
+        in_reply_to TEXT,
+        reply_to TEXT NOT NULL,
+        correlation_id TEXT,
+        causation_id TEXT,
+        idempotency_key TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX mail_idempotency ON mail(sender, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX mail_recipient ON mail(recipient, seq);
+    CREATE INDEX mail_thread ON mail(thread_id, seq);
+    CREATE INDEX mail_correlation ON mail(correlation_id) WHERE correlation_id IS NOT NULL;
+    CREATE TABLE mail_deliveries (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        mail_id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        delivered_at REAL,
+        read_at REAL,
+        acked_at REAL,
+        lease_until REAL,
+        last_error TEXT,
+        UNIQUE (mail_id, owner)
+    );
+    CREATE INDEX mail_deliveries_open ON mail_deliveries(status)
+        WHERE status IN ('pending', 'delivered');
+    CREATE INDEX mail_deliveries_owner ON mail_deliveries(owner, seq);
+    CREATE TABLE mail_channels (
+        name TEXT PRIMARY KEY,
+        topic TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    CREATE TABLE mail_channel_members (
+        channel TEXT NOT NULL,
+        member TEXT NOT NULL,
+        added_at REAL NOT NULL,
+        read_seq INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (channel, member)
+    ) WITHOUT ROWID;
+    CREATE TABLE mail_delegations (
+        task_id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        delegator TEXT NOT NULL,
+        reply_to TEXT NOT NULL,
+        correlation_id TEXT NOT NULL,
+        key TEXT,
+        created_at REAL NOT NULL,
+        reported_at REAL
+    );
+    CREATE UNIQUE INDEX mail_delegations_key ON mail_delegations(delegator, key)
+        WHERE key IS NOT NULL;
+    CREATE TABLE mail_wakeups (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        mail_id TEXT,
+        owner TEXT
+    );
+    """,
 ]

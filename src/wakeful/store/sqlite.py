@@ -39,6 +39,16 @@ _EVENT_SELECT = ("SELECT id, ts, run_id, type, agent, task_id, correlation_id, c
                  "data FROM events")
 
 
+EVENT_INSERT = ("INSERT INTO events (ts, run_id, type, agent, task_id, correlation_id, "
+                "causation_id, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def event_row(event: Event) -> tuple[Any, ...]:
+    """An event as the values of :data:`EVENT_INSERT` (shared by writers of the log)."""
+    return (event.ts, event.run_id, event.type, event.agent, event.task_id,
+            event.correlation_id, event.causation_id, json.dumps(event.data, default=str))
+
+
 def _task_from_row(row: Sequence[Any]) -> TaskRecord:
     record = TaskRecord(**dict(zip(_TASK_COLUMNS, row, strict=True)))
     record.state = TaskState(record.state)
@@ -330,13 +340,10 @@ class SQLiteStore(Store):
 
     # events ------------------------------------------------------------
     def append_event(self, event: Event) -> None:
-        values = (event.ts, event.run_id, event.type, event.agent, event.task_id,
-                  event.correlation_id, event.causation_id, json.dumps(event.data, default=str))
+        values = event_row(event)
 
         def op(conn: sqlite3.Connection) -> None:
-            cursor = conn.execute(
-                "INSERT INTO events (ts, run_id, type, agent, task_id, correlation_id, "
-                "causation_id, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+            cursor = conn.execute(EVENT_INSERT, values)
             event.id = cursor.lastrowid
 
         self.write_nowait(op)

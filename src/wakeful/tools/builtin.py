@@ -1,8 +1,8 @@
 """Built-in tools every project can grant to its agents.
 
 These are the explicit, recorded ways a task reaches beyond its own conversation:
-looking at other agents and tasks. Later parts of the runtime add mail, sleep/wake and
-shared resources here the same way.
+looking at other agents and tasks. The mail tools live with the mailbox
+(:mod:`wakeful.mailbox.tools`) and are part of :func:`default_tools`.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ BUILTIN_TOOLS: tuple[Tool, ...] = (list_agents, list_tasks, get_task, note, read
 
 
 def default_tools() -> ToolRegistry:
+    from wakeful.mailbox.tools import MAIL_TOOLS
     from wakeful.resources.tools import RESOURCE_TOOLS
 
-    return ToolRegistry((*BUILTIN_TOOLS, *RESOURCE_TOOLS))
+    return ToolRegistry((*BUILTIN_TOOLS, *MAIL_TOOLS, *RESOURCE_TOOLS))

@@ -1,0 +1,18 @@
+"""The mailbox: durable mail, channels, request/reply and delegation between agents."""
+
+from wakeful.mailbox.model import Address, AddressKind, Mail, MailDraft, MailFilter, parse_address
+from wakeful.mailbox.service import Mailbox, Sent
+from wakeful.mailbox.store import MailStore, MemoryMailStore
+
+__all__ = [
+    "Address",
+    "AddressKind",
+    "Mail",
+    "MailDraft",
+    "MailFilter",
+    "MailStore",
+    "Mailbox",
+    "MemoryMailStore",
+    "Sent",
+    "parse_address",
+]
