@@ -28,6 +28,8 @@ def describe_event(event: dict[str, Any]) -> str:
     if kind == "task":
         return f"task {event.get('task_id')} ({event.get('agent')}) is {event.get('state')}"
     if kind == "agent":
+        if event.get("from") is None:
+            return f"agent {event.get('agent')} is {event.get('to')}"
         return (f"agent {event.get('agent')} went from {event.get('from')} to "
                 f"{event.get('to')}")
     if kind == "resource":
