@@ -91,8 +91,10 @@ class Timer:
             return f"start a task on {self.agent}: {self.instruction}"
         if self.action == "wake_agent":
             return f"wake agent {self.agent}"
-        return f"wake task {self.task_id} ({self.purpose})" if self.purpose else \
-            f"wake task {self.task_id}"
+        if self.conditions:
+            limit = " or its timeout" if self.kind != "event" else ""
+            return f"wake task {self.task_id} on {self.purpose}{limit}"
+        return f"wake task {self.task_id} (asleep)"
 
     def to_dict(self) -> dict[str, Any]:
         """As a model or the CLI reads it."""

@@ -94,8 +94,9 @@ def plan(timer: Timer, now: float) -> Plan:
         runs = due_runs
     elif policy == "once":
         runs = [due_runs[-1]]
-    else:  # skip: only a run that is on time fires
-        runs = [due_runs[-1]] if now - due_runs[-1] <= MISFIRE_GRACE_S else []
+    else:  # skip: only a run that is on time fires, and none once several piled up
+        on_time = len(due_runs) == 1 and now - due_runs[0] <= MISFIRE_GRACE_S
+        runs = due_runs if on_time else []
     if timer.max_runs is not None:
         left = max(0, timer.max_runs - timer.fired)
         runs = runs[:left]
@@ -462,6 +463,7 @@ class Scheduler:
             data: dict[str, Any] = {
                 "timer_id": timer.id, "action": timer.action, "due": stamp(claim.due),
                 "late_ms": round((now - claim.due) * 1000, 3), "runs": claim.runs,
+                "dues": [stamp(r) for r in steps.runs[:claim.runs]],
                 "missed": steps.missed, "misfire": timer.misfire,
                 "next_due": stamp(steps.next_due)}
             if claim.tasks:
