@@ -10,11 +10,10 @@ from typing import Any
 import yaml
 
 import wakeful
-from schedule_support import (  # noqa: F401 (fixture)
+from schedule_support import (
     START,
     Factory,
     call,
-    runtime_factory,
     steps,
     until,
 )
@@ -39,11 +38,11 @@ def tool_results(messages: list[dict[str, Any]]) -> list[Any]:
     return out
 
 
-async def test_report_progress_is_stored_shown_and_recorded(runtime_factory: Factory) -> None:
+async def test_report_progress_is_stored_shown_and_recorded(make_runtime: Factory) -> None:
     clock = FakeClock(START)
     worker = steps(call("report_progress", percent=40, note="drafted part one"),
                    call("sleep_for", duration="1h"), {"say": "finished"})
-    rt = await runtime_factory(
+    rt = await make_runtime(
         [AgentDefinition(name="worker", model="worker", tools=STATUS_TOOLS)],
         {"worker": worker}, clock=clock)
     task = await rt.create_task("worker", "write the report")
@@ -69,14 +68,14 @@ async def test_report_progress_is_stored_shown_and_recorded(runtime_factory: Fac
     assert "percent" in error and "less than or equal to 100" in error
 
 
-async def test_status_tools_follow_the_access_rules(runtime_factory: Factory) -> None:
+async def test_status_tools_follow_the_access_rules(make_runtime: Factory) -> None:
     clock = FakeClock(START)
     nosy = steps(call("agent_status"), call("agent_status", agent="boss"),
                  call("task_status", task_id="{instruction}"), {"say": "done"})
     watcher = steps(call("agent_status"), call("agent_status", agent="worker"),
                     call("task_status", task_id="{instruction}"), {"say": "done"})
     worker = steps(call("sleep_for", duration="1h"), {"say": "done"})
-    rt = await runtime_factory(
+    rt = await make_runtime(
         [AgentDefinition(name="worker", model="worker", tools=STATUS_TOOLS,
                          schedule=[ScheduleEntry(every="2h", instruction="recheck")]),
          AgentDefinition(name="boss", model="done"),
@@ -128,7 +127,7 @@ def monitor_model(stuck_after_s: float) -> ScriptedModel:
 
 
 async def test_the_example_monitor_flags_stuck_looping_and_failed_work_once(
-        runtime_factory: Factory) -> None:
+        make_runtime: Factory) -> None:
     example = load_agent_file(EXAMPLE / "agents" / "monitor.yaml")
     assert example.can_watch == ["*"] and example.schedule[0].every == "1s"
     monitor = example.model_copy(update={
@@ -139,7 +138,7 @@ async def test_the_example_monitor_flags_stuck_looping_and_failed_work_once(
     looper = steps(*[call("note", text="same again") for _ in range(12)],
                    {"say": "done"}, latency_ms=150)
     breaker = steps({"say": "x", "error": "the provider is down"})
-    rt = await runtime_factory(
+    rt = await make_runtime(
         [monitor,
          AgentDefinition(name="coordinator", model="quiet"),
          AgentDefinition(name="stuck", model="stuck", tools=["note"]),

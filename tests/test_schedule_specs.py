@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from wakeful.errors import ScheduleError
+from wakeful.errors import ConfigError, ScheduleError
+from wakeful.project.loader import load_agent_file
 from wakeful.schedule.clock import FakeClock, RealClock
 from wakeful.schedule.records import Timer
 from wakeful.schedule.specs import TimerSpec, format_seconds, parse_seconds, parse_when
@@ -144,3 +146,33 @@ async def test_real_clock_wakes_on_time() -> None:
 def test_iso_dates_with_offsets_are_exact() -> None:
     moment = datetime(2025, 6, 1, 9, 30, tzinfo=UTC).timestamp()
     assert parse_when("2025-06-01T11:30:00+02:00", "UTC", 0) == moment
+
+
+@pytest.mark.parametrize(("body", "field", "message"), [
+    ("schedule:\n  - {every: 1h, timezone: Moon/Base, instruction: x}\n",
+     "'schedule.0.timezone'", "unknown time zone 'Moon/Base'"),
+    ("schedule:\n  - {every: 1h, misfire: sometimes, instruction: x}\n",
+     "'schedule.0.misfire'", "'once', 'skip' or 'all'"),
+    ("schedule:\n  - {every: 1h, max_runs: 0, instruction: x}\n",
+     "'schedule.0.max_runs'", "greater than or equal to 1"),
+    ("can_watch: [Everyone]\n", "'can_watch'", "'Everyone' is not an agent name"),
+])
+def test_agent_file_schedule_fields_are_validated(tmp_path: Path, body: str, field: str,
+                                                  message: str) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_text("name: a\n" + body)
+    with pytest.raises(ConfigError) as caught:
+        load_agent_file(path)
+    assert field in str(caught.value) and message in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_agent_file_schedule_with_every_option(tmp_path: Path) -> None:
+    path = tmp_path / "watch.yaml"
+    path.write_text("name: watch\ncan_watch: ['*']\nschedule:\n"
+                    "  - {cron: '0 9 * * 1-5', timezone: Europe/Paris, misfire: skip,\n"
+                    "     max_runs: 3, instruction: check}\n")
+    agent = load_agent_file(path)
+    [entry] = agent.schedule
+    assert (entry.misfire, entry.max_runs, entry.timezone) == ("skip", 3, "Europe/Paris")
+    assert agent.may_watch("anyone") and load_agent_file(path).may_watch("watch")

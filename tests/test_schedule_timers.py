@@ -9,12 +9,11 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from schedule_support import (  # noqa: F401 (fixture)
+from schedule_support import (
     START,
     Factory,
     call,
     matching,
-    runtime_factory,
     steps,
     tasks_of,
     until,
@@ -43,10 +42,10 @@ def fired_dues(db: Path, timer_id: str | None = None) -> list[str]:
     return [due for tid, due, runs in rows if timer_id in (None, tid) for _ in range(runs)]
 
 
-async def test_every_30_minutes_runs_in_milliseconds(runtime_factory: Factory,
+async def test_every_30_minutes_runs_in_milliseconds(make_runtime: Factory,
                                                      tmp_path: Path) -> None:
     clock = FakeClock(START)
-    rt = await runtime_factory(
+    rt = await make_runtime(
         [agent("watcher", ScheduleEntry(every="30m", instruction="check the team"))],
         done_model(), clock=clock)
     [timer] = [t for t in rt.scheduler.active() if t.agent == "watcher"]
@@ -67,10 +66,10 @@ async def test_every_30_minutes_runs_in_milliseconds(runtime_factory: Factory,
 
 
 async def test_cron_in_a_time_zone_fires_at_local_nine_on_weekdays(
-        runtime_factory: Factory, tmp_path: Path) -> None:
+        make_runtime: Factory, tmp_path: Path) -> None:
     # Monday 2025-03-03 06:00 UTC = 07:00 in Paris (CET, UTC+1).
     clock = FakeClock(datetime.fromisoformat("2025-03-03T06:00:00+00:00").timestamp())
-    rt = await runtime_factory(
+    rt = await make_runtime(
         [agent("standup", ScheduleEntry(cron="0 9 * * 1-5", timezone="Europe/Paris",
                                         instruction="morning check"))],
         done_model(), clock=clock)
@@ -82,9 +81,9 @@ async def test_cron_in_a_time_zone_fires_at_local_nine_on_weekdays(
         f"2025-03-0{d}T08:00:00Z" for d in (3, 4, 5, 6, 7)]  # 09:00 Paris
 
 
-async def test_one_shot_fires_once_and_ends(runtime_factory: Factory) -> None:
+async def test_one_shot_fires_once_and_ends(make_runtime: Factory) -> None:
     clock = FakeClock(START)
-    rt = await runtime_factory(
+    rt = await make_runtime(
         [agent("once", ScheduleEntry(at=datetime.fromtimestamp(START + 3600, UTC),
                                      instruction="launch"))],
         done_model(), clock=clock)
@@ -98,9 +97,9 @@ async def test_one_shot_fires_once_and_ends(runtime_factory: Factory) -> None:
     assert (row.state, row.fired) == ("done", 1)
 
 
-async def test_max_runs_ends_a_schedule(runtime_factory: Factory) -> None:
+async def test_max_runs_ends_a_schedule(make_runtime: Factory) -> None:
     clock = FakeClock(START)
-    rt = await runtime_factory(
+    rt = await make_runtime(
         [agent("few", ScheduleEntry(every="1m", max_runs=3, instruction="ping"))],
         done_model(), clock=clock)
     await clock.advance(3600)
@@ -109,17 +108,17 @@ async def test_max_runs_ends_a_schedule(runtime_factory: Factory) -> None:
 
 
 async def test_agent_file_schedules_register_once_and_follow_edits(
-        runtime_factory: Factory, tmp_path: Path) -> None:
+        make_runtime: Factory, tmp_path: Path) -> None:
     clock = FakeClock(START)
     first = ScheduleEntry(every="1h", instruction="hourly")
-    rt = await runtime_factory([agent("a", first)], done_model(), clock=clock)
+    rt = await make_runtime([agent("a", first)], done_model(), clock=clock)
     [timer] = [t for t in rt.scheduler.active() if t.agent == "a"]
     await rt.stop()
-    again = await runtime_factory([agent("a", first)], done_model(), clock=clock)
+    again = await make_runtime([agent("a", first)], done_model(), clock=clock)
     assert [t.id for t in again.scheduler.active() if t.agent == "a"] == [timer.id]
     await again.stop()
     edited = ScheduleEntry(every="2h", instruction="hourly")
-    third = await runtime_factory([agent("a", edited)], done_model(), clock=clock)
+    third = await make_runtime([agent("a", edited)], done_model(), clock=clock)
     [new] = [t for t in third.scheduler.active() if t.agent == "a"]
     assert new.id != timer.id and new.spec == "7200.0"
     old = await third.scheduler.store.get(timer.id)
@@ -127,16 +126,16 @@ async def test_agent_file_schedules_register_once_and_follow_edits(
     assert "removed from the file" in (old.outcome or "")
 
 
-async def test_misfire_policies_after_a_restart(runtime_factory: Factory) -> None:
+async def test_misfire_policies_after_a_restart(make_runtime: Factory) -> None:
     clock = FakeClock(START)
     defs = [agent(p, ScheduleEntry(every="10m", misfire=p, instruction=f"{p} run"))
             for p in ("once", "skip", "all")]
-    rt = await runtime_factory(defs, done_model(), clock=clock)
+    rt = await make_runtime(defs, done_model(), clock=clock)
     await clock.advance(10 * 60)  # each fires once, on time
     await rt.wait_idle(10)
     await rt.stop()
     await clock.advance(45 * 60)  # down for 45 minutes: 4 runs missed (20, 30, 40, 50)
-    back = await runtime_factory(defs, done_model(), clock=clock)
+    back = await make_runtime(defs, done_model(), clock=clock)
     await clock.advance(0)
     await back.wait_idle(10)
     counts = {p: len(await tasks_of(back, p)) for p in ("once", "skip", "all")}
@@ -151,12 +150,12 @@ async def test_misfire_policies_after_a_restart(runtime_factory: Factory) -> Non
 
 
 async def test_two_runtimes_on_one_store_fire_each_due_time_exactly_once(
-        runtime_factory: Factory, tmp_path: Path) -> None:
+        make_runtime: Factory, tmp_path: Path) -> None:
     defs = [agent("pinger", ScheduleEntry(every="100ms", max_runs=12, instruction="ping"))]
     clock = RealClock()
     # Both register the same agent file: one timer, known to both; each races the other.
-    a = await runtime_factory(defs, done_model(), clock=clock, poll_interval_s=60)
-    b = await runtime_factory(defs, done_model(), clock=clock, poll_interval_s=60)
+    a = await make_runtime(defs, done_model(), clock=clock, poll_interval_s=60)
+    b = await make_runtime(defs, done_model(), clock=clock, poll_interval_s=60)
     assert [t.id for t in a.scheduler.active()] == [t.id for t in b.scheduler.active()]
 
     async def fired() -> bool:
@@ -174,14 +173,14 @@ async def test_two_runtimes_on_one_store_fire_each_due_time_exactly_once(
     assert len(dues) == 12 and len(set(dues)) == 12
 
 
-async def test_schedule_tools_set_list_and_cancel(runtime_factory: Factory) -> None:
+async def test_schedule_tools_set_list_and_cancel(make_runtime: Factory) -> None:
     clock = FakeClock(START)
     planner = matching({"garden": [
         call("set_schedule", instruction="water the plants", every="2h"),
         call("list_schedules"),
         call("set_schedule", instruction="meddle", every="1h", agent="gardener"),
         {"say": "scheduled: {last_tool_result}"}]})
-    rt = await runtime_factory(
+    rt = await make_runtime(
         [agent("planner", model="planner",
                tools=["set_schedule", "list_schedules", "cancel_schedule"]),
          agent("gardener")],
@@ -209,9 +208,9 @@ async def test_schedule_tools_set_list_and_cancel(runtime_factory: Factory) -> N
 
 
 async def test_sleeping_agent_wakes_at_its_timer_and_by_its_schedule(
-        runtime_factory: Factory, tmp_path: Path) -> None:
+        make_runtime: Factory, tmp_path: Path) -> None:
     clock = FakeClock(START)
-    rt = await runtime_factory(
+    rt = await make_runtime(
         [agent("night", ScheduleEntry(every="1h", instruction="wake and check")),
          agent("nap")], done_model(), clock=clock)
     await rt.sleep_agent("nap", "resting", until=START + 600)
@@ -237,18 +236,18 @@ async def test_sleeping_agent_wakes_at_its_timer_and_by_its_schedule(
 
 
 async def test_agent_asleep_across_a_restart_wakes_when_its_time_has_passed(
-        runtime_factory: Factory) -> None:
+        make_runtime: Factory) -> None:
     clock = FakeClock(START)
-    rt = await runtime_factory([agent("nap")], done_model(), clock=clock)
+    rt = await make_runtime([agent("nap")], done_model(), clock=clock)
     await rt.sleep_agent("nap", "resting", until=START + 600)
     await rt.stop()
     await clock.advance(3600)  # due while no runtime ran
-    back = await runtime_factory([agent("nap")], done_model(), clock=clock)
+    back = await make_runtime([agent("nap")], done_model(), clock=clock)
     await clock.advance(0)
     await until(lambda: back.agent("nap").state is AgentState.RUNNING, 5, "the agent to wake")
 
 
-async def test_bad_timers_are_refused_clearly(runtime_factory: Factory) -> None:
+async def test_bad_timers_are_refused_clearly(make_runtime: Factory) -> None:
     clock = FakeClock(START)
     bad = steps(call("set_schedule", instruction="x", every="1h", cron="0 9 * * *"),
                 call("set_schedule", instruction="x", cron="0 25 * * *"),
@@ -257,7 +256,7 @@ async def test_bad_timers_are_refused_clearly(runtime_factory: Factory) -> None:
                 call("set_schedule", instruction="x", at="tomorrow-ish"),
                 call("cancel_schedule", timer_id="tm_nope"),
                 {"say": "done"})
-    rt = await runtime_factory([agent("b", model="bad", tools=[
+    rt = await make_runtime([agent("b", model="bad", tools=[
         "set_schedule", "cancel_schedule", "list_schedules"])],
                                {"bad": bad}, clock=clock)
     task = await rt.create_task("b", "try")

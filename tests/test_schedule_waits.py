@@ -11,22 +11,21 @@ from typing import Any
 
 import pytest
 
-from schedule_support import (  # noqa: F401 (fixture)
+from schedule_support import (
     START,
     Factory,
     call,
     matching,
-    runtime_factory,
     steps,
     until,
     waiting,
 )
 from wakeful.project.definitions import AgentDefinition
+from wakeful.resources import Access
 from wakeful.runtime.context import ToolContext
 from wakeful.runtime.runtime import Runtime
 from wakeful.runtime.states import AgentState, TaskState
 from wakeful.schedule.clock import FakeClock, RealClock
-from wakeful.resources import Access
 from wakeful.schedule.waits import AgentChanges, ResourceFree, TaskReaches, Who
 
 WAIT_TOOLS = ["sleep_for", "sleep_until", "wait_for_event", "check_mail"]
@@ -50,9 +49,9 @@ async def woke(rt: Runtime, task_id: str) -> dict[str, Any]:
 
 
 async def test_sleep_for_marks_the_task_waiting_and_wakes_with_why(
-        runtime_factory: Factory) -> None:
+        make_runtime: Factory) -> None:
     clock = FakeClock(START)
-    rt = await runtime_factory([agent("napper")], {"napper": sleeper("sleep_for",
+    rt = await make_runtime([agent("napper")], {"napper": sleeper("sleep_for",
                                                                      duration="30m")},
                                clock=clock)
     task = await rt.create_task("napper", "nap")
@@ -75,9 +74,9 @@ async def test_sleep_for_marks_the_task_waiting_and_wakes_with_why(
     assert woken[0].data["reason"] == "timer" and woken[0].data["late_ms"] == 0
 
 
-async def test_sleep_until_a_local_time(runtime_factory: Factory) -> None:
+async def test_sleep_until_a_local_time(make_runtime: Factory) -> None:
     clock = FakeClock(START)  # 22:13:20 UTC = 23:13:20 in Paris
-    rt = await runtime_factory(
+    rt = await make_runtime(
         [agent("night")], {"night": sleeper("sleep_until", when="07:30",
                                             timezone="Europe/Paris")}, clock=clock)
     task = await rt.create_task("night", "sleep till morning")
@@ -89,13 +88,13 @@ async def test_sleep_until_a_local_time(runtime_factory: Factory) -> None:
 
 
 async def test_wait_for_mail_wakes_on_matching_mail_and_leaves_it_to_read(
-        runtime_factory: Factory) -> None:
+        make_runtime: Factory) -> None:
     clock = FakeClock(START)
     model = steps(call("wait_for_event", events=[{"kind": "mail", "sender": "person:ada",
                                                   "subject": "go"}]),
                   call("check_mail", ack=True),
                   {"say": "{last_tool_result}"})
-    rt = await runtime_factory([agent("listener")], {"listener": model}, clock=clock)
+    rt = await make_runtime([agent("listener")], {"listener": model}, clock=clock)
     task = await rt.create_task("listener", "wait for the signal")
     await waiting(rt, task.id)
     await rt.mailbox.send("person:bob", "listener", "go", "wrong sender")
@@ -112,8 +111,8 @@ async def test_wait_for_mail_wakes_on_matching_mail_and_leaves_it_to_read(
     assert sent.id in (record.result or "")  # still there for check_mail
 
 
-async def test_wait_for_mail_already_waiting_wakes_at_once(runtime_factory: Factory) -> None:
-    rt = await runtime_factory([agent("listener")], {"listener": sleeper(
+async def test_wait_for_mail_already_waiting_wakes_at_once(make_runtime: Factory) -> None:
+    rt = await make_runtime([agent("listener")], {"listener": sleeper(
         "wait_for_event", events=[{"kind": "mail"}])})
     await rt.mailbox.send("person:ada", "listener", "early", "already here")
     task = await rt.create_task("listener", "check")
@@ -121,11 +120,11 @@ async def test_wait_for_mail_already_waiting_wakes_at_once(runtime_factory: Fact
     assert result["event"] == {"kind": "mail", "pending": 1, "matching": ""}
 
 
-async def test_wait_for_tasks_done_failed_and_finished(runtime_factory: Factory) -> None:
+async def test_wait_for_tasks_done_failed_and_finished(make_runtime: Factory) -> None:
     clock = FakeClock(START)
     slow = steps(call("sleep_for", duration="10m"), {"say": "worked"})
     failing = steps({"say": "x", "error": "the model is down"})
-    rt = await runtime_factory(
+    rt = await make_runtime(
         [agent("worker"), agent("breaker", restart={"policy": "never"}),
          agent("boss", model="boss")],
         {"worker": slow, "breaker": failing, "boss": matching({})}, clock=clock)
@@ -149,8 +148,8 @@ async def test_wait_for_tasks_done_failed_and_finished(runtime_factory: Factory)
     assert again.reason == "event" and again.event["state"] == "done"  # type: ignore[index]
 
 
-async def test_wait_for_an_agent_to_change_state(runtime_factory: Factory) -> None:
-    rt = await runtime_factory([agent("a"), agent("b")], {"a": steps({"say": "hi"}),
+async def test_wait_for_an_agent_to_change_state(make_runtime: Factory) -> None:
+    rt = await make_runtime([agent("a"), agent("b")], {"a": steps({"say": "hi"}),
                                                           "b": steps({"say": "hi"})})
     any_change = asyncio.create_task(rt.waits.wait(Who("a"), [AgentChanges("b")]))
     paused = asyncio.create_task(rt.waits.wait(Who("a"), [AgentChanges("b", "paused")]))
@@ -164,8 +163,8 @@ async def test_wait_for_an_agent_to_change_state(runtime_factory: Factory) -> No
     assert (await asyncio.wait_for(paused, 5)).event["to"] == "paused"  # type: ignore[index]
 
 
-async def test_wait_for_a_resource_to_come_free(runtime_factory: Factory) -> None:
-    rt = await runtime_factory([agent("holder"), agent("waiter")],
+async def test_wait_for_a_resource_to_come_free(make_runtime: Factory) -> None:
+    rt = await make_runtime([agent("holder"), agent("waiter")],
                                {"holder": steps({"say": "hi"}), "waiter": sleeper(
                                    "wait_for_event",
                                    events=[{"kind": "resource", "resource": "kv:plan"}])},
@@ -196,10 +195,10 @@ async def test_wait_for_a_resource_to_come_free(runtime_factory: Factory) -> Non
 
 
 async def test_first_of_several_events_wins_and_the_rest_are_dropped(
-        runtime_factory: Factory) -> None:
+        make_runtime: Factory) -> None:
     clock = FakeClock(START)
     other = steps(call("sleep_for", duration="1h"), {"say": "late"})
-    rt = await runtime_factory(
+    rt = await make_runtime(
         [agent("other"), agent("watcher")],
         {"other": other, "watcher": matching({})}, clock=clock)
     slow = await rt.create_task("other", "take long")
@@ -223,9 +222,9 @@ async def test_first_of_several_events_wins_and_the_rest_are_dropped(
     assert [t for t in rt.scheduler.of_task(task.id)] == []
 
 
-async def test_timeout_wakes_with_timeout(runtime_factory: Factory) -> None:
+async def test_timeout_wakes_with_timeout(make_runtime: Factory) -> None:
     clock = FakeClock(START)
-    rt = await runtime_factory([agent("patient")], {"patient": sleeper(
+    rt = await make_runtime([agent("patient")], {"patient": sleeper(
         "wait_for_event", events=[{"kind": "mail", "subject": "never"}], timeout="10m")},
         clock=clock)
     task = await rt.create_task("patient", "wait a bit")
@@ -236,9 +235,9 @@ async def test_timeout_wakes_with_timeout(runtime_factory: Factory) -> None:
     assert result["message"].startswith("Woke up: the wait for mail about 'never' timed out")
 
 
-async def test_cancelling_a_sleeping_task_cancels_its_timer(runtime_factory: Factory) -> None:
+async def test_cancelling_a_sleeping_task_cancels_its_timer(make_runtime: Factory) -> None:
     clock = FakeClock(START)
-    rt = await runtime_factory([agent("napper")], {"napper": sleeper("sleep_for",
+    rt = await make_runtime([agent("napper")], {"napper": sleeper("sleep_for",
                                                                      duration="1h")},
                                clock=clock)
     task = await rt.create_task("napper", "nap")
@@ -256,15 +255,15 @@ async def test_cancelling_a_sleeping_task_cancels_its_timer(runtime_factory: Fac
 
 
 async def test_a_resumed_task_sleeps_only_the_time_that_was_left(
-        runtime_factory: Factory, tmp_path: Any) -> None:
+        make_runtime: Factory, tmp_path: Any) -> None:
     clock = FakeClock(START)
     model = {"napper": sleeper("sleep_for", duration="10m")}
-    rt = await runtime_factory([agent("napper")], model, clock=clock)
+    rt = await make_runtime([agent("napper")], model, clock=clock)
     task = await rt.create_task("napper", "nap")
     await waiting(rt, task.id)
     await clock.advance(4 * 60)
     await rt.stop()  # the task goes back to the queue, its timer stays in the store
-    back = await runtime_factory([agent("napper")], model, clock=clock)
+    back = await make_runtime([agent("napper")], model, clock=clock)
     await waiting(back, task.id)
     info = back.waits.waiting(task.id)
     assert info is not None and info.until == START + 600  # not 4 + 10 minutes
@@ -277,30 +276,30 @@ async def test_a_resumed_task_sleeps_only_the_time_that_was_left(
 
 
 async def test_a_wait_that_ended_before_a_restart_is_not_repeated(
-        runtime_factory: Factory) -> None:
+        make_runtime: Factory) -> None:
     clock = FakeClock(START)
     model = {"napper": steps(call("sleep_for", duration="10m"),
                              {"say": "noted", "latency_ms": 60_000})}
-    rt = await runtime_factory([agent("napper")], model, clock=clock)
+    rt = await make_runtime([agent("napper")], model, clock=clock)
     task = await rt.create_task("napper", "nap")
     await waiting(rt, task.id)
     await clock.advance(600)  # woke; its next step (a slow model call) is under way
     await until(lambda: rt.waits.waiting(task.id) is None, 5, "the wake-up")
     await rt.stop()  # killed before that step committed: the sleep step is redone
     quick = {"napper": sleeper("sleep_for", duration="10m")}
-    back = await runtime_factory([agent("napper")], quick, clock=clock)
+    back = await make_runtime([agent("napper")], quick, clock=clock)
     result = await woke(back, task.id)
     assert result["resumed"] is True and result["woke"] == "timer"
     assert "ended before the runtime restarted" in result["message"]
 
 
-async def test_bad_waits_are_tool_errors(runtime_factory: Factory) -> None:
+async def test_bad_waits_are_tool_errors(make_runtime: Factory) -> None:
     model = steps(call("wait_for_event", events=[{"kind": "task", "task_id": "t_nope"}]),
                   call("wait_for_event", events=[{"kind": "weather"}]),
                   call("wait_for_event", events=[{"kind": "agent", "agent": "ghost"}]),
                   call("sleep_for", duration="soon"),
                   {"say": "ok"})
-    rt = await runtime_factory([agent("confused")], {"confused": model})
+    rt = await make_runtime([agent("confused")], {"confused": model})
     task = await rt.create_task("confused", "try")
     await rt.wait_task(task.id, 10)
     errors = [m["content"] for m in await rt.store.load_messages(task.id) if m["role"] == "tool"]
@@ -310,8 +309,8 @@ async def test_bad_waits_are_tool_errors(runtime_factory: Factory) -> None:
     assert "expected a duration" in errors[3]
 
 
-async def test_agent_asleep_until_an_event(runtime_factory: Factory) -> None:
-    rt = await runtime_factory([agent("a"), agent("b")], {"a": steps({"say": "x"}),
+async def test_agent_asleep_until_an_event(make_runtime: Factory) -> None:
+    rt = await make_runtime([agent("a"), agent("b")], {"a": steps({"say": "x"}),
                                                           "b": steps({"say": "x"})})
     await rt.sleep_agent("a", "until b is paused", wake_on=[AgentChanges("b", "paused")])
     assert rt.agent("a").state is AgentState.SLEEPING
@@ -322,14 +321,14 @@ async def test_agent_asleep_until_an_event(runtime_factory: Factory) -> None:
 
 
 @pytest.mark.slow
-async def test_ten_thousand_sleepers_all_wake_on_time(runtime_factory: Factory) -> None:
+async def test_ten_thousand_sleepers_all_wake_on_time(make_runtime: Factory) -> None:
     clock = FakeClock(START)
     n, agents = 10_000, 10
     minutes = 5
     model = steps(call("sleep_for", duration="{instruction}"), {"say": "up"})
     defs = [AgentDefinition(name=f"s{i}", model="sleepy", tools=["sleep_for"],
                             max_concurrent_tasks=n) for i in range(agents)]
-    rt = await runtime_factory(defs, {"sleepy": model}, clock=clock)
+    rt = await make_runtime(defs, {"sleepy": model}, clock=clock)
     # Sleeper k sleeps (k % 5 + 1) minutes: 2,000 wake at each minute mark.
     await asyncio.gather(*(rt.create_task(f"s{k % agents}", f"{k % minutes + 1}m")
                            for k in range(n)))
@@ -344,3 +343,36 @@ async def test_ten_thousand_sleepers_all_wake_on_time(runtime_factory: Factory) 
     assert sum(c for (_, state), c in counts.items() if state is TaskState.DONE) == n
     woken = await rt.store.query_events(types=["task.woke"], limit=n + 1)
     assert len(woken) == n and {e.data["late_ms"] for e in woken} == {0}
+
+
+async def test_shutdown_with_sleepers_leaves_nothing_running_and_loses_nothing(
+        make_runtime: Factory) -> None:
+    clock = FakeClock(START)
+    defs = [AgentDefinition(name="napper", model="napper", tools=["sleep_for",
+                                                                  "wait_for_event"],
+                            max_concurrent_tasks=500),
+            AgentDefinition(name="sleepy", model="napper")]
+    napper = matching({"mail": [call("wait_for_event", events=[{"kind": "mail"}],
+                                     timeout="1h"), {"say": "up"}]},
+                      fallback=[call("sleep_for", duration="1h"), {"say": "up"}])
+    before = set(asyncio.all_tasks())
+    rt = await make_runtime(defs, {"napper": napper}, clock=clock, start=False)
+    await rt.start()
+    await rt.sleep_agent("sleepy", "resting", until=START + 60,
+                         wake_on=[AgentChanges("napper", "paused")])
+    tasks = [await rt.create_task("napper", "nap" if i % 2 else "mail") for i in range(200)]
+    await until(lambda: rt.waits.sleepers() == 200, 30, "every task asleep")
+    started = time.monotonic()
+    await rt.stop()
+    assert time.monotonic() - started < 10
+    assert set(asyncio.all_tasks()) - before == set()  # no task outlives the runtime
+    # Nothing lost: the tasks wait in the queue, and their waits in the store.
+    again = await make_runtime(defs, {"napper": napper}, clock=clock)
+    stored = await again.scheduler.store.listing(include_ended=False)
+    assert sum(1 for t in stored if t.action == "wake_task") == 200
+    assert sum(1 for t in stored if t.action == "wake_agent") == 1
+    await until(lambda: again.waits.sleepers() == 200, 30, "every task asleep again")
+    await clock.advance(3600)
+    await again.wait_idle(30)
+    assert {(await again.get_task(t.id)).state for t in tasks} == {TaskState.DONE}
+    assert again.agent("sleepy").state is AgentState.RUNNING  # its timer fired at 60 s

@@ -274,7 +274,12 @@ class Scheduler:
             created_by=created_by, conditions=conditions, outcome=None, ended_at=None)
         stored = await self.store.insert(timer)
         if stored is not timer:  # the key was taken: this is the timer added before
-            return self._timers.get(stored.id, stored)
+            known = self._timers.get(stored.id)
+            if known is not None:
+                return known
+            if stored.active:  # added by another process since this one started
+                self._remember(stored)
+            return stored
         self._remember(timer)
         if action != "wake_task":
             self.runtime.events.emit("timer.created", agent=agent, data={

@@ -59,13 +59,6 @@ def task_insert(record: TaskRecord) -> tuple[str, list[Any]]:
     return _TASK_INSERT, [getattr(record, name) for name in _TASK_COLUMNS]
 
 
-def task_from_row(row: Sequence[Any]) -> TaskRecord:
-    return _task_from_row(row)
-
-
-TASK_SELECT = _TASK_SELECT
-
-
 def _task_from_row(row: Sequence[Any]) -> TaskRecord:
     record = TaskRecord(**dict(zip(_TASK_COLUMNS, row, strict=True)))
     record.state = TaskState(record.state)
