@@ -278,19 +278,30 @@ async def test_a_resumed_task_sleeps_only_the_time_that_was_left(
 async def test_a_wait_that_ended_before_a_restart_is_not_repeated(
         make_runtime: Factory) -> None:
     clock = FakeClock(START)
-    model = {"napper": steps(call("sleep_for", duration="10m"),
-                             {"say": "noted", "latency_ms": 60_000})}
+    # One step: sleep, then wait for a mail. Stopped during the second wait, the step is
+    # not committed, so the resumed task redoes it and calls sleep_for again.
+    model = {"napper": steps(
+        {"say": "nap, then wait", "tool_calls": [
+            {"tool": "sleep_for", "args": {"duration": "10m"}},
+            {"tool": "wait_for_event", "args": {"events": [{"kind": "mail"}]}}]},
+        {"say": "done"})}
     rt = await make_runtime([agent("napper")], model, clock=clock)
     task = await rt.create_task("napper", "nap")
     await waiting(rt, task.id)
-    await clock.advance(600)  # woke; its next step (a slow model call) is under way
-    await until(lambda: rt.waits.waiting(task.id) is None, 5, "the wake-up")
-    await rt.stop()  # killed before that step committed: the sleep step is redone
-    quick = {"napper": sleeper("sleep_for", duration="10m")}
-    back = await make_runtime([agent("napper")], quick, clock=clock)
-    result = await woke(back, task.id)
-    assert result["resumed"] is True and result["woke"] == "timer"
-    assert "ended before the runtime restarted" in result["message"]
+    await clock.advance(600)
+    await until(lambda: (w := rt.waits.waiting(task.id)) is not None
+                and w.what.startswith("waiting for mail"), 5, "the second wait")
+    await rt.stop()
+    back = await make_runtime([agent("napper")], model, clock=clock)
+    await until(lambda: (w := back.waits.waiting(task.id)) is not None
+                and w.what.startswith("waiting for mail"), 5, "the second wait again")
+    assert clock.now() == START + 600  # it did not sleep again
+    await back.mailbox.send("person:ada", "napper", "here", "the mail")
+    assert (await back.wait_task(task.id, 10)).state is TaskState.DONE
+    slept = json.loads([m["content"] for m in await back.store.load_messages(task.id)
+                        if m["role"] == "tool"][0])
+    assert slept["resumed"] is True and slept["woke"] == "timer"
+    assert "ended before the runtime restarted" in slept["message"]
 
 
 async def test_bad_waits_are_tool_errors(make_runtime: Factory) -> None:
