@@ -192,3 +192,55 @@ async def test_trace_follow_prints_events_recorded_by_another_process(tmp_path: 
         proc.terminate()
         await proc.wait()
         await store.close()
+
+
+async def test_why_names_the_lock_holder_the_awaited_mail_and_a_spent_budget(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    wait_until: WaitUntil,
+) -> None:
+    from wakeful.project.definitions import Budget, BudgetLimits
+
+    holder = script([{"tool_calls": [{"tool": "acquire_lock",
+                                      "args": {"resource": "custom:printer", "lease_s": 30}}]},
+                     {"say": "printing", "latency_ms": 3000}])
+    waiter = script([{"tool_calls": [{"tool": "acquire_lock",
+                                      "args": {"resource": "custom:printer", "wait_s": 20}}]},
+                     {"say": "my turn"}])
+    listener = script([{"tool_calls": [{"tool": "check_mail",
+                                        "args": {"sender": "holder", "wait_s": 20}}]},
+                       {"say": "got it"}])
+    spender = script([{"say": "a long answer " * 20}])
+    locks = ["acquire_lock", "release_lock"]
+    agents = [agent_def("holder", model="holder", tools=locks),
+              agent_def("waiter", model="waiter", tools=locks),
+              agent_def("listener", model="listener", tools=["check_mail"]),
+              agent_def("spender", model="spender",
+                        budget=Budget(agent=BudgetLimits(max_tokens=10)))]
+    rt = await make_runtime(agents, {"holder": holder, "waiter": waiter,
+                                     "listener": listener, "spender": spender})
+    held = await rt.create_task("holder", "hold the printer")
+    await wait_until(lambda: rt.resources is not None and rt.agents["holder"].running_tasks
+                     and rt.agents["holder"].running_tasks[0].step >= 1, what="lock taken")
+    waiting = await rt.create_task("waiter", "print too")
+    await rt.create_task("listener", "wait for the holder's mail")
+    await rt.create_task("spender", "talk a lot")
+    await rt.create_task("spender", "talk again")
+
+    async def explain(name: str) -> list[str]:
+        saved = (await rt.store.load_agents())[name]
+        answer = await why_agent(rt.store, rt.agents[name].definition, saved)
+        return [b.what for b in answer.blockers]
+
+    async def waiting_on(name: str, text: str) -> bool:
+        return any(text in what for what in await explain(name))
+
+    await wait_until(lambda: waiting_on("waiter", "waiting on lock: custom:printer"),
+                     what="the waiter blocked on the lock")
+    [what] = await explain("waiter")
+    assert f"held by task {held.id} (agent holder) with a write lock" in what
+    await wait_until(lambda: waiting_on("listener", "waiting on mail from holder"),
+                     what="the listener waiting for mail")
+    await wait_until(lambda: waiting_on("spender", "its agent budget is exhausted"),
+                     what="the spender's budget")
+    assert any("max_tokens" in w and "of 10" in w for w in await explain("spender"))
+    await rt.cancel_task(waiting.id)
