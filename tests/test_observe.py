@@ -244,3 +244,69 @@ async def test_why_names_the_lock_holder_the_awaited_mail_and_a_spent_budget(
                      what="the spender's budget")
     assert any("max_tokens" in w and "of 10" in w for w in await explain("spender"))
     await rt.cancel_task(waiting.id)
+
+
+@tool
+def explode(text: str) -> str:
+    """A tool that always fails."""
+    raise RuntimeError(f"boom on {text}")
+
+
+async def test_one_agents_failing_tool_never_touches_another_agents_tasks(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+) -> None:
+    failing = script([{"tool_calls": [{"tool": "explode", "args": {"text": f"x{i}"}}]}
+                      for i in range(6)], latency_ms=20)
+    healthy = script([{"tool_calls": [{"tool": "note", "args": {"text": "fine"}}]},
+                      {"say": "healthy done"}], latency_ms=30)
+    rt = await make_runtime([agent_def("fragile", model="failing", tools=["explode"],
+                                       policy="never"),
+                             agent_def("steady", model="healthy", tools=["note"],
+                                       max_concurrent_tasks=5)],
+                            {"failing": failing, "healthy": healthy}, tools=[explode])
+    bad = [await rt.create_task("fragile", f"doomed {i}") for i in range(3)]
+    good = [await rt.create_task("steady", f"fine {i}") for i in range(5)]
+    await rt.wait_idle(10)
+    for task in bad:
+        record = await rt.get_task(task.id)
+        assert (record.state, record.error_kind) == (TaskState.FAILED, "tool")
+    for task in good:
+        record = await rt.get_task(task.id)
+        assert (record.state, record.result) == (TaskState.DONE, "healthy done")
+    assert rt.agents["fragile"].state is AgentState.RUNNING  # a task failed, not the agent
+    assert rt.agents["steady"].state is AgentState.RUNNING
+
+
+async def test_failures_are_classified_by_kind(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    events: EventQuery,
+) -> None:
+    from wakeful.project.definitions import Budget, BudgetLimits
+
+    models = {
+        "model": script([{"error": "provider is down"}]),
+        "tool": script([{"tool_calls": [{"tool": f"nope{i}"}]} for i in range(5)]),
+        "loop": script([{"tool_calls": [{"tool": "note", "args": {"text": "same"}}]}] * 12),
+        "steps": script([{"tool_calls": [{"tool": "note", "args": {"text": f"n{i}"}}]}
+                         for i in range(5)]),
+        "budget": script([{"say": "long words " * 30,
+                           "tool_calls": [{"tool": "note", "args": {"text": "spent"}}]},
+                          {"say": "never reached"}]),
+    }
+    agents = [agent_def("model", model="model", policy="never"),
+              agent_def("tool", model="tool"),
+              agent_def("loop", model="loop", tools=["note"]),
+              agent_def("steps", model="steps", tools=["note"], max_steps=2),
+              agent_def("budget", model="budget", tools=["note"],
+                        budget=Budget(task=BudgetLimits(max_tokens=5)))]
+    rt = await make_runtime(agents, models)
+    for name in models:
+        await rt.create_task(name, f"fail as {name}")
+    await rt.wait_idle(10)
+    kinds = {t.agent: t.error_kind for t in await rt.store.list_tasks()}
+    assert kinds == {"model": "model", "tool": "tool", "loop": "tool_loop",
+                     "steps": "step_limit", "budget": "budget"}
+    failed = await events(rt, types=["task.failed"])
+    assert {e.agent: (e.data["kind"], e.data["retryable"]) for e in failed} == {
+        "model": ("model", True), "tool": ("tool", False), "loop": ("tool_loop", False),
+        "steps": ("step_limit", False), "budget": ("budget", False)}
