@@ -86,7 +86,7 @@ def make_runtime(directory: Path, agents: int, tools: list[Any], *,
     for extra in tools:
         registry.register(extra)
     definitions = [AgentDefinition(name=f"a{i:05d}", model="bench",
-                                   tools=["bench", "sleep_for"],
+                                   tools=["bench", "sleep_for"], answer_mail=False,
                                    max_concurrent_tasks=max_concurrent_tasks)
                    for i in range(agents)]
     return Runtime(store=SQLiteStore(directory / "wakeful.db"), models=models,

@@ -32,8 +32,10 @@ WAIT_TOOLS = ["sleep_for", "sleep_until", "wait_for_event", "check_mail"]
 
 
 def agent(name: str, model: str | None = None, **fields: Any) -> AgentDefinition:
+    # answer_mail off: these agents' own tasks wait for people's mail (the responder
+    # would otherwise answer it in tasks of its own).
     return AgentDefinition(name=name, model=model or name, tools=WAIT_TOOLS,
-                           **fields)
+                           answer_mail=False, **fields)
 
 
 def sleeper(tool: str, **args: Any) -> Any:
@@ -298,8 +300,8 @@ async def test_a_wait_that_ended_before_a_restart_is_not_repeated(
     assert clock.now() == START + 600  # it did not sleep again
     await back.mailbox.send("person:ada", "napper", "here", "the mail")
     assert (await back.wait_task(task.id, 10)).state is TaskState.DONE
-    slept = json.loads([m["content"] for m in await back.store.load_messages(task.id)
-                        if m["role"] == "tool"][0])
+    messages = await back.store.load_messages(task.id)
+    slept = json.loads(next(m["content"] for m in messages if m["role"] == "tool"))
     assert slept["resumed"] is True and slept["woke"] == "timer"
     assert "ended before the runtime restarted" in slept["message"]
 

@@ -21,6 +21,7 @@ import structlog
 
 from wakeful.errors import UnknownAgentError, UnknownTaskError, WakefulError
 from wakeful.ids import new_id
+from wakeful.mailbox.responder import Responder
 from wakeful.mailbox.service import Mailbox
 from wakeful.mailbox.store import MailStore, MemoryMailStore
 from wakeful.models.registry import ModelRegistry
@@ -132,8 +133,11 @@ class Runtime:
         self.scheduler: Scheduler = scheduler if scheduler is not None else Scheduler()
         self.waits: Waits = Waits()
         self.progress: Progress = Progress()
+        self.responder = Responder()
+        self.responder.attach(self)
         self.services: list[Service] = [self.mailbox, self.resources, self.scheduler,
-                                        self.waits, self.progress, *services]
+                                        self.waits, self.progress, self.responder,
+                                        *services]
         # Chooses the id of each new task (replay reuses the recorded ids); None: fresh ids.
         self.task_ids: Callable[[TaskRecord], str] | None = None
         self._running_services: list[Service] = []
@@ -190,6 +194,7 @@ class Runtime:
         await asyncio.gather(*(self._launch_agent(d, saved.get(d.name))
                                for d in self._definitions.values()))
         await self._load_queued()
+        self.responder.begin()
         if first_run:
             for startup in self._startup_tasks:
                 if startup.agent in self.agents:
@@ -476,10 +481,11 @@ class Runtime:
 
     def idle(self) -> bool:
         """No running agent has work queued, running (sleeping tasks included) or about
-        to retry, and no timer is firing. Timers due later do not count: a project with
-        a recurring schedule would otherwise never be idle."""
-        return not self.scheduler.firing and not any(
-            agent.busy() for agent in self.agents.values())
+        to retry, no timer is firing and the responder has nothing to hand out. Timers
+        due later do not count: a project with a recurring schedule would otherwise
+        never be idle."""
+        return not (self.scheduler.firing or self.responder.busy()
+                    or any(a.busy() for a in self.agents.values()))
 
     async def wait_idle(self, timeout: float | None = None) -> None:
         """Wait until no running agent has work queued, running or about to retry
