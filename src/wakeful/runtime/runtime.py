@@ -2,8 +2,10 @@
 
 Lifecycle of one process: :meth:`Runtime.start` opens the store, records a run,
 returns tasks that a dead process left running to the queue (they resume from their
-last completed step), starts every agent's supervised loop, and begins watching the
-store for tasks queued by other processes (``wakeful start-task``). :meth:`stop`
+last completed step), starts every agent's supervised loop, starts firing timers
+(schedules, and wake-ups of sleeping agents and tasks, including those that came due
+while nothing ran), and begins watching the store for tasks queued by other processes
+(``wakeful start-task``). :meth:`stop`
 interrupts every task (back to the queue, resumable), cancels and awaits every
 background task, and closes the store: nothing is left running.
 """

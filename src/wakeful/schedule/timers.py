@@ -141,7 +141,8 @@ class Scheduler:
         self._timers: dict[str, Timer] = {}  # the active timers this process knows
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
-        self._by_task: dict[str, set[str]] = {}
+        self._by_task: dict[str, set[str]] = {}  # task -> its active waits
+        self._waited: set[str] = set()  # tasks that have wait rows (to drop as they end)
         self._callbacks: dict[str, WakeCallback] = {}
         self._scope = TaskScope("scheduler")
         self._loop: asyncio.Task[None] | None = None
@@ -204,6 +205,7 @@ class Scheduler:
         self._timers[timer.id] = timer
         if timer.task_id is not None and timer.action == "wake_task":
             self._by_task.setdefault(timer.task_id, set()).add(timer.id)
+            self._waited.add(timer.task_id)
         if timer.next_due is not None:
             self._push(timer)
 
@@ -273,6 +275,8 @@ class Scheduler:
             state="active", next_due=due, last_fired=None, fired=0, created_at=now,
             created_by=created_by, conditions=conditions, outcome=None, ended_at=None)
         stored = await self.store.insert(timer)
+        if action == "wake_task" and task_id is not None:
+            self._waited.add(task_id)
         if stored is not timer:  # the key was taken: this is the timer added before
             known = self._timers.get(stored.id)
             if known is not None:
@@ -333,12 +337,21 @@ class Scheduler:
         self._callbacks.pop(timer_id, None)
 
     def _task_settled(self, record: Any) -> None:
-        """A task reached its final outcome: the waits it left behind end with it."""
+        """A task reached its final outcome: its waits end with it, and their rows go.
+
+        A task's wait rows exist so that the task, resumed after a restart, finds the
+        wait it was in; once it has finished they have done their job (``task.woke``
+        events keep the history), so the table does not grow with every sleep ever.
+        """
         for timer_id in list(self._by_task.get(record.id, ())):
             timer = self._timers.get(timer_id)
             if timer is not None:
-                self.end_wait(timer, "cancelled", {"reason": "cancelled", "at":
-                                                   self.clock.now(), "why": "the task ended"})
+                timer.state = "cancelled"
+                self._forget(timer)
+                self._callbacks.pop(timer_id, None)
+        if record.id in self._waited:
+            self._waited.discard(record.id)
+            self.store.forget_task_nowait(record.id)
 
     # agent schedules -------------------------------------------------------
     async def register_schedules(self, definition: AgentDefinition) -> list[Timer]:

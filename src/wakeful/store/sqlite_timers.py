@@ -140,6 +140,11 @@ class SQLiteTimerStore:
 
         self.store.write_nowait(op)
 
+    def forget_task_nowait(self, task_id: str) -> None:
+        """Delete the wait rows of a task that has finished (queued for the next commit)."""
+        self.store.write_nowait(lambda c: c.execute(
+            "DELETE FROM timers WHERE task_id = ? AND action = 'wake_task'", (task_id,)))
+
     async def cancel(self, timer_id: str, when: float, why: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
