@@ -372,6 +372,7 @@ class Waits:
         if isinstance(condition, ResourceFree):
             self._resources.append(reg)
             self._watch_resources()
+            self._on_resources()  # a watcher already running looks at it now
 
             def unwatch() -> None:
                 with contextlib.suppress(ValueError):
