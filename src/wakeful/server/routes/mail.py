@@ -1,0 +1,61 @@
+"""Mail as a person sends and reads it, and 1-1 conversations with an agent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from wakeful.errors import MailError
+from wakeful.mailbox.model import parse_address
+from wakeful.server import views
+from wakeful.server.errors import NotFound
+from wakeful.server.routes.deps import Limit, RuntimeDep
+from wakeful.server.schemas import DEFAULT_PERSON, NewMail
+
+router = APIRouter(prefix="/api", tags=["mail"])
+
+
+@router.post("/mail", status_code=201, summary="Send a mail as a person")
+async def send_mail(body: NewMail, runtime: RuntimeDep) -> dict[str, Any]:
+    fields = body.model_dump(exclude={"sender", "to", "subject", "body"}, exclude_none=True)
+    sent = await runtime.mailbox.send(body.sender, body.to, body.subject, body.body, **fields)
+    return {"mail": views.mail_view(sent.mail.view()), "duplicate": sent.duplicate,
+            "delivered_to": sent.delivered_to}
+
+
+@router.get("/mail", summary="Deliveries, newest last, filtered")
+async def list_mail(runtime: RuntimeDep, owner: str | None = None, status: str | None = None,
+                    sender: str | None = None, limit: Limit = 100) -> dict[str, Any]:
+    found = await runtime.mailbox.list_mail(owner=owner, status=status, sender=sender,
+                                            limit=limit)
+    return {"mail": [views.mail_view(m) for m in found]}
+
+
+@router.get("/mail/{mail_id}", summary="One mail and where it was delivered")
+async def get_mail(mail_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    try:
+        mail = await runtime.mailbox.read(None, mail_id)
+    except MailError as exc:
+        if str(exc).startswith("no mail with id"):
+            raise NotFound(str(exc)) from None
+        raise
+    deliveries = await runtime.mailbox.deliveries(mail_id)
+    return {"mail": views.mail_view(mail),
+            "deliveries": [{"owner": d.owner, "status": d.status, "attempts": d.attempts,
+                            "read_at": d.read_at, "acked_at": d.acked_at}
+                           for d in deliveries]}
+
+
+@router.get("/conversations/{agent}", summary="A person's 1-1 conversation with an agent")
+async def conversation(agent: str, runtime: RuntimeDep,
+                       person: str = Query(DEFAULT_PERSON, description="'person:NAME' or NAME"),
+                       limit: Limit = 100) -> dict[str, Any]:
+    runtime.agent(agent)
+    who = person if person.startswith("person:") else "person:" + person
+    try:
+        parse_address(who)
+    except ValueError as exc:
+        raise MailError(f"query.person: {exc}") from None
+    mails = await runtime.mailbox.conversation(who, agent, limit=limit)
+    return {"agent": agent, "person": who, "mail": [views.mail_view(m) for m in mails]}
