@@ -12,7 +12,7 @@ from wakeful.mailbox.model import AddressKind, Priority, parse_address, parse_me
 DEFAULT_PERSON = "person:operator"
 
 
-def _person(value: str) -> str:
+def person_address(value: str) -> str:
     """The API speaks as people only: agents speak through their own tools."""
     if not value.startswith("person:"):
         value = "person:" + value
@@ -40,7 +40,7 @@ class NewTask(_Body):
     instruction: str = Field(min_length=1, description="what the task should do")
     created_by: str = Field(default=DEFAULT_PERSON, description="a person: 'person:ada'")
 
-    _who = field_validator("created_by")(_person)
+    _who = field_validator("created_by")(person_address)
 
     @field_validator("instruction")
     @classmethod
@@ -60,7 +60,7 @@ class NewMail(_Body):
     thread_id: str | None = Field(default=None, max_length=128)
     in_reply_to: str | None = Field(default=None, max_length=128)
 
-    _who = field_validator("sender")(_person)
+    _who = field_validator("sender")(person_address)
 
     @field_validator("to")
     @classmethod
@@ -75,7 +75,7 @@ class NewPost(_Body):
     subject: str = ""
     join: bool = Field(default=False, description="join the channel first if not a member")
 
-    _who = field_validator("sender")(_person)
+    _who = field_validator("sender")(person_address)
 
 
 class NewChannel(_Body):
@@ -84,7 +84,7 @@ class NewChannel(_Body):
     topic: str = Field(default="", max_length=500)
     created_by: str = DEFAULT_PERSON
 
-    _who = field_validator("created_by")(_person)
+    _who = field_validator("created_by")(person_address)
     _check = field_validator("members")(_members)
 
 

@@ -7,13 +7,19 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from wakeful.errors import MailError
-from wakeful.mailbox.model import parse_address
 from wakeful.server import views
 from wakeful.server.errors import NotFound
 from wakeful.server.routes.deps import Limit, RuntimeDep
-from wakeful.server.schemas import DEFAULT_PERSON, NewMail
+from wakeful.server.schemas import DEFAULT_PERSON, NewMail, person_address
 
 router = APIRouter(prefix="/api", tags=["mail"])
+
+
+def _as_person(value: str, where: str) -> str:
+    try:
+        return person_address(value)
+    except ValueError as exc:
+        raise MailError(f"{where}: {exc}") from None
 
 
 @router.post("/mail", status_code=201, summary="Send a mail as a person")
@@ -33,9 +39,12 @@ async def list_mail(runtime: RuntimeDep, owner: str | None = None, status: str |
 
 
 @router.get("/mail/{mail_id}", summary="One mail and where it was delivered")
-async def get_mail(mail_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+async def get_mail(mail_id: str, runtime: RuntimeDep, reader: str | None = Query(
+        None, description="read it as this person ('person:ada'): marks it read")
+        ) -> dict[str, Any]:
+    who = None if reader is None else _as_person(reader, "query.reader")
     try:
-        mail = await runtime.mailbox.read(None, mail_id)
+        mail = await runtime.mailbox.read(who, mail_id)
     except MailError as exc:
         if str(exc).startswith("no mail with id"):
             raise NotFound(str(exc)) from None
@@ -52,10 +61,6 @@ async def conversation(agent: str, runtime: RuntimeDep,
                        person: str = Query(DEFAULT_PERSON, description="'person:NAME' or NAME"),
                        limit: Limit = 100) -> dict[str, Any]:
     runtime.agent(agent)
-    who = person if person.startswith("person:") else "person:" + person
-    try:
-        parse_address(who)
-    except ValueError as exc:
-        raise MailError(f"query.person: {exc}") from None
+    who = _as_person(person, "query.person")
     mails = await runtime.mailbox.conversation(who, agent, limit=limit)
     return {"agent": agent, "person": who, "mail": [views.mail_view(m) for m in mails]}
