@@ -35,6 +35,16 @@ def wait_ready(proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
     assert line.strip() == "READY", f"worker did not start: {line!r} {proc.stderr}"
 
 
+def applied_so_far(db: Path) -> int:
+    """How many mails the worker has applied so far (0 before its schema exists)."""
+    try:
+        with sqlite3.connect(db, timeout=10) as conn:
+            row = conn.execute("SELECT applied FROM totals").fetchone()
+    except sqlite3.OperationalError:
+        return 0
+    return int(row[0]) if row else 0
+
+
 @pytest.mark.slow
 def test_mail_is_handled_exactly_once_in_effect_across_repeated_sigkills(tmp_path: Path
                                                                          ) -> None:
@@ -43,10 +53,17 @@ def test_mail_is_handled_exactly_once_in_effect_across_repeated_sigkills(tmp_pat
     db, log = tmp_path / "wakeful.db", tmp_path / "committed.log"
     progress = []
     for _ in range(KILLS):
+        # Kill after a random amount of progress (not time), so that every kill lands
+        # mid-work whether the machine is busy or idle: 4 kills x at most MAILS/6 < MAILS.
+        target = (progress[-1] if progress else 0) + rng.randint(MAILS // 30, MAILS // 6)
         proc = start(db, log)
         try:
             wait_ready(proc)
-            time.sleep(rng.uniform(0.15, 0.6))
+            deadline = time.monotonic() + 60
+            while applied_so_far(db) < target:
+                assert proc.poll() is None, "the worker stopped before it was killed"
+                assert time.monotonic() < deadline, f"no progress to {target} in 60 s"
+                time.sleep(0.005)
             os.kill(proc.pid, signal.SIGKILL)
             assert proc.wait(timeout=10) == -signal.SIGKILL
         finally:

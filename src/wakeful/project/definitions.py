@@ -136,6 +136,8 @@ class AgentDefinition(_Strict):
     tools: list[str] = Field(default_factory=list)
     max_concurrent_tasks: int = Field(default=4, ge=1, le=10_000)
     max_steps: int = Field(default=50, ge=1)
+    # Answer people's mail (1-1, and posts in its channels) in a task of its own.
+    answer_mail: bool = True
     restart: RestartPolicy = Field(default_factory=RestartPolicy)
     schedule: list[ScheduleEntry] = Field(default_factory=list)
     budget: Budget = Field(default_factory=Budget)

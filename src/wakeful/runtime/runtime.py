@@ -21,6 +21,7 @@ import structlog
 
 from wakeful.errors import UnknownAgentError, UnknownTaskError, WakefulError
 from wakeful.ids import new_id
+from wakeful.mailbox.responder import Responder
 from wakeful.mailbox.service import Mailbox
 from wakeful.mailbox.store import MailStore, MemoryMailStore
 from wakeful.models.registry import ModelRegistry
@@ -112,7 +113,10 @@ class Runtime:
 
             resources = ResourceManager()
         self.resources: ResourceManager = resources
-        self.services: list[Service] = [self.mailbox, self.resources, *services]
+        self.responder = Responder()
+        self.responder.attach(self)
+        self.services: list[Service] = [self.mailbox, self.resources, self.responder,
+                                        *services]
         # Chooses the id of each new task (replay reuses the recorded ids); None: fresh ids.
         self.task_ids: Callable[[TaskRecord], str] | None = None
         self._running_services: list[Service] = []
@@ -169,6 +173,7 @@ class Runtime:
         await asyncio.gather(*(self._launch_agent(d, saved.get(d.name))
                                for d in self._definitions.values()))
         await self._load_queued()
+        self.responder.begin()
         if first_run:
             for startup in self._startup_tasks:
                 if startup.agent in self.agents:
@@ -414,7 +419,7 @@ class Runtime:
         self._changed.fire()
 
     def idle(self) -> bool:
-        return not any(agent.busy() for agent in self.agents.values())
+        return not (self.responder.busy() or any(a.busy() for a in self.agents.values()))
 
     async def wait_idle(self, timeout: float | None = None) -> None:
         """Wait until no running agent has work queued, running or about to retry."""

@@ -67,6 +67,11 @@ class Store(abc.ABC):
         """How many tasks each agent has in each state."""
 
     @abc.abstractmethod
+    async def tasks_caused_by(self, cause_id: str, agent: str | None = None
+                              ) -> list[TaskRecord]:
+        """Tasks started because of ``cause_id`` (a mail, a timer, a task)."""
+
+    @abc.abstractmethod
     async def child_tasks(self, parent_ids: Iterable[str]) -> list[TaskRecord]:
         """Tasks whose parent is one of ``parent_ids`` (oldest first)."""
 

@@ -49,6 +49,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tasks_state ON tasks(state);
     CREATE INDEX tasks_trace ON tasks(trace_id);
     CREATE INDEX tasks_parent ON tasks(parent_id);
+    CREATE INDEX tasks_cause ON tasks(cause_id);
     CREATE TABLE task_messages (
         task_id TEXT NOT NULL,
         seq INTEGER NOT NULL,

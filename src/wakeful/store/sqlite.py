@@ -299,6 +299,14 @@ class SQLiteStore(Store):
             "SELECT agent, state, COUNT(*) FROM tasks GROUP BY agent, state").fetchall())
         return {(r[0], TaskState(r[1])): r[2] for r in rows}
 
+    async def tasks_caused_by(self, cause_id: str, agent: str | None = None
+                              ) -> list[TaskRecord]:
+        sql = f"{_TASK_SELECT} WHERE cause_id = ?" + (" AND agent = ?" if agent else "")
+        params = [cause_id, agent] if agent else [cause_id]
+        rows = await self.read(lambda c: c.execute(sql + " ORDER BY created_at, id",
+                                                   params).fetchall())
+        return [_task_from_row(r) for r in rows]
+
     async def child_tasks(self, parent_ids: Iterable[str]) -> list[TaskRecord]:
         wanted = list(parent_ids)
         if not wanted:

@@ -1,0 +1,180 @@
+"""The responder: agents answer people, each in a task of its own.
+
+A person's mail to an agent, or a person's post in a channel the agent belongs to,
+starts a task on that agent whose instruction carries the message. When the task
+ends, its final answer goes back by itself: a reply in the person's 1-1 thread, or a
+post by the agent in the channel. Several agents in one channel therefore answer
+concurrently, each in its own loop; and nothing a model must remember to do (call a
+reply tool) stands between a person and an answer.
+
+Contract for live views (the web UI): when an answer starts, an ``mail.answering``
+event names the mail and the task (``{"mail_id", "task_id", "agent", "channel" |
+"person"}``); that task's ``model.token`` events stream the answer; the answer mail's
+payload is ``{"task_id", "in_reply_to"}``.
+
+Only mail from people is answered. Mail between agents is for their tasks to read with
+the mail tools; answering it automatically would let two agents talk in circles.
+
+Durability: the mail is acknowledged only after its task is committed, and a task
+already started for a mail is found again (by its cause) rather than started twice;
+the answer is sent when the task settles, also after a restart, with an idempotency
+key so that it is sent once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import structlog
+
+from wakeful.mailbox.model import AddressKind, parse_address
+from wakeful.mailbox.records import PENDING, Delivery, Envelope
+from wakeful.runtime.scope import TaskScope
+from wakeful.runtime.states import AgentState, TaskState
+from wakeful.store.records import TaskRecord
+
+if TYPE_CHECKING:
+    from wakeful.runtime.runtime import Runtime
+
+log = structlog.get_logger("wakeful.responder")
+
+PERSON = "person:"
+_ANSWER_LIMIT = 60_000
+
+
+def instruction_for(mail: Envelope, channel: str | None) -> str:
+    """What the answering task is asked to do."""
+    where = f"in #{channel}" if channel else "to you directly"
+    subject = f" (subject: {mail.subject})" if mail.subject else ""
+    return (f"{mail.sender} wrote {where}{subject}:\n\n{mail.body}\n\n"
+            "Answer them. Your final reply is sent back to them as your answer.")
+
+
+class Responder:
+    """A service: turns people's mail to agents into tasks, and their results into mail."""
+
+    name = "responder"
+
+    def __init__(self) -> None:
+        self._runtime: Runtime | None = None
+        self._scope = TaskScope("responder")
+        self._queue: asyncio.Queue[Delivery | TaskRecord] = asyncio.Queue()
+        self._answering: dict[str, tuple[Envelope, str | None]] = {}  # task -> mail, channel
+        self._working = False
+
+    @property
+    def runtime(self) -> Runtime:
+        assert self._runtime is not None, "the responder is not started"
+        return self._runtime
+
+    def attach(self, runtime: Runtime) -> None:
+        """Listen before the mailbox opens, so that people's mail that waited while
+        nothing ran is answered too; answers start once :meth:`begin` is called."""
+        self._runtime = runtime
+        runtime.mailbox.on_arrival(self._arrived)
+        runtime.on_settle(self._settled)
+
+    async def start(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def begin(self) -> None:
+        """Start answering (the runtime calls this once its agents run)."""
+        self._scope.spawn(self._work(), name="responder:work")
+
+    async def stop(self) -> None:
+        await self._scope.aclose()
+
+    def _wanted(self, delivery: Delivery) -> bool:
+        runtime = self.runtime
+        owner = parse_address(delivery.owner)
+        agent = runtime.agents.get(owner.name)
+        return (agent is not None and agent.definition.answer_mail
+                and agent.state is not AgentState.STOPPED)
+
+    def _arrived(self, delivery: Delivery) -> None:
+        if (delivery.mail.sender.startswith(PERSON) and delivery.status == PENDING
+                and parse_address(delivery.owner).kind is AddressKind.AGENT):
+            self._queue.put_nowait(delivery)
+
+    def _settled(self, record: TaskRecord) -> None:
+        if record.id in self._answering or (
+                record.created_by.startswith(PERSON) and record.cause_id):
+            self._queue.put_nowait(record)
+
+    def busy(self) -> bool:
+        """Mail to answer, or an answer to send: the runtime is not idle."""
+        return self._working or not self._queue.empty()
+
+    async def _work(self) -> None:
+        while True:
+            item = await self._queue.get()
+            self._working = True
+            try:
+                if isinstance(item, Delivery):
+                    await self._start_answer(item)
+                else:
+                    await self._send_answer(item)
+            except Exception as exc:  # one bad mail must not stop the answers to others
+                log.error("responder failed", item=repr(item)[:200], error=repr(exc))
+                if isinstance(item, Delivery):
+                    self.runtime.mailbox.nack(item, f"{type(exc).__name__}: {exc}")
+            finally:
+                self._working = False
+                self.runtime.changed()
+
+    async def _start_answer(self, delivery: Delivery) -> None:
+        runtime, mailbox = self.runtime, self.runtime.mailbox
+        agent = delivery.owner
+        if delivery.status != PENDING or not self._wanted(delivery):
+            return  # taken already (by one of the agent's tasks), or not to be answered
+        await mailbox.read(agent, delivery.mail.id)  # takes this very mail: a lease
+        mail, channel = delivery.mail, delivery.channel
+        started = await runtime.store.tasks_caused_by(mail.id, agent)
+        if started:
+            record = started[0]
+        else:
+            record = await runtime.create_task(
+                agent, instruction_for(mail, channel), created_by=mail.sender,
+                cause_id=mail.id, trace_id=mail.correlation_id)
+        self._answering[record.id] = (mail, channel)
+        runtime.events.emit("mail.answering", agent=agent, task_id=record.id,
+                            correlation_id=record.trace_id, causation_id=mail.id, data={
+                                "mail_id": mail.id, "task_id": record.id, "agent": agent,
+                                **({"channel": channel} if channel else
+                                   {"person": mail.sender})})
+        await mailbox.ack_id(agent, mail.id)
+        if record.state in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED):
+            await self._send_answer(record)
+
+    async def _send_answer(self, record: TaskRecord) -> None:
+        mailbox = self.runtime.mailbox
+        found = self._answering.pop(record.id, None)
+        if found is None:
+            if not record.cause_id:
+                return
+            try:
+                stored = await mailbox.store.get_mail(record.cause_id)
+            except Exception:
+                return
+            if stored is None or not stored.sender.startswith(PERSON):
+                return
+            channel = stored.recipient[1:] if stored.recipient.startswith("#") else None
+            found = (stored, channel)
+        mail, channel = found
+        if record.state is TaskState.DONE:
+            body = record.result or "(no answer)"
+        elif record.state is TaskState.CANCELLED:
+            body = "I stopped before answering: the task was cancelled."
+        else:
+            body = f"I could not answer: {record.error or 'the task failed'}"
+        payload = {"task_id": record.id, "in_reply_to": mail.id}
+        key = f"answer:{record.id}"
+        if channel:
+            await mailbox.post(record.agent, channel, body[:_ANSWER_LIMIT], payload=payload,
+                               thread_id=mail.thread_id, in_reply_to=mail.id,
+                               correlation_id=mail.correlation_id, causation_id=mail.id,
+                               idempotency_key=key)
+        else:
+            await mailbox.reply(record.agent, mail, body[:_ANSWER_LIMIT], payload=payload,
+                                idempotency_key=key)

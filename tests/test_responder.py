@@ -1,0 +1,138 @@
+"""The responder: people's mail and channel posts are answered by agents' own tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from typer.testing import CliRunner
+
+from wakeful.cli import app
+from wakeful.project.loader import load_project
+from wakeful.runtime.runtime import Runtime
+from wakeful.runtime.states import TaskState
+
+if TYPE_CHECKING:
+    from conftest import AgentFactory, RuntimeFactory, ScriptFactory, WaitUntil
+
+
+async def test_a_person_mails_an_agent_and_gets_its_streamed_answer(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    wait_until: WaitUntil,
+) -> None:
+    model = script([{"say": "Hello Alice, here is my answer"}], latency_ms=50)
+    model.script = model.script.model_copy(update={"token_delay_ms": 5})
+    rt = await make_runtime([agent_def("writer")], {"m": model})
+    with rt.events.subscribe(lambda e: e.type in ("mail.answering", "model.token")) as feed:
+        sent = await rt.mailbox.send("person:alice", "writer", "Question", "What do you do?")
+
+        async def answered() -> bool:
+            mails = await rt.mailbox.conversation("person:alice", "writer")
+            return any(m.sender == "writer" for m in mails)
+
+        await wait_until(answered, what="the answer mail")
+        seen = []
+        while (event := feed.get_nowait()) is not None:
+            seen.append(event)
+    [answering] = [e for e in seen if e.type == "mail.answering"]
+    task_id = answering.data["task_id"]
+    assert answering.data == {"mail_id": sent.id, "task_id": task_id, "agent": "writer",
+                              "person": "person:alice"}
+    tokens = [e for e in seen if e.type == "model.token"]
+    assert [e.task_id for e in tokens] == [task_id] * 6
+    assert "".join(e.data["text"] for e in tokens) == "Hello Alice, here is my answer"
+
+    task = await rt.get_task(task_id)
+    assert task.created_by == "person:alice" and task.cause_id == sent.id
+    assert "What do you do?" in task.instruction
+    conversation = await rt.mailbox.conversation("person:alice", "writer")
+    answer = next(m for m in conversation if m.sender == "writer")
+    assert answer.body == "Hello Alice, here is my answer"
+    assert answer.recipient == "person:alice" and answer.in_reply_to == sent.id
+    assert answer.thread_id == sent.mail.thread_id
+    assert answer.payload == {"task_id": task_id, "in_reply_to": sent.id}
+
+
+async def test_agents_in_a_channel_answer_a_post_concurrently(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    wait_until: WaitUntil,
+) -> None:
+    models = {name: script([{"say": f"{name} says hi"}], latency_ms=400)
+              for name in ("a", "b", "c")}
+    rt = await make_runtime([agent_def(n, model=n) for n in ("a", "b", "c")], models)
+    await rt.mailbox.create_channel("general", ["a", "b", "c", "person:alice"])
+    started = time.perf_counter()
+    post = await rt.mailbox.post("person:alice", "general", "Hello team")
+
+    async def three_answers() -> bool:
+        history = await rt.mailbox.history(None, "general")
+        return sum(m.sender in ("a", "b", "c") for m in history) == 3
+
+    await wait_until(three_answers, within=10, what="three answers")
+    elapsed = time.perf_counter() - started
+    assert elapsed < 1.1, f"answers were not concurrent: {elapsed:.2f}s for 3 x 0.4s"
+    history = await rt.mailbox.history(None, "general")
+    answers = {m.sender: m for m in history if m.sender != "person:alice"}
+    assert {s: m.body for s, m in answers.items()} == {
+        "a": "a says hi", "b": "b says hi", "c": "c says hi"}
+    assert all(m.in_reply_to == post.id and m.recipient == "#general"
+               for m in answers.values())
+    # The agents' answers in the channel do not set the other agents off again.
+    await asyncio.sleep(0.3)
+    assert len(await rt.store.list_tasks()) == 3
+
+
+async def test_mail_between_agents_and_opted_out_agents_are_not_answered(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+) -> None:
+    rt = await make_runtime([agent_def("a"), agent_def("quiet", answer_mail=False)],
+                            {"m": script([{"say": "ok"}])})
+    await rt.mailbox.send("a", "quiet", "from an agent", "hi")
+    await rt.mailbox.send("person:alice", "quiet", "from a person", "hi")
+    await rt.mailbox.send("quiet", "a", "agent to agent", "hi")
+    await asyncio.sleep(0.3)
+    assert await rt.store.list_tasks() == []
+    assert rt.mailbox.pending("quiet") == 2  # left for its tasks to read
+
+
+async def test_a_failed_answer_is_reported_to_the_person(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    wait_until: WaitUntil,
+) -> None:
+    rt = await make_runtime([agent_def("w", policy="never")],
+                            {"m": script([{"error": "provider is down"}])})
+    await rt.mailbox.send("person:bob", "w", "", "help?")
+
+    async def answered() -> bool:
+        return any(m.sender == "w" for m in await rt.mailbox.conversation("person:bob", "w"))
+
+    await wait_until(answered, what="the failure notice")
+    [notice] = [m for m in await rt.mailbox.conversation("person:bob", "w") if m.sender == "w"]
+    assert notice.body.startswith("I could not answer:") and "provider is down" in notice.body
+    [task] = await rt.store.list_tasks()
+    assert task.state is TaskState.FAILED
+
+
+async def test_mail_that_waited_while_nothing_ran_is_answered_at_start(tmp_path: Path) -> None:
+    runner = CliRunner()
+    folder = tmp_path / "team"
+    # The CLI runs its own event loop: call it from a thread, as another process would.
+    made = await asyncio.to_thread(runner.invoke, app, ["init", str(folder)])
+    assert made.exit_code == 0
+    (folder / "wakeful.yaml").write_text("name: quiet-team\n")  # no startup tasks
+    sent = await asyncio.to_thread(runner.invoke, app, [
+        "mail", "send", "writer", "Could you draft a tagline?", "--from", "person:carol",
+        "-p", str(folder)])
+    assert sent.exit_code == 0, sent.stderr
+    runtime = Runtime.from_project(load_project(folder))
+    async with runtime:
+        await runtime.wait_idle(20)
+        conversation = await runtime.mailbox.conversation("person:carol", "writer")
+    answer = [m for m in conversation if m.sender == "writer"]
+    assert len(answer) == 1 and answer[0].body.startswith("Draft finished for: person:carol")
+    # A second start finds nothing left to answer.
+    async with Runtime.from_project(load_project(folder)) as again:
+        await again.wait_idle(20)
+        assert len(await again.store.list_tasks()) == 1
