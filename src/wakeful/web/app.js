@@ -118,7 +118,7 @@ async function refreshAgents() {
     if (!(err instanceof ApiError && err.status === 401)) toast(err.message);
   }
 }
-const refreshAgentsSoon = throttle(refreshAgents, 1000);
+const refreshAgentsSoon = throttle(refreshAgents, 500);
 
 async function refreshChannels() {
   try {
@@ -188,7 +188,7 @@ function newChannelView() {
 
 // --- router ---------------------------------------------------------------------
 function route() {
-  const [, kind, raw] = location.hash.match(/^#\/(\w+)\/?(.*)$/) || [];
+  const [, kind, raw] = location.hash.match(/^#\/([\w-]+)\/?(.*)$/) || [];
   return { kind: kind || "home", name: raw ? decodeURIComponent(raw) : "" };
 }
 

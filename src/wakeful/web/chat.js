@@ -190,11 +190,8 @@ export class ChatView {
         fetches.push(d.mail_id);
       } else if (e.type === "task.state" && this.typing.has(e.task_id)
         && (d.to === "failed" || d.to === "cancelled")) {
-        const bubble = this.typing.get(e.task_id);
-        bubble.node.classList.remove("typing");
-        bubble.node.classList.add("failed");
-        bubble.body.textContent = `(${d.to}: ${d.error || d.reason || "no reply"})`;
-        this.typing.delete(e.task_id);
+        // The responder still sends an answer saying so; it replaces this bubble.
+        this.typing.get(e.task_id).node.classList.add("failed");
       } else if (e.type === "agent.state" && this.agent === e.agent) {
         this.describe();
       }
