@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from wakeful.runtime.states import AgentState, TaskState
 from web_support import (
     ONE_TO_ONE_REPLY,
     SLOW_JOB,
@@ -23,7 +24,6 @@ from web_support import (
     serve,
     team,
 )
-from wakeful.runtime.states import AgentState, TaskState
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
