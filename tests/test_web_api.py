@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from web_support import SLOW_JOB, TEAM, TOKEN, answering_model, team
 from wakeful.models.scripted import ScriptedModel
 from wakeful.runtime.runtime import Runtime
 from wakeful.server import create_app
+from web_support import SLOW_JOB, TEAM, TOKEN, answering_model, team
 
 if TYPE_CHECKING:
     from conftest import AgentFactory, RuntimeFactory, WaitUntil

@@ -22,10 +22,10 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from web_support import ONE_TO_ONE_REPLY, TOKEN, Served, serve, team
 from wakeful.observe.events import EventLog
 from wakeful.server import stream as stream_module
 from wakeful.server.stream import EventStream, take_batch
+from web_support import ONE_TO_ONE_REPLY, TOKEN, Served, serve, team
 
 if TYPE_CHECKING:
     from conftest import AgentFactory, RuntimeFactory, WaitUntil
