@@ -221,3 +221,44 @@ async def test_bad_input_shows_a_clear_error_and_the_page_stays_usable(
     await page.wait_for_selector("#panel-tasks .error:not([hidden])")
     assert "instruction" in await page.inner_text("#panel-tasks .error")
 
+
+
+async def test_a_hundred_agents_answering_at_once_all_show_and_the_page_stays_usable(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory
+) -> None:
+    """Responsiveness is measured by benchmarks/web.py; this proves the behaviour:
+    every reply arrives, attributed, and the page still takes input during the flood."""
+    names = {f"agent-{n:03d}": f"Reply from agent {n:03d}, streamed one word at a time."
+             for n in range(100)}
+    built = team(agent_def, names)
+    runtime = await make_runtime(built.agents, built.models)
+    await runtime.mailbox.create_channel("all", [*names, "person:ada"])
+    server = await serve(runtime)
+    try:
+        executable = chromium_or_skip()
+        async for browser in open_browser(executable):
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(60_000)
+            await page.goto(f"{server.url}#token={TOKEN}")
+            await page.wait_for_selector("#conn.live")
+            await page.goto(f"{server.url}#/channel/all")
+            await page.wait_for_selector(".chat[data-chat='channel:all']")
+            await page.fill("#message", "Everyone: status?")
+            await page.click("#send")
+            await page.wait_for_selector(".msg.typing")
+            # During the flood the page takes typing and navigation.
+            await page.fill("#message", "typed while 100 agents answer")
+            assert await page.input_value("#message") == "typed while 100 agents answer"
+            await page.wait_for_function(
+                "document.querySelectorAll('.msg.agent:not(.typing)').length === 100")
+            bodies = await page.locator(".msg.agent .body").all_inner_texts()
+            assert sorted(bodies) == sorted(names.values())
+            senders = await page.locator(".msg.agent").evaluate_all(
+                "nodes => nodes.map(n => n.dataset.sender)")
+            assert sorted(senders) == sorted(names)
+            assert await page.locator("#agent-list li").count() == 100
+            await page.screenshot(path=screenshot_path("chat-100-agents"))
+            await page.click("#agent-list li[data-agent='agent-042'] a.name")
+            await page.wait_for_selector(".page.agent[data-agent='agent-042']")
+    finally:
+        await server.stop()

@@ -6,7 +6,7 @@
 // reply, which turns the bubble into the reply itself.
 
 import { enc, get, post, session } from "./api.js";
-import { displayName, el, statusLabel, time } from "./util.js";
+import { displayName, el, statusLabel, throttle, time } from "./util.js";
 import { toast } from "./toast.js";
 
 export const metrics = { lastSend: null, firstToken: [] };
@@ -26,6 +26,7 @@ export class ChatView {
     this.typing = new Map(); // task id -> {node, body, mailId, agent}
     this.answering = new Map(); // mail id -> task id
     this.closed = false;
+    this.refreshPostsSoon = throttle(() => this.refreshPosts(), 300);
 
     const title = agent ? agent : `#${channel}`;
     this.subtitle = el("p", { class: "subtitle" });
@@ -196,17 +197,32 @@ export class ChatView {
         this.describe();
       }
     }
-    if (fetches.length) this.fetchMails(fetches);
+    if (fetches.length) {
+      // A channel reloads its latest posts (at most a few times a second, however many
+      // agents answer at once); a 1-1 chat fetches the new mail itself.
+      if (this.channel) this.refreshPostsSoon();
+      else this.fetchMails(fetches);
+    }
     this.scrollDown(near);
   }
 
+  async refreshPosts() {
+    if (this.closed) return;
+    try {
+      const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=200`);
+      if (this.closed) return;
+      this.addMails(data.posts);
+      this.markRead();
+    } catch (err) {
+      toast(err.message);
+    }
+  }
+
   async fetchMails(ids) {
-    const reader = this.agent ? `?reader=${enc(this.me)}` : "";
-    const found = await Promise.all(ids.map((id) => get(`/api/mail/${enc(id)}${reader}`)
+    const found = await Promise.all(ids.map((id) => get(`/api/mail/${enc(id)}?reader=${enc(this.me)}`)
       .then((d) => d.mail, (err) => { toast(err.message); return null; })));
     if (this.closed) return;
     this.addMails(found.filter(Boolean));
-    if (this.channel) this.markRead();
   }
 
   nearBottom() {
