@@ -202,7 +202,7 @@ async def test_bad_input_shows_a_clear_error_and_the_page_stays_usable(
     await error.wait_for()
     text = await error.inner_text()
     assert "the body is" in text and f"{limit:,}" in text, text
-    await page.wait_for_selector(".toast.error")
+    assert await page.input_value("#message") == "x" * (limit + 1), "the text was lost"
     await page.screenshot(path=screenshot_path("bad-input"))
     # Still usable: a normal message goes through and is answered.
     await page.fill("#message", "A normal question")
@@ -214,6 +214,7 @@ async def test_bad_input_shows_a_clear_error_and_the_page_stays_usable(
     await page.goto(served.url + "#/agent/nobody")
     await page.wait_for_selector(".status-line.error")
     assert "unknown agent 'nobody'" in await page.inner_text(".status-line")
+    await page.wait_for_selector(".toast.error")  # the panels that failed to load say so
     # A task with an empty instruction is refused with the field.
     await page.goto(served.url + "#/agent/critic")
     await page.fill("#task-instruction", "   ")

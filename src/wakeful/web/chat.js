@@ -110,8 +110,7 @@ export class ChatView {
       this.scrollDown(true);
       if (this.channel && this.members && !this.members.includes(this.me)) this.describe();
     } catch (err) {
-      this.showError(err.message);
-      toast(err.message);
+      this.showError(err.message); // the text stays in the box, to fix and send again
     } finally {
       this.send.disabled = false;
       this.input.focus();
