@@ -250,3 +250,38 @@ def test_run_with_ui_until_idle_serves_while_the_team_works(project: Path) -> No
     assert done.returncode == 0, done.stderr
     assert re.search(r"Web UI: http://127\.0\.0\.1:\d+/#token=", done.stdout)
     assert "Tasks: 9 done" in done.stdout
+
+
+async def test_the_example_team_answers_a_person_in_its_team_channel(
+    project: Path, wait_until: WaitUntil
+) -> None:
+    from wakeful.project.loader import load_project
+    from wakeful.runtime.runtime import Runtime
+
+    runtime = Runtime.from_project(load_project(project))
+    await runtime.start()
+    server = await serve(runtime)
+    try:
+        async with httpx.AsyncClient(base_url=server.url,
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            channels = (await client.get("/api/channels")).json()["channels"]
+            assert [c["name"] for c in channels] == ["team"]
+            posted = await client.post("/api/channels/team/posts",
+                                       json={"sender": "operator", "body": "Hello, team!"})
+            assert posted.status_code == 201, posted.text
+
+            async def answers() -> set[str]:
+                posts = (await client.get("/api/channels/team/posts")).json()["posts"]
+                return {p["sender"] for p in posts if p["payload"]}
+
+            await wait_until(lambda: _has_all(answers()), within=30,
+                             what="an answer from each agent")
+            one = await client.post("/api/mail", json={"to": "writer", "body": "Hi"})
+            assert one.status_code == 201
+    finally:
+        await server.stop()
+        await runtime.stop()
+
+
+async def _has_all(found: Any) -> bool:
+    return await found == {"coordinator", "researcher", "writer", "monitor"}
