@@ -18,41 +18,44 @@ from wakeful.store.records import Event, TaskRecord
 from wakeful.store.sqlite import SQLiteStore
 
 
+def _scheduler(runtime: Runtime) -> Any:
+    return getattr(runtime, "scheduler", None)
+
+
 def next_wake(runtime: Runtime, agent: str) -> float | None:
-    """When a sleeping agent (or one of its timers) wakes next, if a scheduler knows."""
-    scheduler = getattr(runtime, "scheduler", None)
-    if scheduler is None:
+    """When the agent's next timer fires (its next wake), if a scheduler knows."""
+    scheduler = _scheduler(runtime)
+    method = getattr(scheduler, "next_for_agent", None)
+    if not callable(method):
         return None
-    for name in ("next_wake", "next_fire", "next_wake_at"):
-        method = getattr(scheduler, name, None)
-        if callable(method):
-            try:
-                value = method(agent)
-            except Exception:  # a view must never break on a part still being built
-                return None
-            return float(value) if isinstance(value, int | float) else None
-    return None
+    try:
+        timer = method(agent)
+    except Exception:  # a view must never break on a part still being built
+        return None
+    due = getattr(timer, "next_due", None)
+    return float(due) if isinstance(due, int | float) else None
 
 
 def timers(runtime: Runtime, agent: str) -> list[dict[str, Any]]:
-    """The agent's pending timers, if the scheduler can list them."""
-    scheduler = getattr(runtime, "scheduler", None)
-    method = getattr(scheduler, "timers", None) if scheduler is not None else None
+    """The agent's active timers (schedules, sleeps, waits), as the scheduler shows them."""
+    scheduler = _scheduler(runtime)
+    method = getattr(scheduler, "active", None)
     if not callable(method):
         return []
     try:
-        found = method(agent)
+        found = [t for t in method() if getattr(t, "agent", None) == agent]
+        out = []
+        for timer in found:
+            data = dict(timer.to_dict())
+            describe = getattr(timer, "describe_action", None)
+            if callable(describe):
+                data["does"] = describe()
+            due = getattr(timer, "next_due", None)
+            data["next_due_ts"] = due if isinstance(due, int | float) else None
+            out.append(data)
+        return out
     except Exception:
         return []
-    out: list[dict[str, Any]] = []
-    for timer in found or []:
-        if isinstance(timer, dict):
-            out.append(timer)
-        elif hasattr(timer, "__dict__") or hasattr(timer, "__slots__"):
-            out.append({k: getattr(timer, k) for k in ("id", "kind", "spec", "fire_at",
-                                                        "instruction", "reason")
-                        if isinstance(getattr(timer, k, None), str | int | float)})
-    return out
 
 
 def agent_summary(runtime: Runtime, runner: AgentRunner) -> dict[str, Any]:
@@ -113,6 +116,9 @@ def task_view(record: TaskRecord, runtime: Runtime | None = None) -> dict[str, A
         "output_tokens": record.output_tokens, "tool_calls": record.tool_calls,
         "cost": record.cost, "trace_id": record.trace_id, "cause_id": record.cause_id,
         "waiting_on": waiting_on,
+        # reported by the task itself (report_progress), where the runtime records it
+        "progress": getattr(record, "progress", None),
+        "progress_note": getattr(record, "progress_note", None),
     }
 
 

@@ -164,18 +164,25 @@ export class AgentView {
   renderTasks(data) {
     const rows = data.tasks.slice().reverse().map((t) => {
       const max = t.max_steps || 50;
-      const progress = TERMINAL.has(t.state) && t.state === "done" ? 100 : Math.min(100, Math.round((t.step / max) * 100));
-      const what = t.waiting_on ? `waiting on ${t.waiting_on}` : t.error || t.result || "";
+      // What the task reported (report_progress) if it did; otherwise steps used.
+      const progress = t.state === "done" ? 100 : typeof t.progress === "number"
+        ? Math.round(t.progress) : Math.min(100, Math.round((t.step / max) * 100));
+      const what = t.waiting_on ? `waiting on ${t.waiting_on}` : t.error || t.result
+        || t.progress_note || (TERMINAL.has(t.state) ? t.state : "");
       return el("tr", { dataset: { task: t.id, state: t.state } },
         el("td", {}, el("span", { class: `pill ${t.state}`, text: t.state })),
         el("td", { class: "instr", title: t.instruction, text: t.instruction.slice(0, 90) }),
-        el("td", {}, el("progress", { max: 100, value: progress, title: `step ${t.step} of at most ${max}` }), ` ${t.step}`),
+        el("td", {}, el("progress", { max: 100, value: progress, title: typeof t.progress === "number" ? `${progress}% reported` : `step ${t.step} of at most ${max}` }), ` ${t.step}`),
         el("td", { class: "what", title: what, text: what.slice(0, 90) }),
         el("td", { text: String(t.input_tokens + t.output_tokens) }),
         el("td", {}, TERMINAL.has(t.state) ? "" : el("button", { class: "small cancel", text: "Cancel", onclick: () => this.cancel(t.id) })));
     });
+    if (!data.total) {
+      clear(this.tasks).append(el("p", { class: "muted", text: "No tasks yet." }));
+      return;
+    }
     clear(this.tasks).append(
-      el("p", { class: "muted", text: `${plural(data.total, "task")} in all; the last ${data.tasks.length}:` }),
+      el("p", { class: "muted", text: `${plural(data.total, "task")} in all${data.total > data.tasks.length ? `; the last ${data.tasks.length}` : ""}, newest first:` }),
       el("table", { class: "table" },
         el("thead", {}, el("tr", {}, ["state", "instruction", "step", "now / outcome", "tokens", ""].map((h) => el("th", { text: h })))),
         el("tbody", {}, rows)));
@@ -184,7 +191,9 @@ export class AgentView {
   renderSchedule(a) {
     const entries = a.definition.schedule.map((s) => el("li", {},
       s.every ? `every ${s.every}` : s.cron ? `cron ${s.cron}` : `at ${s.at}`, `: ${s.instruction || ""}`));
-    const timers = (a.timers || []).map((t) => el("li", {}, `${t.kind || "timer"} ${t.spec || ""} fires ${time(t.fire_at)}`));
+    const timers = (a.timers || []).map((t) => el("li", { class: "timer" },
+      `${t.when || t.kind || "timer"}: ${t.does || t.instruction || t.action || ""}`,
+      t.next_due_ts ? ` (next ${time(t.next_due_ts)})` : t.next_due ? ` (next ${t.next_due})` : ""));
     clear(this.schedule).append(
       el("p", { text: a.next_wake ? `Next wake: ${time(a.next_wake)}` : a.state === "sleeping" ? "Sleeping until woken." : "No wake pending." }),
       entries.length ? el("ul", {}, entries) : el("p", { class: "muted", text: "No schedule." }),

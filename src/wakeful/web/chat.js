@@ -74,7 +74,10 @@ export class ChatView {
     try {
       const c = await get(`/api/channels/${enc(this.channel)}`);
       this.members = c.members;
-      this.subtitle.textContent = `${c.topic ? c.topic + " · " : ""}members: ${c.members.map(displayName).join(", ")}`;
+      const names = c.members.map(displayName);
+      const shown = names.length > 12 ? `${names.slice(0, 10).join(", ")} and ${names.length - 10} more` : names.join(", ");
+      this.subtitle.textContent = `${c.topic ? c.topic + " · " : ""}${names.length} members: ${shown}`;
+      this.subtitle.title = names.join(", ");
     } catch (err) {
       this.showError(err.message);
     }
