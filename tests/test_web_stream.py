@@ -164,24 +164,32 @@ async def test_stopping_the_server_closes_live_streams_and_leaves_the_runtime_ru
 
 # the command line ------------------------------------------------------------------
 def _start(project: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "wakeful", *args, "-p", str(project)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
+    """Output goes to a file: a pipe nobody drains would fill up and block the server."""
+    log = (project / f"serve-{time.monotonic_ns()}.log").open("w+")
+    process = subprocess.Popen([sys.executable, "-m", "wakeful", *args, "-p", str(project)],
+                               stdout=log, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "COLUMNS": "200"})
+    process.log = log  # type: ignore[attr-defined]
+    return process
 
 
-def _read_url(process: subprocess.Popen[str], timeout: float = 30) -> tuple[str, list[str]]:
-    assert process.stdout is not None
-    lines: list[str] = []
+def _output(process: subprocess.Popen[str]) -> str:
+    log = process.log  # type: ignore[attr-defined]
+    log.seek(0)
+    text: str = log.read()
+    return text
+
+
+def _read_url(process: subprocess.Popen[str], timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        found = re.search(r"Web UI: (http://\S+)", line)
+        found = re.search(r"Web UI: (http://\S+)", _output(process))
         if found:
-            return found.group(1), lines
-    raise AssertionError(f"no URL printed: {lines}")
+            return found.group(1)
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"no URL printed: {_output(process)}")
 
 
 @pytest.fixture
@@ -198,7 +206,7 @@ def test_wakeful_serve_makes_a_token_once_serves_the_api_and_stops_on_sigterm(
 ) -> None:
     process = _start(project, "serve", "--port", "0")
     try:
-        url, _ = _read_url(process)
+        url = _read_url(process)
         token_file = project / ".wakeful" / "token"
         token = token_file.read_text().strip()
         assert url.endswith(f"/#token={token}") and len(token) >= 32
@@ -209,17 +217,19 @@ def test_wakeful_serve_makes_a_token_once_serves_the_api_and_stops_on_sigterm(
         assert sorted(a["name"] for a in agents.json()["agents"]) == [
             "coordinator", "monitor", "researcher", "writer"]
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
+        _, err = process.communicate(timeout=30)
+        out = _output(process)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
+        process.log.close()  # type: ignore[attr-defined]
     assert process.returncode == 0, err
     assert "Tasks:" in out
 
     again = _start(project, "serve", "--port", "0")
     try:
-        url, _ = _read_url(again)
+        url = _read_url(again)
         assert "#token=" not in url, "the token is printed only when it is made"
         again.send_signal(signal.SIGINT)
         _, err = again.communicate(timeout=30)
@@ -227,6 +237,7 @@ def test_wakeful_serve_makes_a_token_once_serves_the_api_and_stops_on_sigterm(
         if again.poll() is None:
             again.kill()
             again.communicate()
+        again.log.close()  # type: ignore[attr-defined]
     assert again.returncode == 0, err
     assert token_file.read_text().strip() == token
 
@@ -285,3 +296,16 @@ async def test_the_example_team_answers_a_person_in_its_team_channel(
 
 async def _has_all(found: Any) -> bool:
     return await found == {"coordinator", "researcher", "writer", "monitor"}
+
+
+async def test_a_taken_port_is_a_clear_error(served: Served) -> None:
+    from wakeful.errors import WakefulError
+    from wakeful.server import WebServer
+
+    second = WebServer(served.runtime, TOKEN, port=served.server.port)
+    with pytest.raises(WakefulError, match=rf"cannot serve the web UI on 127\.0\.0\.1:"
+                                           rf"{served.server.port}: .*--port 0"):
+        await second.start()
+    await second.stop()  # nothing started: nothing to stop
+    async with httpx.AsyncClient(base_url=served.url, headers=served.headers) as client:
+        assert (await client.get("/api/status")).status_code == 200

@@ -245,8 +245,9 @@ def serve(
     host: HostOption = DEFAULT_HOST,
     port: PortOption = DEFAULT_PORT,
     token: TokenOption = None,
-    plain: Annotated[bool, typer.Option(
-        "--plain/--live", help="One line per event instead of the live view.")] = True,
+    plain: Annotated[bool | None, typer.Option(
+        "--plain/--live", help="One line per event instead of the live view.",
+        show_default="plain when not a terminal")] = None,
     log_json: Annotated[Path | None, typer.Option(
         help="Also write every event as a JSON log line to this file.")] = None,
 ) -> None:

@@ -49,6 +49,7 @@ class WebServer:
         self._server = _Server(config)
         self._scope = TaskScope("web")
         self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
         self.port = port
 
     @property
@@ -63,20 +64,36 @@ class WebServer:
     def login_url(self) -> str:
         return f"{self.url}#token={self.token}"
 
+    def _bind(self) -> socket.socket:
+        """Bind here, not in uvicorn: a taken port is a clear error, not an exit."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(2048)
+        except OSError as exc:
+            sock.close()
+            raise WakefulError(f"cannot serve the web UI on {self.host}:{self.port}: "
+                               f"{exc.strerror or exc} (choose another --port, or --port 0 "
+                               "for any free one)") from None
+        sock.setblocking(False)
+        return sock
+
     async def start(self) -> None:
         """Bind and start serving; raises a clear error if the address is taken."""
-        self._task = self._scope.spawn(self._server.serve(), name="web:uvicorn")
+        sock = self._bind()
+        self.port = sock.getsockname()[1]
+        self._socket = sock
+        self._task = self._scope.spawn(self._server.serve(sockets=[sock]), name="web:uvicorn")
         while not self._server.started:
             if self._task.done():
-                await self._scope.aclose()
                 error = None if self._task.cancelled() else self._task.exception()
+                await self._scope.aclose()
+                sock.close()
                 raise WakefulError(f"cannot serve the web UI on {self.host}:{self.port}: "
                                    f"{error or 'the server stopped at start'}")
             await asyncio.sleep(0.01)
-        for server in self._server.servers:
-            for sock in server.sockets:
-                self.port = sock.getsockname()[1]
-                break
 
     async def stop(self) -> None:
         if self._task is None:
@@ -89,6 +106,9 @@ class WebServer:
         finally:
             await self._scope.aclose()
             self._task = None
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
 
     async def __aenter__(self) -> WebServer:
         await self.start()
