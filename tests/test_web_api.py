@@ -259,11 +259,19 @@ async def test_a_person_mails_an_agent_and_reads_the_answer(
     assert read["mail"]["read_at"] is not None
     assert (await client.get(f"/api/mail/{answer['id']}")).json()["deliveries"][0][
         "status"] == "acked"
+    await client.post("/api/mail", json={"sender": "ada", "to": "writer", "body": "Again"})
+    await wait_until(lambda: _len_is(_conversation(client), 4), within=10, what="answer 2")
+    unread = (await client.get("/api/mail?owner=person:ada&status=pending")).json()["mail"]
+    assert len(unread) == 1 and unread[0]["body"] == TEAM["writer"]
+    await client.get("/api/conversations/writer?person=ada&mark_read=true")
+    for status in ("pending", "delivered"):
+        assert (await client.get(f"/api/mail?owner=person:ada&status={status}")).json()[
+            "mail"] == []
     listed = (await client.get("/api/mail?owner=writer")).json()["mail"]
-    assert [m["id"] for m in listed] == [mail["id"]]
+    assert [m["id"] for m in listed][0] == mail["id"] and len(listed) == 2
     agent_mail = (await client.get("/api/agents/writer/mail")).json()
-    assert [m["id"] for m in agent_mail["inbox"]] == [mail["id"]]
-    assert [m["id"] for m in agent_mail["sent"]] == [answer["id"]]
+    assert [m["id"] for m in agent_mail["inbox"]][0] == mail["id"]
+    assert [m["id"] for m in agent_mail["sent"]][0] == answer["id"]
 
 
 async def test_bad_mail(client: httpx.AsyncClient, runtime: Runtime) -> None:
@@ -337,6 +345,11 @@ async def test_channels_posts_members_and_unread(client: httpx.AsyncClient, runt
 
 async def _len_is(found: Any, n: int) -> bool:
     return len(await found) == n
+
+
+async def _conversation(client: httpx.AsyncClient) -> list[Any]:
+    found: list[Any] = (await client.get("/api/conversations/writer?person=ada")).json()["mail"]
+    return found
 
 
 async def test_bad_channel_requests(client: httpx.AsyncClient) -> None:

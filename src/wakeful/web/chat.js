@@ -49,7 +49,7 @@ export class ChatView {
     this.describe();
     try {
       if (this.agent) {
-        const data = await get(`/api/conversations/${enc(this.agent)}?person=${enc(this.me)}`);
+        const data = await get(`/api/conversations/${enc(this.agent)}?person=${enc(this.me)}&mark_read=true`);
         this.addMails(data.mail);
       } else {
         const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=200`);

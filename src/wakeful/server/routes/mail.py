@@ -59,8 +59,18 @@ async def get_mail(mail_id: str, runtime: RuntimeDep, reader: str | None = Query
 @router.get("/conversations/{agent}", summary="A person's 1-1 conversation with an agent")
 async def conversation(agent: str, runtime: RuntimeDep,
                        person: str = Query(DEFAULT_PERSON, description="'person:NAME' or NAME"),
-                       limit: Limit = 100) -> dict[str, Any]:
+                       limit: Limit = 100,
+                       mark_read: bool = Query(False, description="mark the agent's mail "
+                                               "to this person read (it has been shown)")
+                       ) -> dict[str, Any]:
     runtime.agent(agent)
     who = _as_person(person, "query.person")
     mails = await runtime.mailbox.conversation(who, agent, limit=limit)
+    if mark_read:
+        shown = {m.id for m in mails}
+        for status in ("pending", "delivered"):  # not yet read by the person
+            for unread in await runtime.mailbox.list_mail(owner=who, status=status,
+                                                          limit=1000):
+                if unread.id in shown:
+                    await runtime.mailbox.read(who, unread.id)
     return {"agent": agent, "person": who, "mail": [views.mail_view(m) for m in mails]}
