@@ -268,10 +268,10 @@ async def test_a_person_mails_an_agent_and_reads_the_answer(
         assert (await client.get(f"/api/mail?owner=person:ada&status={status}")).json()[
             "mail"] == []
     listed = (await client.get("/api/mail?owner=writer")).json()["mail"]
-    assert [m["id"] for m in listed][0] == mail["id"] and len(listed) == 2
+    assert listed[0]["id"] == mail["id"] and len(listed) == 2
     agent_mail = (await client.get("/api/agents/writer/mail")).json()
-    assert [m["id"] for m in agent_mail["inbox"]][0] == mail["id"]
-    assert [m["id"] for m in agent_mail["sent"]][0] == answer["id"]
+    assert agent_mail["inbox"][0]["id"] == mail["id"]
+    assert agent_mail["sent"][0]["id"] == answer["id"]
 
 
 async def test_bad_mail(client: httpx.AsyncClient, runtime: Runtime) -> None:
