@@ -24,15 +24,23 @@ KILLS = 4
 
 
 def start(db: Path, log: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, str(WORKER), str(db), str(MAILS), str(log)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # stderr goes to a file: a pipe nobody drains during the kill rounds could fill up
+    # and block the worker.
+    with (log.parent / "worker.err").open("a") as errors:  # the child keeps its own copy
+        return subprocess.Popen([sys.executable, str(WORKER), str(db), str(MAILS), str(log)],
+                                stdout=subprocess.PIPE, stderr=errors, text=True)
 
 
-def wait_ready(proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+def worker_errors(db: Path) -> str:
+    path = db.parent / "worker.err"
+    return path.read_text()[-3000:] if path.exists() else ""
+
+
+def wait_ready(proc: subprocess.Popen[str], db: Path, timeout: float = 30.0) -> None:
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     line = proc.stdout.readline() if ready else ""
-    assert line.strip() == "READY", f"worker did not start: {line!r} {proc.stderr}"
+    assert line.strip() == "READY", f"worker did not start: {line!r}\n{worker_errors(db)}"
 
 
 def applied_so_far(db: Path) -> int:
@@ -58,11 +66,13 @@ def test_mail_is_handled_exactly_once_in_effect_across_repeated_sigkills(tmp_pat
         target = (progress[-1] if progress else 0) + rng.randint(MAILS // 30, MAILS // 6)
         proc = start(db, log)
         try:
-            wait_ready(proc)
+            wait_ready(proc, db)
             deadline = time.monotonic() + 60
             while applied_so_far(db) < target:
-                assert proc.poll() is None, "the worker stopped before it was killed"
-                assert time.monotonic() < deadline, f"no progress to {target} in 60 s"
+                assert proc.poll() is None, (f"the worker stopped ({proc.returncode}) before "
+                                             f"it was killed:\n{worker_errors(db)}")
+                assert time.monotonic() < deadline, (f"no progress to {target} in 60 s:\n"
+                                                     f"{worker_errors(db)}")
                 time.sleep(0.005)
             os.kill(proc.pid, signal.SIGKILL)
             assert proc.wait(timeout=10) == -signal.SIGKILL
@@ -72,8 +82,8 @@ def test_mail_is_handled_exactly_once_in_effect_across_repeated_sigkills(tmp_pat
         with sqlite3.connect(db) as conn:
             progress.append(conn.execute("SELECT applied FROM totals").fetchone()[0])
     final = start(db, log)
-    out, err = final.communicate(timeout=120)
-    assert final.returncode == 0 and out.split() == ["READY", "DONE"], err
+    out, _ = final.communicate(timeout=120)
+    assert final.returncode == 0 and out.split() == ["READY", "DONE"], worker_errors(db)
 
     with sqlite3.connect(db) as conn:
         def one(sql: str) -> object:

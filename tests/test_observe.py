@@ -192,3 +192,121 @@ async def test_trace_follow_prints_events_recorded_by_another_process(tmp_path: 
         proc.terminate()
         await proc.wait()
         await store.close()
+
+
+async def test_why_names_the_lock_holder_the_awaited_mail_and_a_spent_budget(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    wait_until: WaitUntil,
+) -> None:
+    from wakeful.project.definitions import Budget, BudgetLimits
+
+    holder = script([{"tool_calls": [{"tool": "acquire_lock",
+                                      "args": {"resource": "custom:printer", "lease_s": 30}}]},
+                     {"say": "printing", "latency_ms": 3000}])
+    waiter = script([{"tool_calls": [{"tool": "acquire_lock",
+                                      "args": {"resource": "custom:printer", "wait_s": 20}}]},
+                     {"say": "my turn"}])
+    listener = script([{"tool_calls": [{"tool": "check_mail",
+                                        "args": {"sender": "holder", "wait_s": 20}}]},
+                       {"say": "got it"}])
+    spender = script([{"say": "a long answer " * 20}])
+    locks = ["acquire_lock", "release_lock"]
+    agents = [agent_def("holder", model="holder", tools=locks),
+              agent_def("waiter", model="waiter", tools=locks),
+              agent_def("listener", model="listener", tools=["check_mail"]),
+              agent_def("spender", model="spender",
+                        budget=Budget(agent=BudgetLimits(max_tokens=10)))]
+    rt = await make_runtime(agents, {"holder": holder, "waiter": waiter,
+                                     "listener": listener, "spender": spender})
+    held = await rt.create_task("holder", "hold the printer")
+    await wait_until(lambda: rt.resources is not None and rt.agents["holder"].running_tasks
+                     and rt.agents["holder"].running_tasks[0].step >= 1, what="lock taken")
+    waiting = await rt.create_task("waiter", "print too")
+    await rt.create_task("listener", "wait for the holder's mail")
+    await rt.create_task("spender", "talk a lot")
+    await rt.create_task("spender", "talk again")
+
+    async def explain(name: str) -> list[str]:
+        saved = (await rt.store.load_agents())[name]
+        answer = await why_agent(rt.store, rt.agents[name].definition, saved)
+        return [b.what for b in answer.blockers]
+
+    async def waiting_on(name: str, text: str) -> bool:
+        return any(text in what for what in await explain(name))
+
+    await wait_until(lambda: waiting_on("waiter", "waiting on lock: custom:printer"),
+                     what="the waiter blocked on the lock")
+    [what] = await explain("waiter")
+    assert f"held by task {held.id} (agent holder) with a write lock" in what
+    await wait_until(lambda: waiting_on("listener", "waiting on mail from holder"),
+                     what="the listener waiting for mail")
+    await wait_until(lambda: waiting_on("spender", "its agent budget is exhausted"),
+                     what="the spender's budget")
+    assert any("max_tokens" in w and "of 10" in w for w in await explain("spender"))
+    await rt.cancel_task(waiting.id)
+
+
+@tool
+def explode(text: str) -> str:
+    """A tool that always fails."""
+    raise RuntimeError(f"boom on {text}")
+
+
+async def test_one_agents_failing_tool_never_touches_another_agents_tasks(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+) -> None:
+    failing = script([{"tool_calls": [{"tool": "explode", "args": {"text": f"x{i}"}}]}
+                      for i in range(6)], latency_ms=20)
+    healthy = script([{"tool_calls": [{"tool": "note", "args": {"text": "fine"}}]},
+                      {"say": "healthy done"}], latency_ms=30)
+    rt = await make_runtime([agent_def("fragile", model="failing", tools=["explode"],
+                                       policy="never"),
+                             agent_def("steady", model="healthy", tools=["note"],
+                                       max_concurrent_tasks=5)],
+                            {"failing": failing, "healthy": healthy}, tools=[explode])
+    bad = [await rt.create_task("fragile", f"doomed {i}") for i in range(3)]
+    good = [await rt.create_task("steady", f"fine {i}") for i in range(5)]
+    await rt.wait_idle(10)
+    for task in bad:
+        record = await rt.get_task(task.id)
+        assert (record.state, record.error_kind) == (TaskState.FAILED, "tool")
+    for task in good:
+        record = await rt.get_task(task.id)
+        assert (record.state, record.result) == (TaskState.DONE, "healthy done")
+    assert rt.agents["fragile"].state is AgentState.RUNNING  # a task failed, not the agent
+    assert rt.agents["steady"].state is AgentState.RUNNING
+
+
+async def test_failures_are_classified_by_kind(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    events: EventQuery,
+) -> None:
+    from wakeful.project.definitions import Budget, BudgetLimits
+
+    models = {
+        "model": script([{"error": "provider is down"}]),
+        "tool": script([{"tool_calls": [{"tool": f"nope{i}"}]} for i in range(5)]),
+        "loop": script([{"tool_calls": [{"tool": "note", "args": {"text": "same"}}]}] * 12),
+        "steps": script([{"tool_calls": [{"tool": "note", "args": {"text": f"n{i}"}}]}
+                         for i in range(5)]),
+        "budget": script([{"say": "long words " * 30,
+                           "tool_calls": [{"tool": "note", "args": {"text": "spent"}}]},
+                          {"say": "never reached"}]),
+    }
+    agents = [agent_def("model", model="model", policy="never"),
+              agent_def("tool", model="tool"),
+              agent_def("loop", model="loop", tools=["note"]),
+              agent_def("steps", model="steps", tools=["note"], max_steps=2),
+              agent_def("budget", model="budget", tools=["note"],
+                        budget=Budget(task=BudgetLimits(max_tokens=5)))]
+    rt = await make_runtime(agents, models)
+    for name in models:
+        await rt.create_task(name, f"fail as {name}")
+    await rt.wait_idle(10)
+    kinds = {t.agent: t.error_kind for t in await rt.store.list_tasks()}
+    assert kinds == {"model": "model", "tool": "tool", "loop": "tool_loop",
+                     "steps": "step_limit", "budget": "budget"}
+    failed = await events(rt, types=["task.failed"])
+    assert {e.agent: (e.data["kind"], e.data["retryable"]) for e in failed} == {
+        "model": ("model", True), "tool": ("tool", False), "loop": ("tool_loop", False),
+        "steps": ("step_limit", False), "budget": ("budget", False)}

@@ -269,8 +269,8 @@ def print_summary(tasks: list[TaskRecord]) -> None:
     out.print(f"Tasks: {line}.", highlight=False)
     for task in tasks:
         if task.state is TaskState.FAILED:
-            out.print(f"  [red]failed[/] {task.id} ({task.agent}): {task.error}",
-                      highlight=False)
+            out.print(f"  [red]failed[/] {task.id} ({task.agent}, {task.error_kind}): "
+                      f"{task.error}", highlight=False)
 
 
 @app.command()

@@ -102,7 +102,8 @@ def tasks_table(tasks: Iterable[TaskRecord], title: str = "Tasks",
     for column in ("state", "step", "tokens", "instruction", "result / error"):
         table.add_column(column, overflow="ellipsis")
     for t in tasks:
-        outcome = t.error if t.state is TaskState.FAILED else t.result
+        outcome = (f"[{t.error_kind}] {t.error}" if t.state is TaskState.FAILED and t.error_kind
+                   else t.error if t.state is TaskState.FAILED else t.result)
         if live_text and t.id in live_text:
             outcome = "… " + live_text[t.id][-50:]
         table.add_row(t.id, t.agent, styled(t.state), str(t.step),

@@ -100,7 +100,8 @@ async def why_agent(store: Store, definition: AgentDefinition,
                                                limit=1, newest=True)
             on = changes[0].data.get("reason", "unknown") if changes else "unknown"
             since = _ago(changes[0].ts) if changes else ""
-            blockers.append(Blocker(task.id, f"waiting on {on} (since {since})"))
+            blockers.append(Blocker(task.id, f"waiting on {on} (since {since})"
+                                    + await _held_by(store, task.id)))
         elif state is not AgentState.RUNNING:
             blockers.append(Blocker(task.id, f"queued: the agent is {state.value}"))
         elif len(active) >= definition.max_concurrent_tasks:
@@ -118,4 +119,27 @@ async def why_agent(store: Store, definition: AgentDefinition,
     if state in (AgentState.PAUSED, AgentState.SLEEPING, AgentState.STOPPED,
                  AgentState.FAILED) and not blockers:
         blockers.append(Blocker(None, f"the agent is {state.value}: {reason}"))
+    spent = await _agent_budget_spent(store, definition.name)
+    if spent is not None:
+        blockers.append(Blocker(None, spent))
     return Explanation(definition.name, state, reason, blockers, running)
+
+
+async def _held_by(store: Store, task_id: str) -> str:
+    """For a task waiting on a resource: who holds it (from the wait's event)."""
+    waits = await store.query_events(task_id=task_id, types=["resource.wait"], limit=1,
+                                     newest=True)
+    blocked_by = waits[0].data.get("blocked_by") if waits else None
+    return f"; {'; '.join(map(str, blocked_by))}" if blocked_by else ""
+
+
+async def _agent_budget_spent(store: Store, agent: str) -> str | None:
+    """The agent's own budget is spent: every task it starts will stop at once."""
+    hits = await store.query_events(agent=agent, types=["budget.exhausted"], limit=20,
+                                    newest=True)
+    spent = next((e for e in reversed(hits) if e.data.get("scope") == "agent"), None)
+    if spent is None:
+        return None
+    data = spent.data
+    return (f"its agent budget is exhausted: {data.get('limit_name')} {data.get('used'):g} "
+            f"of {data.get('limit'):g} (raise budget.agent in its file to continue)")

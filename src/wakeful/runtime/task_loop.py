@@ -61,13 +61,20 @@ class TaskLoop:
     def id(self) -> str:
         return self.record.id
 
-    async def set_state(self, target: TaskState, reason: str = "", **fields: Any) -> None:
+    async def set_state(self, target: TaskState, reason: str = "",
+                        opening: list[Message] | None = None, **fields: Any) -> None:
+        """Change state (checked), durably; ``opening`` also stores the first messages
+        of a fresh task in the same write."""
         current = self.record.state
         check_task_transition(self.id, current, target)
         self.record.state = target
         for name, value in fields.items():
             setattr(self.record, name, value)
-        await self.runtime.store.update_task(self.id, state=target.value, **fields)
+        if opening is not None:
+            await self.runtime.store.save_step(self.id, 0, [m.to_dict() for m in opening],
+                                               state=target.value, **fields)
+        else:
+            await self.runtime.store.update_task(self.id, state=target.value, **fields)
         data: dict[str, Any] = {"from": current.value, "to": target.value}
         if reason:
             data["reason"] = reason
@@ -85,17 +92,19 @@ class TaskLoop:
         if self.record.state is TaskState.WAITING:
             await self.set_state(TaskState.RUNNING)
 
+    def _opening(self) -> list[Message]:
+        return [Message(role="system", content=self.agent.definition.system_prompt()),
+                Message(role="user", content=self.record.instruction)]
+
     async def _load_conversation(self) -> bool:
+        """Take up a task that ran before (interrupted, retried): its stored messages."""
         stored = await self.runtime.store.load_messages(self.id)
         if self.record.scratch:
             self.ctx.scratch.update(json.loads(self.record.scratch))
         if stored:
             self.messages = [Message.from_dict(m) for m in stored]
             return True
-        self.messages = [
-            Message(role="system", content=self.agent.definition.system_prompt()),
-            Message(role="user", content=self.record.instruction),
-        ]
+        self.messages = self._opening()
         await self.runtime.store.save_step(self.id, 0, [m.to_dict() for m in self.messages])
         return False
 
@@ -123,8 +132,16 @@ class TaskLoop:
             raise
 
     async def _run(self) -> None:
-        await self.set_state(TaskState.RUNNING, started_at=self.record.started_at or time.time())
-        resumed = await self._load_conversation()
+        if self.record.started_at is None:
+            # A fresh task has nothing stored: start it and store its opening messages
+            # in one write (at a thousand tasks, each saved round trip counts).
+            self.messages = self._opening()
+            await self.set_state(TaskState.RUNNING, opening=self.messages,
+                                 started_at=time.time())
+            resumed = False
+        else:
+            await self.set_state(TaskState.RUNNING)
+            resumed = await self._load_conversation()
         if resumed:
             self.runtime.events.emit("task.resumed", agent=self.agent.name, task_id=self.id,
                                      data={"from_step": self.record.step})
