@@ -13,9 +13,10 @@ import shutil
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -25,8 +26,15 @@ from wakeful.errors import ConfigError, WakefulError
 from wakeful.project.loader import PROJECT_FILE, Project, load_project
 from wakeful.runtime.runtime import AgentStatus, Runtime
 from wakeful.runtime.states import AgentState, TaskState
+from wakeful.server.auth import Token
 from wakeful.store.records import TaskRecord
 from wakeful.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from wakeful.server.serve import WebServer
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
 
 T = TypeVar("T")
 app = typer.Typer(name="wakeful", help="Run teams of LLM agents, each in its own loop.",
@@ -116,16 +124,65 @@ def observed(runtime: Runtime, log_json: Path | None) -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True)
+class UIOptions:
+    """``--ui``: serve the API and web UI beside the runtime."""
+
+    host: str
+    port: int
+    token: Token  # --token, or the project's (made on first start)
+
+
+HostOption = Annotated[str, typer.Option(help="Address the web UI listens on.")]
+PortOption = Annotated[int, typer.Option(help="Port of the web UI (0: any free port).")]
+TokenOption = Annotated[str | None, typer.Option(
+    help="API token to require (default: the project's .wakeful/token, made on first "
+         "start).", show_default=False)]
+
+
 async def serve_runtime(project: Project, until_idle: bool, plain: bool,
-                        log_json: Path | None = None) -> Runtime:
+                        log_json: Path | None = None, ui: UIOptions | None = None) -> Runtime:
     runtime = Runtime.from_project(project)
     with observed(runtime, log_json):
-        await _serve(runtime, until_idle, plain)
+        await _serve(runtime, until_idle, plain, ui)
     return runtime
 
 
-async def _serve(runtime: Runtime, until_idle: bool, plain: bool) -> None:
+def _ui_options(project: Project, host: str, port: int, token: str | None) -> UIOptions:
+    """Refuse a bad host or token before anything starts."""
+    from wakeful.server.auth import load_or_create_token
+
+    try:
+        return UIOptions(host, port, load_or_create_token(project.root, host, token))
+    except WakefulError as exc:
+        raise fail(str(exc)) from None
+
+
+async def _start_web(runtime: Runtime, ui: UIOptions) -> WebServer:
+    from wakeful.server.serve import WebServer
+
+    token = ui.token
+    web = WebServer(runtime, token.value, host=ui.host, port=ui.port)
+    await web.start()
+    if token.created:
+        out.print(f"Web UI: [bold]{web.login_url}[/]\n  (a new API token, printed this once; "
+                  f"it is kept in {token.path})", highlight=False, soft_wrap=True)
+    else:
+        where = f"the token is in {token.path}" if token.path else "log in with your --token"
+        out.print(f"Web UI: [bold]{web.url}[/] ({where})", highlight=False, soft_wrap=True)
+    return web
+
+
+async def _serve(runtime: Runtime, until_idle: bool, plain: bool,
+                 ui: UIOptions | None = None) -> None:
     await runtime.start()
+    web: WebServer | None = None
+    try:
+        if ui is not None:
+            web = await _start_web(runtime, ui)
+    except BaseException:
+        await runtime.stop()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -144,6 +201,8 @@ async def _serve(runtime: Runtime, until_idle: bool, plain: bool) -> None:
         await asyncio.gather(*waiters, view_task, return_exceptions=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        if web is not None:
+            await web.stop()
         await runtime.stop()
 
 
@@ -161,18 +220,45 @@ def run(
         show_default="plain when not a terminal")] = None,
     log_json: Annotated[Path | None, typer.Option(
         help="Also write every event as a JSON log line to this file.")] = None,
+    ui: Annotated[bool, typer.Option("--ui", help="Also serve the web UI and API.")] = False,
+    host: HostOption = DEFAULT_HOST,
+    port: PortOption = DEFAULT_PORT,
+    token: TokenOption = None,
 ) -> None:
     """Start the runtime for a project: agents run until you press Ctrl-C.
 
     Set OTEL_EXPORTER_OTLP_ENDPOINT to export traces (pip install 'wakeful[otel]').
     """
     loaded = open_project(project)
+    options = _ui_options(loaded, host, port, token) if ui else None
     use_plain = plain if plain is not None else not out.is_terminal
     out.print(f"Running [bold]{loaded.config.name}[/] with {len(loaded.agents)} agents "
               f"(store: {loaded.store_path()}). Ctrl-C stops.", highlight=False)
-    run_async(lambda: serve_runtime(loaded, until_idle, use_plain, log_json))
+    run_async(lambda: serve_runtime(loaded, until_idle, use_plain, log_json, options))
     tasks = run_async(lambda: summarize(loaded))
     print_summary(tasks)
+
+
+@app.command()
+def serve(
+    project: ProjectOption = Path("."),
+    host: HostOption = DEFAULT_HOST,
+    port: PortOption = DEFAULT_PORT,
+    token: TokenOption = None,
+    plain: Annotated[bool | None, typer.Option(
+        "--plain/--live", help="One line per event instead of the live view.",
+        show_default="plain when not a terminal")] = None,
+    log_json: Annotated[Path | None, typer.Option(
+        help="Also write every event as a JSON log line to this file.")] = None,
+) -> None:
+    """Start the runtime with the web UI and API (what `wakeful run --ui` does).
+
+    The API needs a token: made on the first start, printed once with the URL, and kept
+    in .wakeful/token in the project folder. A non-loopback --host needs an existing
+    token (--token, or that file).
+    """
+    run(project=project, until_idle=False, plain=plain, log_json=log_json, ui=True,
+        host=host, port=port, token=token)
 
 
 def print_summary(tasks: list[TaskRecord]) -> None:
@@ -191,13 +277,18 @@ def print_summary(tasks: list[TaskRecord]) -> None:
 def demo(
     folder: Annotated[Path, typer.Argument(help="Where to put the demo project.")] = Path(
         "wakeful-demo"),
+    ui: Annotated[bool, typer.Option(
+        "--ui", help="Serve the web UI and keep running until Ctrl-C.")] = False,
+    host: HostOption = DEFAULT_HOST,
+    port: PortOption = DEFAULT_PORT,
 ) -> None:
     """Run the example team offline (scripted models, no API key) from a fresh start."""
     if not (folder / PROJECT_FILE).exists():
         copy_example(folder)
     for suffix in ("", "-wal", "-shm"):
         (folder / f"wakeful.db{suffix}").unlink(missing_ok=True)
-    run(project=folder, until_idle=True, plain=None, log_json=None)
+    run(project=folder, until_idle=not ui, plain=None, log_json=None, ui=ui, host=host,
+        port=port, token=None)
 
 
 def _process_alive(pid: int) -> bool:

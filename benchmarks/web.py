@@ -1,0 +1,166 @@
+"""Benchmark: does the web UI stay responsive while 100 agents answer at once?
+
+What is measured
+----------------
+A runtime with N agents (default 100) on scripted models, all in one channel with a
+person. The person posts once, in the browser (Debian's chromium, driven by
+Playwright); every agent answers in its own task, streaming a reply of ~30 words token
+by token (``token_delay_ms`` 20, so each reply streams for about 0.6 s and all of them
+overlap). In the page we record:
+
+* ``all_replies_s``: from the click on Send until all N replies are shown;
+* ``first_token_ms``: from Send until the first streamed token appears;
+* ``max_frame_gap_ms``: the longest time between two animation frames (a frozen page
+  shows up here), and ``frames_over_50ms``;
+* ``long_tasks`` / ``long_task_ms``: main-thread tasks over 50 ms (PerformanceObserver);
+* ``max_timer_lag_ms``: how late a 50 ms interval timer fired at worst: what a click or
+  a key press would have waited;
+* ``stream_batches`` / ``stream_events``: WebSocket messages and the entries in them;
+  ``tokens``: the model tokens those entries carried (coalesced per task per batch).
+
+Why
+---
+With 100 agents streaming, the runtime emits thousands of token events a second. The
+server batches them every 75 ms per client and coalesces tokens per task; the page
+applies each batch in one animation frame and throttles its reloads. If that works, the
+frame gaps and timer lag stay small while every reply still streams in.
+
+Run it with ``python benchmarks/web.py [--agents N]``. The last line of its output is
+one JSON object with the figures (units in the key names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from wakeful.models.registry import ModelRegistry
+from wakeful.models.scripted import ScriptedModel, ScriptFile
+from wakeful.project.definitions import AgentDefinition
+from wakeful.runtime.runtime import Runtime
+from wakeful.server import WebServer
+from wakeful.store.sqlite import SQLiteStore
+
+RERUN = "python benchmarks/web.py"
+TOKEN = "benchmark-token-0123456789"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+REPLY = ("Here is my part of the plan, streamed word by word as my model writes it: I "
+         "checked the numbers, wrote down what I found, and I will report again when the "
+         "next step is done.")
+MONITOR = """() => {
+  const m = window.__bench = {gaps: [], longTasks: [], lags: [], start: performance.now()};
+  let last = performance.now();
+  const frame = (t) => { m.gaps.push(t - last); last = t; m.raf = requestAnimationFrame(frame); };
+  m.raf = requestAnimationFrame(frame);
+  let expected = performance.now() + 50;
+  m.timer = setInterval(() => { const now = performance.now(); m.lags.push(now - expected);
+                                expected = now + 50; }, 50);
+  new PerformanceObserver((list) => { for (const e of list.getEntries())
+    m.longTasks.push(e.duration); }).observe({entryTypes: ["longtask"]});
+}"""
+
+
+async def run(agents: int) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    folder = Path(tempfile.mkdtemp(prefix="wakeful-web-bench-"))
+    script = ScriptFile.model_validate({"latency_ms": 50, "token_delay_ms": 20,
+                                        "scripts": [{"steps": [{"say": REPLY}]}]})
+    registry = ModelRegistry(folder / "scripts")
+    registry.register("scripted:chat", ScriptedModel(script, name="chat"))
+    names = [f"agent-{n:03d}" for n in range(agents)]
+    runtime = Runtime(store=SQLiteStore(folder / "wakeful.db"), models=registry,
+                      agents=[AgentDefinition(name=n, model="scripted:chat") for n in names])
+    await runtime.start()
+    await runtime.mailbox.create_channel("all", [*names, "person:bench"])
+    server = WebServer(runtime, TOKEN, port=0)
+    await server.start()
+    try:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM,
+                                                       args=CHROMIUM_ARGS)
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(120_000)
+            await page.goto(server.url + f"#token={TOKEN}")
+            await page.wait_for_selector("#conn.live")
+            await page.evaluate("sessionStorage.setItem('wakeful.name', 'bench')")
+            await page.goto(server.url + "#/channel/all")
+            await page.reload()
+            await page.wait_for_selector(".chat[data-chat='channel:all']")
+            await page.wait_for_selector(f"#agent-list li >> nth={agents - 1}")
+            await page.evaluate(MONITOR)
+            await page.fill("#message", "Everyone: where are we?")
+            started = time.perf_counter()
+            await page.click("#send")
+            await page.wait_for_function(
+                f"document.querySelectorAll('.msg.agent:not(.typing)').length >= {agents}",
+                polling=50)
+            all_replies_s = time.perf_counter() - started
+            await asyncio.sleep(0.5)  # let the last reloads land
+            figures = await page.evaluate("""() => {
+              const m = window.__bench; clearInterval(m.timer); cancelAnimationFrame(m.raf);
+              const s = window.wakeful.stream.stats;
+              return {gaps: m.gaps, longTasks: m.longTasks, lags: m.lags,
+                      firstToken: window.wakefulMetrics.firstToken,
+                      batches: s.batches, events: s.events, dropped: s.dropped};
+            }""")
+            replies = await page.locator(".msg.agent:not(.typing)").count()
+            await browser.close()
+    finally:
+        await server.stop()
+        await runtime.stop()
+    gaps = figures["gaps"][1:] or [0.0]
+    long_tasks = figures["longTasks"]
+    words = len(REPLY.split())
+    return {
+        "agents": agents, "replies_shown": replies, "reply_words": words,
+        "all_replies_s": round(all_replies_s, 2),
+        "first_token_ms": round(min(figures["firstToken"]), 1) if figures["firstToken"] else None,
+        "max_frame_gap_ms": round(max(gaps), 1),
+        "frames_over_50ms": sum(1 for g in gaps if g > 50),
+        "long_tasks": len(long_tasks), "long_task_ms": round(sum(long_tasks), 1),
+        "max_long_task_ms": round(max(long_tasks), 1) if long_tasks else 0.0,
+        "max_timer_lag_ms": round(max(figures["lags"] or [0.0]), 1),
+        "stream_batches": figures["batches"], "stream_events": figures["events"],
+        "tokens": agents * words, "stream_dropped": figures["dropped"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--agents", type=int, default=100)
+    args = parser.parse_args()
+    if not Path(CHROMIUM).exists():
+        sys.exit(f"{CHROMIUM} is missing: apt-get install chromium")
+    result = asyncio.run(run(args.agents))
+    rows = [
+        ("agents answering at once", result["agents"]),
+        ("replies shown", result["replies_shown"]),
+        ("send -> all replies shown", f"{result['all_replies_s']} s"),
+        ("send -> first token shown", f"{result['first_token_ms']} ms"),
+        ("longest gap between frames", f"{result['max_frame_gap_ms']} ms"),
+        ("frames later than 50 ms", result["frames_over_50ms"]),
+        ("long tasks (>50 ms)", f"{result['long_tasks']} ({result['long_task_ms']} ms in all)"),
+        ("worst timer lag (input delay)", f"{result['max_timer_lag_ms']} ms"),
+        ("stream messages / entries", f"{result['stream_batches']} / {result['stream_events']}"),
+        ("model tokens streamed", result["tokens"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print(f"Web UI with {result['agents']} agents answering in one channel")
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+    print(f"rerun: {RERUN} --agents {result['agents']}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The HTTP application: the JSON API, the live stream and the web UI, in one app.
+
+``create_app(runtime, token)`` builds it for a runtime that is already started (or
+about to be); it owns nothing and stops nothing, so the same runtime can be served,
+tested over ASGI, or driven from the CLI at once. Every ``/api`` route needs the token;
+the UI's static files do not (the login page has to load first).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from wakeful import __version__
+from wakeful.runtime.runtime import Runtime
+from wakeful.server import errors
+from wakeful.server.routes import agents, channels, events, locks, mail, tasks
+from wakeful.server.routes.deps import require_token
+from wakeful.server.schemas import error_body
+from wakeful.server.stream import INTERVAL_S
+from wakeful.server.stream import router as stream_router
+
+MAX_BODY_BYTES = 1024 * 1024  # bigger than any mail the default limits allow
+
+
+def web_dir() -> Path:
+    return Path(str(resources.files("wakeful") / "web"))
+
+
+def create_app(runtime: Runtime, token: str, *, stream_interval_s: float = INTERVAL_S,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    app = FastAPI(title="Wakeful", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None,
+                  description="The API of a running Wakeful runtime: agents, tasks, mail, "
+                              "channels, locks and events, and a live event stream at "
+                              "/api/stream (WebSocket). Send 'Authorization: Bearer TOKEN'.")
+    app.state.runtime = runtime
+    app.state.token = token
+    app.state.stream_interval_s = stream_interval_s
+    errors.install(app)
+    auth = [Depends(require_token)]
+    for module in (agents, tasks, mail, channels, locks, events):
+        app.include_router(module.router, dependencies=auth)
+    app.include_router(stream_router)
+
+    @app.get("/api/openapi.json", include_in_schema=False, dependencies=auth)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                   include_in_schema=False, dependencies=auth)
+    async def unknown(rest: str, request: Request) -> JSONResponse:
+        return JSONResponse(error_body(
+            f"no such endpoint: {request.method} /api/{rest}", 404), status_code=404)
+
+    static = web_dir()
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(static / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=static), name="static")
+    app.add_middleware(errors.BodyLimit, limit=max_body_bytes)
+    return app

@@ -1,0 +1,1 @@
+"""One router per resource: agents, tasks, mail, channels, locks, events, the stream."""

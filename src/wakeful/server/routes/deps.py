@@ -1,0 +1,30 @@
+"""What every route needs: the runtime, and a caller who holds the token."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Query, Request
+
+from wakeful.runtime.runtime import Runtime
+from wakeful.server.auth import bearer, token_matches
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def require_token(request: Request) -> None:
+    """Every API call carries the token: ``Authorization: Bearer TOKEN``."""
+    presented = bearer(request.headers.get("authorization"))
+    if presented is None:
+        raise HTTPException(401, "missing API token: send 'Authorization: Bearer TOKEN' (the "
+                            "token is printed by `wakeful serve` and kept in "
+                            ".wakeful/token)", headers={"WWW-Authenticate": "Bearer"})
+    if not token_matches(request.app.state.token, presented):
+        raise HTTPException(401, "wrong API token", headers={"WWW-Authenticate": "Bearer"})
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many")]

@@ -1,0 +1,257 @@
+// Entry point: login, the sidebar (agents with live state, channels), and a hash
+// router over the three views: 1-1 chat, channel chat, agent page.
+
+import { api, ApiError, enc, get, post, session, whenUnauthorized } from "./api.js";
+import * as stream from "./stream.js";
+import { el, clear, statusLabel, throttle } from "./util.js";
+import { ChatView } from "./chat.js";
+import { AgentView } from "./agent.js";
+import { toast } from "./toast.js";
+
+const state = {
+  agents: new Map(), // name -> summary from the API
+  channels: new Map(), // name -> channel
+  view: null,
+};
+const $ = (id) => document.getElementById(id);
+
+// --- login -----------------------------------------------------------------
+function takeTokenFromUrl() {
+  const match = location.hash.match(/token=([^&]+)/);
+  if (!match) return;
+  session.login(decodeURIComponent(match[1]), session.name);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+function showLogin(message) {
+  stream.disconnect();
+  $("app").hidden = true;
+  $("login").hidden = false;
+  $("login-name").value = session.name;
+  const error = $("login-error");
+  error.hidden = !message;
+  error.textContent = message || "";
+  $("login-token").focus();
+}
+
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const token = $("login-token").value.trim();
+  const name = $("login-name").value.trim();
+  session.login(token, name);
+  try {
+    await get("/api/status");
+  } catch (err) {
+    session.logout();
+    showLogin(err.status === 401 ? "That token is not right: check .wakeful/token." : err.message);
+    return;
+  }
+  start();
+});
+
+whenUnauthorized(() => {
+  session.logout();
+  showLogin("The server no longer accepts this token; log in again.");
+});
+
+$("logout").addEventListener("click", () => {
+  session.logout();
+  showLogin();
+});
+
+// --- sidebar ------------------------------------------------------------------
+const agentRows = new Map();
+
+function agentRow(name) {
+  let row = agentRows.get(name);
+  if (row) return row;
+  const dot = el("span", { class: "dot" });
+  const label = el("span", { class: "status" });
+  const link = el("a", { href: `#/agent/${enc(name)}`, class: "name", text: name });
+  const chat = el("a", { href: `#/chat/${enc(name)}`, class: "chat-link", title: `chat with ${name}`, text: "chat" });
+  row = { li: el("li", { dataset: { agent: name } }, dot, el("div", { class: "who" }, link, label), chat), dot, label };
+  agentRows.set(name, row);
+  return row;
+}
+
+function renderAgents() {
+  const list = $("agent-list");
+  const names = [...state.agents.keys()].sort();
+  $("agent-count").textContent = String(names.length);
+  names.forEach((name, index) => {
+    const a = state.agents.get(name);
+    const row = agentRow(name);
+    const text = statusLabel(a);
+    if (row.label.textContent !== text) row.label.textContent = text;
+    if (row.li.dataset.state !== a.state) {
+      row.li.dataset.state = a.state;
+      row.dot.className = `dot ${a.state}`;
+    }
+    row.li.classList.toggle("active", isCurrent("agent", name) || isCurrent("chat", name));
+    if (list.children[index] !== row.li) list.insertBefore(row.li, list.children[index] || null);
+  });
+  while (list.children.length > names.length) list.lastChild.remove();
+}
+const renderAgentsSoon = throttle(() => requestAnimationFrame(renderAgents), 250);
+
+function renderChannels() {
+  const list = clear($("channel-list"));
+  for (const c of [...state.channels.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+    const unread = c.unread ? el("span", { class: "badge", text: String(c.unread) }) : null;
+    list.append(el("li", { dataset: { channel: c.name }, class: isCurrent("channel", c.name) ? "active" : "" },
+      el("a", { href: `#/channel/${enc(c.name)}`, class: "name", text: `#${c.name}` }), unread));
+  }
+}
+
+async function refreshAgents() {
+  try {
+    const data = await get("/api/agents");
+    const seen = new Set();
+    for (const a of data.agents) {
+      state.agents.set(a.name, a);
+      seen.add(a.name);
+    }
+    for (const name of [...state.agents.keys()]) if (!seen.has(name)) state.agents.delete(name);
+    renderAgentsSoon();
+    if (state.view && state.view.agentsChanged) state.view.agentsChanged(state.agents);
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 401)) toast(err.message);
+  }
+}
+const refreshAgentsSoon = throttle(refreshAgents, 500);
+
+async function refreshChannels() {
+  try {
+    const data = await get(`/api/channels?member=${enc(session.me)}`);
+    state.channels = new Map(data.channels.map((c) => [c.name, c]));
+    renderChannels();
+  } catch (err) {
+    toast(err.message);
+  }
+}
+const refreshChannelsSoon = throttle(refreshChannels, 1500);
+
+function onEvents(events) {
+  let agentsDirty = false;
+  let channelsDirty = false;
+  for (const e of events) {
+    if (e.type === "agent.state" && state.agents.has(e.agent)) {
+      const a = state.agents.get(e.agent);
+      a.state = e.data.to;
+      a.reason = e.data.reason || "";
+      agentsDirty = true;
+    } else if (e.type === "task.state" || e.type === "task.created" || e.type === "stream.dropped"
+      || e.type === "run.started") {
+      agentsDirty = true;
+    } else if (e.type.startsWith("mail.channel") || (e.type === "mail.sent" && e.data.to && e.data.to.startsWith("#"))) {
+      channelsDirty = true;
+    }
+  }
+  if (agentsDirty) {
+    renderAgentsSoon();
+    refreshAgentsSoon();
+  }
+  if (channelsDirty) refreshChannelsSoon();
+}
+
+// --- new channel ----------------------------------------------------------------
+function newChannelView() {
+  const names = [...state.agents.keys()].sort();
+  const boxes = names.map((n) => el("label", { class: "check" },
+    el("input", { type: "checkbox", value: n, name: "member" }), n));
+  const error = el("p", { class: "error", role: "alert", hidden: true });
+  const form = el("form", { class: "card form", id: "channel-form" },
+    el("h2", { text: "New channel" }),
+    el("label", {}, "Name ", el("input", { name: "name", required: true, placeholder: "team" })),
+    el("label", {}, "Topic ", el("input", { name: "topic" })),
+    el("fieldset", {}, el("legend", { text: "Agents in it (you join it too)" }), boxes),
+    el("button", { type: "submit", text: "Create" }), error);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    try {
+      const channel = await post("/api/channels", {
+        name: String(data.get("name")).trim().replace(/^#/, ""),
+        topic: String(data.get("topic") || ""),
+        members: data.getAll("member").map(String),
+        created_by: session.me,
+      });
+      await refreshChannels();
+      location.hash = `#/channel/${enc(channel.name)}`;
+    } catch (err) {
+      error.hidden = false;
+      error.textContent = err.message;
+    }
+  });
+  return { node: el("section", { class: "page" }, form), close() {} };
+}
+
+// --- router ---------------------------------------------------------------------
+function route() {
+  const [, kind, raw] = location.hash.match(/^#\/([\w-]+)\/?(.*)$/) || [];
+  return { kind: kind || "home", name: raw ? decodeURIComponent(raw) : "" };
+}
+
+function isCurrent(kind, name) {
+  const r = route();
+  return r.kind === kind && r.name === name;
+}
+
+function homeView() {
+  const first = [...state.agents.keys()].sort()[0];
+  return {
+    node: el("section", { class: "page home" },
+      el("h1", { text: "Wakeful" }),
+      el("p", { text: "Pick an agent on the left to see its page, 'chat' to talk to it 1-1, or a channel for a group chat." }),
+      first ? el("p", {}, el("a", { href: `#/agent/${enc(first)}`, text: `Open ${first}` })) : null),
+    close() {},
+  };
+}
+
+function show() {
+  if (state.view) state.view.close();
+  const { kind, name } = route();
+  let view;
+  if (kind === "chat" && name) view = new ChatView({ agent: name, agents: state.agents });
+  else if (kind === "channel" && name) view = new ChatView({ channel: name, agents: state.agents, onRead: refreshChannelsSoon });
+  else if (kind === "agent" && name) view = new AgentView(name, state.agents);
+  else if (kind === "new-channel") view = newChannelView();
+  else view = homeView();
+  state.view = view;
+  clear($("main")).append(view.node);
+  if (view.open) view.open();
+  renderAgents();
+  renderChannels();
+}
+
+let started = false;
+async function start() {
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("me").textContent = session.name;
+  if (!started) {
+    started = true;
+    stream.onEvents(onEvents);
+    stream.onEvents((events) => state.view && state.view.onEvents && state.view.onEvents(events));
+    stream.onStatus((status) => {
+      $("conn").className = `conn ${status}`;
+      $("conn").title = status === "live" ? "live" : "reconnecting…";
+      if (status === "live") refreshAgentsSoon();
+    });
+    window.addEventListener("hashchange", show);
+    $("new-channel").addEventListener("click", () => { location.hash = "#/new-channel/"; });
+  }
+  stream.connect();
+  await Promise.all([refreshAgents(), refreshChannels()]);
+  show();
+}
+
+// --- boot -------------------------------------------------------------------------
+takeTokenFromUrl();
+if (session.token) {
+  get("/api/status").then(start, (err) => showLogin(err.status === 401
+    ? "That token is not right: check .wakeful/token." : err.message));
+} else {
+  showLogin();
+}
+window.wakeful = { state, stream, api };
