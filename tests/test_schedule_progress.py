@@ -120,9 +120,9 @@ def monitor_model(stuck_after_s: float) -> ScriptedModel:
     """The example monitor's own script, with a threshold a test can wait for."""
     data = yaml.safe_load((EXAMPLE / "scripts" / "monitor.yaml").read_text())
     data["latency_ms"] = 10
-    first = data["scripts"][0]["steps"][0]["tool_calls"][0]
-    assert first["tool"] == "check_agents"
-    first["args"]["stuck_after_s"] = stuck_after_s
+    [check] = [script for script in data["scripts"]
+               if script["steps"][0].get("tool_calls", [{}])[0].get("tool") == "check_agents"]
+    check["steps"][0]["tool_calls"][0]["args"]["stuck_after_s"] = stuck_after_s
     return ScriptedModel(ScriptFile.model_validate(data))
 
 

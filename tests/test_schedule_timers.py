@@ -233,6 +233,16 @@ async def test_sleeping_agent_wakes_at_its_timer_and_by_its_schedule(
     await rt.sleep_agent("nap", "resting", until=clock.now() + 600)
     await rt.wake_agent("nap", "a person woke it")
     assert [t for t in rt.scheduler.active() if t.action == "wake_agent"] == []
+    # Put to sleep again while asleep: the new wake-up replaces the old one.
+    await rt.sleep_agent("nap", "resting", until=clock.now() + 600)
+    await rt.sleep_agent("nap", "a longer rest", until=clock.now() + 1200)
+    [timer] = [t for t in rt.scheduler.active() if t.action == "wake_agent"]
+    assert timer.next_due == clock.now() + 1200
+    assert rt.agent("nap").record.reason.startswith("a longer rest (until ")
+    await clock.advance(600)
+    assert rt.agent("nap").state is AgentState.SLEEPING
+    await clock.advance(600)
+    assert rt.agent("nap").state is AgentState.RUNNING
 
 
 async def test_agent_asleep_across_a_restart_wakes_when_its_time_has_passed(

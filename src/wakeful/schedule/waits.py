@@ -604,7 +604,14 @@ class Waits:
             wakes = ([f"until {stamp(until)}"] if until is not None else []) + (
                 [f"until {describe_all(conditions)}"] if conditions else [])
             text = f"{reason} ({' or '.join(wakes)}; timer {timer.id})"
-        await agent.set_state(AgentState.SLEEPING, text)
+        if agent.state is AgentState.SLEEPING:  # asleep already: a new wake-up, same sleep
+            agent.record.reason = text
+            agent.record.updated_at = time.time()
+            await runtime.store.save_agent(agent.record)
+            runtime.events.emit("agent.sleep_changed", agent=name, data={"reason": text})
+            runtime.changed()
+        else:
+            await agent.set_state(AgentState.SLEEPING, text)
         if timer is not None and conditions:
             self._arm_agent(name, timer, conditions)
 
