@@ -18,6 +18,7 @@ from wakeful.models.scripted import ScriptedModel
 from wakeful.observe.events import EventLog
 from wakeful.project.definitions import AgentDefinition, MailboxConfig, RestartPolicy
 from wakeful.runtime.runtime import Runtime
+from wakeful.schedule.clock import Clock
 from wakeful.store.records import Event
 from wakeful.store.sqlite import SQLiteStore
 from wakeful.store.sqlite_mail import SQLiteMailStore
@@ -35,6 +36,7 @@ class RuntimeFactory(Protocol):
         db_path: Path | None = None,
         start: bool = True,
         poll_interval_s: float = 0.05,
+        clock: Clock | None = None,
     ) -> Runtime: ...
 
 
@@ -62,6 +64,7 @@ async def make_runtime(tmp_path: Path, db_path: Path) -> AsyncIterator[RuntimeFa
         db_path: Path | None = db_path,
         start: bool = True,
         poll_interval_s: float = 0.05,
+        clock: Clock | None = None,
     ) -> Runtime:
         registry = ModelRegistry(tmp_path / "scripts")
         for spec, model in (models or {}).items():
@@ -75,6 +78,7 @@ async def make_runtime(tmp_path: Path, db_path: Path) -> AsyncIterator[RuntimeFa
             tools=tool_registry,
             agents=list(agents),
             poll_interval_s=poll_interval_s,
+            clock=clock,
         )
         made.append(runtime)
         if start:

@@ -69,11 +69,11 @@ def test_status_before_and_after_a_run(project: Path) -> None:
     assert code == 0 and "Never run" in out
     code, out, err = invoke("run", "-p", str(project), "--until-idle", "--plain")
     assert code == 0, err
-    assert "Tasks: 9 done." in out
+    assert "Tasks: 10 done." in out
     code, out, _ = invoke("status", "-p", str(project))
     assert code == 0
     assert "ended cleanly" in out
-    assert "9 done" in out
+    assert "10 done" in out
 
 
 def test_start_task_queues_and_next_run_executes_it(project: Path) -> None:
@@ -84,7 +84,7 @@ def test_start_task_queues_and_next_run_executes_it(project: Path) -> None:
     assert task_id in out
     code, out, err = invoke("run", "-p", str(project), "--until-idle", "--plain")
     assert code == 0, err
-    assert "Tasks: 10 done." in out
+    assert "Tasks: 11 done." in out
     code, out, _ = invoke("task", task_id, "-p", str(project))
     assert code == 0
     assert "Write a haiku" in out and "word_count" in out
@@ -109,4 +109,4 @@ def test_demo_runs_the_example_team_from_a_fresh_store(tmp_path: Path) -> None:
     for _ in range(2):  # rerunnable: each demo starts from a fresh store
         code, out, err = invoke("demo", str(folder))
         assert code == 0, err
-        assert "Tasks: 9 done." in out
+        assert "Tasks: 10 done." in out

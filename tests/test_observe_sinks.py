@@ -123,6 +123,6 @@ def test_run_writes_json_logs(tmp_path: Path) -> None:
                                  "--log-json", str(log)])
     assert result.exit_code == 0, result.stderr
     entries = [json.loads(line) for line in log.read_text().splitlines()]
-    assert sum(e["event"] == "task.state" and e.get("to") == "done" for e in entries) == 9
+    assert sum(e["event"] == "task.state" and e.get("to") == "done" for e in entries) == 10
     assert {e["agent"] for e in entries if e["agent"]} == {
         "coordinator", "researcher", "writer", "monitor"}

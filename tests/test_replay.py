@@ -148,5 +148,5 @@ def test_cli_replays_the_demo(tmp_path: Path) -> None:
     assert runner.invoke(app, ["demo", str(folder)]).exit_code == 0
     result = runner.invoke(app, ["replay", "-p", str(folder)])
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert "9 recorded tasks, 9 replayed" in result.stdout
+    assert "10 recorded tasks, 10 replayed" in result.stdout
     assert "Same final state" in result.stdout

@@ -440,40 +440,20 @@ def test_answering_model_streams_word_by_word() -> None:
     assert model.script.token_delay_ms == 20
 
 
-class _Timer:
-    """The shape of the sleep/wake layer's timers (wakeful.schedule), as the API uses it."""
-
-    id = "tm_1"
-    agent = "researcher"
-    next_due = 4_102_444_800.0  # 2100-01-01
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"timer_id": self.id, "agent": self.agent, "when": "every 30m",
-                "next_due": "2100-01-01T00:00:00+00:00", "action": "wake_agent"}
-
-    def describe_action(self) -> str:
-        return "wake agent researcher"
-
-
-class _Scheduler:
-    def next_for_agent(self, agent: str) -> _Timer | None:
-        return _Timer() if agent == "researcher" else None
-
-    def active(self) -> list[_Timer]:
-        return [_Timer()]
-
-
 async def test_a_sleeping_agent_shows_its_next_wake_and_timers(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     page = (await client.get("/api/agents/researcher")).json()
-    assert page["next_wake"] is None and page["timers"] == []  # no scheduler: nothing shown
-    runtime.scheduler = _Scheduler()  # type: ignore[attr-defined]
+    assert page["next_wake"] is None and page["timers"] == []  # no timers: nothing shown
     await client.post("/api/agents/researcher/sleep", json={"reason": "until the next round"})
     page = (await client.get("/api/agents/researcher")).json()
-    assert page["state"] == "sleeping" and page["next_wake"] == _Timer.next_due
+    assert page["state"] == "sleeping" and page["next_wake"] is None  # asleep, no timer
+    due = runtime.clock.now() + 3600
+    await runtime.sleep_agent("researcher", "until the next round", until=due)
+    page = (await client.get("/api/agents/researcher")).json()
+    assert page["state"] == "sleeping" and page["next_wake"] == due
     [timer] = page["timers"]
-    assert timer["when"] == "every 30m" and timer["does"] == "wake agent researcher"
-    assert timer["next_due_ts"] == _Timer.next_due
+    assert timer["action"] == "wake_agent" and timer["does"] == "wake agent researcher"
+    assert timer["next_due_ts"] == due
     listed = (await client.get("/api/agents")).json()["agents"]
     assert {a["name"]: a["next_wake"] for a in listed}["writer"] is None

@@ -439,9 +439,11 @@ def _register_commands() -> None:
     from wakeful.mailbox.cli import channel_app, mail_app
     from wakeful.observe.cli import register as register_inspector
     from wakeful.resources.cli import register as register_resources
+    from wakeful.schedule.cli import register as register_timers
 
     register_inspector(app)
     register_resources(app)
+    register_timers(app)
     app.add_typer(mail_app, name="mail")
     app.add_typer(channel_app, name="channel")
 

@@ -60,6 +60,21 @@ def describe_event(event: Event) -> str:
         return f"{data.get('from')} → {data.get('to')}{subject}"
     if event.type == "task.created":
         return clip(data.get("instruction"), 70)
+    if event.type == "task.progress":
+        return f"{data.get('percent'):g}%  {clip(data.get('note'), 70)}"
+    if event.type == "task.woke":
+        why = data.get("reason")
+        if why == "event" and isinstance(data.get("event"), dict):
+            why = f"event: {data['event'].get('kind')}"
+        slept = data.get("slept_s")
+        return f"woke ({why})" + (f" after {slept:g} s" if slept is not None else "")
+    if event.type in ("timer.fired", "timer.skipped"):
+        what = f"{data.get('runs')} run(s)" + (f", {data.get('missed')} missed"
+                                               if data.get("missed") else "")
+        return (f"{data.get('timer_id')} due {data.get('due')} ({what}); next "
+                f"{data.get('next_due') or 'never'}")
+    if event.type == "monitor.alert":
+        return f"[{data.get('kind')}] {clip(data.get('detail'), 100)}"
     if event.type == "resource.deadlock":
         return clip(data.get("message"), 200)
     if event.type.startswith("resource."):
@@ -99,7 +114,7 @@ def tasks_table(tasks: Iterable[TaskRecord], title: str = "Tasks",
     table = Table(title=title, title_justify="left")
     table.add_column("task", no_wrap=True, min_width=len("t_") + 17)
     table.add_column("agent", no_wrap=True)
-    for column in ("state", "step", "tokens", "instruction", "result / error"):
+    for column in ("state", "step", "tokens", "progress", "instruction", "result / error"):
         table.add_column(column, overflow="ellipsis")
     for t in tasks:
         outcome = (f"[{t.error_kind}] {t.error}" if t.state is TaskState.FAILED and t.error_kind
@@ -107,9 +122,17 @@ def tasks_table(tasks: Iterable[TaskRecord], title: str = "Tasks",
         if live_text and t.id in live_text:
             outcome = "… " + live_text[t.id][-50:]
         table.add_row(t.id, t.agent, styled(t.state), str(t.step),
-                      str(t.input_tokens + t.output_tokens), clip(t.instruction, 40),
-                      clip(outcome, 50))
+                      str(t.input_tokens + t.output_tokens), progress_text(t),
+                      clip(t.instruction, 40), clip(outcome, 50))
     return table
+
+
+def progress_text(task: TaskRecord) -> str:
+    """What a task last reported with report_progress: '40% drafting section 2'."""
+    if task.progress is None:
+        return "-"
+    note = f" {clip(task.progress_note, 30)}" if task.progress_note else ""
+    return f"{task.progress:g}%{note}"
 
 
 class LiveStatus:
@@ -129,9 +152,24 @@ class LiveStatus:
             agents_table(self.runtime.statuses()),
             tasks_table(active, title=f"Running tasks ({len(active)}; {self.finished} finished)",
                         live_text=self.streaming),
+            *self._timers(),
             Text("Recent events", style="bold"),
             *[event_line(e) for e in self.recent],
         )
+
+    def _timers(self, shown: int = 3) -> list[Text]:
+        """The next few schedules and wake-ups (sleeping tasks show in their rows)."""
+        upcoming = [t for t in self.runtime.scheduler.active()
+                    if t.action != "wake_task" and t.next_due is not None][:shown]
+        if not upcoming:
+            return []
+        now = self.runtime.clock.now()
+        lines = [Text("Next timers", style="bold")]
+        for t in upcoming:
+            left = max(0.0, (t.next_due or now) - now)
+            lines.append(Text(f"  in {left:.0f}s  {t.agent}: {clip(t.describe_action(), 70)} "
+                              f"({t.describe_when()}, {t.id})"))
+        return lines
 
     async def run(self) -> None:
         with self.runtime.events.subscribe() as feed, \

@@ -68,3 +68,13 @@ class MailAccessError(MailError):
 
 class MailTimeoutError(MailError, TimeoutError):
     """No matching mail (a reply, a delegated result, help) arrived in time."""
+
+
+class ScheduleError(WakefulError):
+    """A timer or wait that cannot be set: a bad date, interval, cron line, time zone or
+    event, or one the caller may not touch."""
+
+
+class AccessDeniedError(WakefulError):
+    """A monitoring request for an agent or task the caller was not granted; refused and
+    recorded."""

@@ -106,9 +106,11 @@ def why(
         out.print(f"  running {line}", highlight=False)
     for blocker in answer.blockers:
         prefix = f"{blocker.task_id}: " if blocker.task_id else ""
-        out.print(f"  {prefix}{blocker.what}", highlight=False)
+        out.print(f"  {prefix}{blocker.what}", highlight=False, soft_wrap=True)
     if not answer.running and not answer.blockers:
         out.print("  nothing to do: no queued, running or waiting tasks")
+    for line in answer.wakes:
+        out.print(f"  next wake-up: {line}", highlight=False, soft_wrap=True)
 
 
 def replay(

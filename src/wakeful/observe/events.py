@@ -141,6 +141,16 @@ class EventLog:
         for subscriber in tuple(self._subscribers):
             subscriber._offer(event)
 
+    def announce(self, event: Event) -> None:
+        """Fan an event that its writer already stored (in the same transaction as the
+        change it describes) out to live subscribers and to listeners (sinks)."""
+        self.publish(event)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                self.listener_errors += 1
+
     def subscribe(self, predicate: EventFilter | None = None, maxsize: int = 10_000
                   ) -> Subscription:
         subscription = Subscription(self, predicate, maxsize)

@@ -13,8 +13,12 @@ from dataclasses import dataclass, field
 from wakeful.errors import UnknownTaskError
 from wakeful.project.definitions import AgentDefinition
 from wakeful.runtime.states import AgentState, TaskState
+from wakeful.schedule.records import Timer
+from wakeful.schedule.specs import stamp
 from wakeful.store.base import Store
 from wakeful.store.records import AgentRecord, Event, TaskRecord
+from wakeful.store.sqlite import SQLiteStore
+from wakeful.store.sqlite_timers import SQLiteTimerStore
 
 # Events worth showing inside a causal tree (the rest is in `wakeful trace`).
 NOTABLE = ("task.failed", "task.retry_scheduled", "task.recovered", "tool.error",
@@ -68,6 +72,7 @@ class Explanation:
     reason: str
     blockers: list[Blocker]
     running: list[str]
+    wakes: list[str] = field(default_factory=list)  # the agent's timers, soonest first
 
 
 def _ago(ts: float) -> str:
@@ -79,11 +84,31 @@ def _ago(ts: float) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
+def _in(due: float) -> str:
+    seconds = due - time.time()
+    if seconds < 0:
+        return "overdue"
+    if seconds < 120:
+        return f"in {seconds:.0f}s"
+    if seconds < 7200:
+        return f"in {seconds / 60:.0f}m"
+    return f"in {seconds / 3600:.1f}h"
+
+
+async def _timers(store: Store, agent: str) -> list[Timer]:
+    if not isinstance(store, SQLiteStore):
+        return []
+    return await SQLiteTimerStore(store).listing(agent=agent)
+
+
 async def why_agent(store: Store, definition: AgentDefinition,
                     record: AgentRecord | None) -> Explanation:
-    """Why this agent is (or is not) working right now, task by task."""
+    """Why this agent is (or is not) working right now, task by task, and when its
+    timers wake it or its tasks next."""
     state = record.state if record else AgentState.CREATED
     reason = record.reason if record else "never started"
+    timers = await _timers(store, definition.name)
+    task_timers = {t.task_id: t for t in timers if t.action == "wake_task" and t.task_id}
     tasks = await store.list_tasks(
         agent=definition.name,
         states=[TaskState.QUEUED, TaskState.RUNNING, TaskState.WAITING])
@@ -100,7 +125,10 @@ async def why_agent(store: Store, definition: AgentDefinition,
                                                limit=1, newest=True)
             on = changes[0].data.get("reason", "unknown") if changes else "unknown"
             since = _ago(changes[0].ts) if changes else ""
-            blockers.append(Blocker(task.id, f"waiting on {on} (since {since})"
+            wait = task_timers.get(task.id)
+            wakes_at = (f"; wakes at {stamp(wait.next_due)} ({_in(wait.next_due)})"
+                        if wait is not None and wait.next_due is not None else "")
+            blockers.append(Blocker(task.id, f"waiting on {on} (since {since}){wakes_at}"
                                     + await _held_by(store, task.id)))
         elif state is not AgentState.RUNNING:
             blockers.append(Blocker(task.id, f"queued: the agent is {state.value}"))
@@ -122,7 +150,13 @@ async def why_agent(store: Store, definition: AgentDefinition,
     spent = await _agent_budget_spent(store, definition.name)
     if spent is not None:
         blockers.append(Blocker(None, spent))
-    return Explanation(definition.name, state, reason, blockers, running)
+    wakes = [f"{stamp(t.next_due, t.timezone)} ({_in(t.next_due)}): {t.describe_action()} "
+             f"({t.describe_when()}; timer {t.id})"
+             for t in timers if t.action != "wake_task" and t.next_due is not None]
+    if state is AgentState.SLEEPING and not any(t.action == "wake_agent" for t in timers):
+        wakes.insert(0, "no wake-up timer: it sleeps until something wakes it (a "
+                        "schedule, or a person)")
+    return Explanation(definition.name, state, reason, blockers, running, wakes)
 
 
 async def _held_by(store: Store, task_id: str) -> str:
@@ -143,3 +177,4 @@ async def _agent_budget_spent(store: Store, agent: str) -> str | None:
     data = spent.data
     return (f"its agent budget is exhausted: {data.get('limit_name')} {data.get('used'):g} "
             f"of {data.get('limit'):g} (raise budget.agent in its file to continue)")
+

@@ -40,6 +40,7 @@ from wakeful.observe.context import CURRENT_TASK
 from wakeful.project.loader import Project
 from wakeful.runtime.context import ToolContext
 from wakeful.runtime.runtime import Runtime
+from wakeful.schedule.timers import Scheduler
 from wakeful.store.records import TaskRecord
 from wakeful.store.sqlite import SQLiteStore
 from wakeful.tools.builtin import default_tools
@@ -205,10 +206,13 @@ async def replay(project: Project, run_id: str | None = None, keep: Path | None 
     finally:
         await source.close()
     folder, store_path = _fresh_store(keep)
+    # The agents' schedules are not registered: the tasks they started in the run are
+    # roots of the recording, replayed like the others.
     runtime = Runtime(store=SQLiteStore(store_path),
                       models=ReplayModels(ReplayModel(recording)),
                       tools=ReplayTools(tools or default_tools(), recording),
-                      agents=project.agents.values())
+                      agents=project.agents.values(),
+                      scheduler=Scheduler(agent_schedules=False))
     wanted = _recorded_ids(recording)
 
     def task_id(record: TaskRecord) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -59,13 +60,31 @@ class RestartPolicy(_Strict):
 
 
 class ScheduleEntry(_Strict):
-    """A timer that starts a task: exactly one of ``every``, ``cron`` or ``at``."""
+    """A timer that starts a task: exactly one of ``every``, ``cron`` or ``at``.
+
+    ``at`` without an offset, and ``cron``, are read in ``timezone``. ``misfire`` says
+    what happens to runs that came due while no runtime was running (or that are more
+    than a second late): ``once`` fires once for all of them, ``skip`` drops them,
+    ``all`` fires each one. ``max_runs`` ends the schedule after that many runs.
+    """
 
     every: str | None = None
     cron: str | None = None
     at: datetime | None = None
     timezone: str = "UTC"
     instruction: str = Field(min_length=1)
+    misfire: Literal["once", "skip", "all"] = "once"
+    max_runs: int | None = Field(default=None, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'UTC', "
+                             "'Europe/Paris' or 'America/New_York')") from None
+        return value
 
     @field_validator("every")
     @classmethod
@@ -142,6 +161,20 @@ class AgentDefinition(_Strict):
     schedule: list[ScheduleEntry] = Field(default_factory=list)
     budget: Budget = Field(default_factory=Budget)
     guards: LoopGuards = Field(default_factory=LoopGuards)
+    # Whose status and tasks this agent may see with the progress tools (it always sees
+    # its own); ["*"]: every agent, as a monitor does.
+    can_watch: list[str] = Field(default_factory=list)
+
+    @field_validator("can_watch")
+    @classmethod
+    def _valid_watch(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name != "*" and not re.match(NAME_PATTERN, name):
+                raise ValueError(f"{name!r} is not an agent name (or '*' for every agent)")
+        return value
+
+    def may_watch(self, agent: str) -> bool:
+        return agent == self.name or "*" in self.can_watch or agent in self.can_watch
 
     def system_prompt(self) -> str:
         parts = [f"You are {self.name}" + (f", {self.role}." if self.role else ".")]

@@ -23,7 +23,7 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from wakeful.resources.names import Mode, Resource, conflicts
@@ -81,6 +81,8 @@ class Gate:
         self._active: dict[str, set[Resource]] = {}  # kind -> resources in use
         self._holding: dict[Owner, int] = {}  # owner -> how many granted requests
         self._seq = itertools.count(1)
+        # Called after every release (the waits of wakeful.schedule listen for "free").
+        self.on_release: Callable[[Resource], None] | None = None
 
     # bookkeeping ---------------------------------------------------------
     def _touch(self, resource: Resource) -> None:
@@ -214,6 +216,8 @@ class Gate:
             self._holding.pop(request.owner, None)
         self._tidy(request.resource)
         self._promote(request.resource)
+        if self.on_release is not None:
+            self.on_release(request.resource)
 
     def _promote(self, resource: Resource) -> None:
         """Grant, in arrival order, the queued requests that nothing blocks any more.

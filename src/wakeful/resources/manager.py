@@ -73,6 +73,22 @@ REAP_EVERY_S = 5.0
 _TASK_ENDS = frozenset({"done", "failed", "cancelled"})
 
 
+@dataclass(frozen=True, slots=True)
+class ResourceUse:
+    """Who is using a resource (empty: it is free), and when that may change on its own:
+    the earliest lease expiry, and whether another runtime holds a lock (whose release
+    this one only sees by looking at the store again)."""
+
+    resource: str
+    users: list[str]
+    expires_at: float | None
+    foreign: bool
+
+    @property
+    def free(self) -> bool:
+        return not self.users
+
+
 def owner_of(ctx: ToolContext) -> Owner:
     return Owner(ctx.task_id, ctx.agent)
 
@@ -241,6 +257,8 @@ class ResourceManager:
         self.kinds.register("file", "a file or folder of the workspace", self._canonical_path,
                             hierarchical=True)
         self.gate = Gate()
+        self.gate.on_release = lambda _: self._announce()
+        self._change_listeners: list[Callable[[], None]] = []
         self.graph = WaitForGraph()
         self.process = new_id("rt")
         self.pid = os.getpid()
@@ -715,6 +733,31 @@ class ResourceManager:
         if self._changed is not None and not self._changed.done():
             self._changed.set_result(None)
             self._changed = asyncio.get_running_loop().create_future()
+        self._announce()
+
+    def _announce(self) -> None:
+        for listener in self._change_listeners:
+            listener()
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` whenever something is released in this runtime (an
+        operation ends, a lock is released or lapses): the hook for waking those who
+        wait for a resource to be free."""
+        self._change_listeners.append(listener)
+
+    async def users(self, resource_name: str) -> ResourceUse:
+        """Who uses a resource (or one inside or around it) right now: operations and
+        locks of this runtime, and live locks in the store from any runtime."""
+        resource = self.parse(resource_name)
+        users = [str(r.owner) for r in self.gate.holders() if r.resource.overlaps(resource)]
+        check = await self.store.check(resource, Mode.WRITE, Owner("", ""), self.process,
+                                       None)
+        live = [lock for lock in check.locks if lock.live(check.now)]
+        users += [f"{lock.owner} ({lock.mode.value} lock, token {lock.token})" for lock in live
+                  if not any(str(lock.owner) in u for u in users)]
+        return ResourceUse(str(resource), sorted(set(users)),
+                           min((lock.expires_at for lock in live), default=None),
+                           any(lock.process != self.process for lock in live))
 
     def _wake_maintainer(self) -> None:
         if self._kick is not None and not self._kick.done():

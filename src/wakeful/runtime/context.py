@@ -24,6 +24,9 @@ class ToolContext:
     runtime: Runtime
     scratch: dict[str, Any] = field(default_factory=dict)
     loop: TaskLoop | None = field(default=None, repr=False)
+    # Like scratch, but never saved: it lives as long as this run of the task (a task
+    # resumed after a restart starts with an empty one).
+    local: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def emit(self, type: str, **data: Any) -> None:
         """Record an event attributed to this task."""

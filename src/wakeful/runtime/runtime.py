@@ -2,8 +2,10 @@
 
 Lifecycle of one process: :meth:`Runtime.start` opens the store, records a run,
 returns tasks that a dead process left running to the queue (they resume from their
-last completed step), starts every agent's supervised loop, and begins watching the
-store for tasks queued by other processes (``wakeful start-task``). :meth:`stop`
+last completed step), starts every agent's supervised loop, starts firing timers
+(schedules, and wake-ups of sleeping agents and tasks, including those that came due
+while nothing ran), and begins watching the store for tasks queued by other processes
+(``wakeful start-task``). :meth:`stop`
 interrupts every task (back to the queue, resumable), cancels and awaits every
 background task, and closes the store: nothing is left running.
 """
@@ -44,6 +46,10 @@ from wakeful.tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from wakeful.resources.manager import ResourceManager
+    from wakeful.schedule.clock import Clock
+    from wakeful.schedule.progress import Progress
+    from wakeful.schedule.timers import Scheduler
+    from wakeful.schedule.waits import Condition, Waits
 
 log = structlog.get_logger("wakeful.runtime")
 
@@ -78,6 +84,8 @@ class Runtime:
         resources: ResourceManager | None = None,
         mailbox: Mailbox | None = None,
         mailbox_config: MailboxConfig | None = None,
+        clock: Clock | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.store = store
         self.models = models
@@ -113,9 +121,24 @@ class Runtime:
 
             resources = ResourceManager()
         self.resources: ResourceManager = resources
+        # Sleep and wake: every timer and wait reads time from this clock (a FakeClock
+        # in tests turns "every 30 minutes" into milliseconds).
+        if clock is None:
+            from wakeful.schedule.clock import RealClock
+
+            clock = RealClock()
+        self.clock: Clock = clock
+        from wakeful.schedule.progress import Progress
+        from wakeful.schedule.timers import Scheduler
+        from wakeful.schedule.waits import Waits
+
+        self.scheduler: Scheduler = scheduler if scheduler is not None else Scheduler()
+        self.waits: Waits = Waits()
+        self.progress: Progress = Progress()
         self.responder = Responder()
         self.responder.attach(self)
-        self.services: list[Service] = [self.mailbox, self.resources, self.responder,
+        self.services: list[Service] = [self.mailbox, self.resources, self.scheduler,
+                                        self.waits, self.progress, self.responder,
                                         *services]
         # Chooses the id of each new task (replay reuses the recorded ids); None: fresh ids.
         self.task_ids: Callable[[TaskRecord], str] | None = None
@@ -179,6 +202,8 @@ class Runtime:
                 if startup.agent in self.agents:
                     await self.create_task(startup.agent, startup.instruction,
                                            created_by="startup")
+        self.scheduler.begin()  # timers fire once the agents they start or wake run
+        self.waits.begin()
         self._scope.spawn(self._watch_store(), name="runtime:watch-store")
 
     async def stop(self) -> None:
@@ -251,12 +276,17 @@ class Runtime:
         """Every agent this runtime defines (a live view: agents added later appear)."""
         return self._definitions.keys()
 
+    def definitions(self) -> list[AgentDefinition]:
+        return list(self._definitions.values())
+
     async def add_agent(self, definition: AgentDefinition) -> AgentRunner:
         """Create and start an agent while the runtime runs."""
         if definition.name in self.agents:
             raise WakefulError(f"an agent named {definition.name!r} already exists")
         self._definitions[definition.name] = definition
         await self._launch_agent(definition, None)
+        if self.scheduler.agent_schedules:
+            await self.scheduler.register_schedules(definition)
         return self.agents[definition.name]
 
     async def pause_agent(self, name: str) -> None:
@@ -265,11 +295,17 @@ class Runtime:
     async def resume_agent(self, name: str) -> None:
         await self.agent(name).set_state(AgentState.RUNNING, "resumed")
 
-    async def sleep_agent(self, name: str, reason: str = "asleep") -> None:
-        await self.agent(name).set_state(AgentState.SLEEPING, reason)
+    async def sleep_agent(self, name: str, reason: str = "asleep", *,
+                          until: float | None = None,
+                          wake_on: Iterable[Condition] = ()) -> None:
+        """Put an agent to sleep: its tasks stop at their next step boundary and no new
+        one starts. It wakes when a person (or :meth:`wake_agent`) wakes it, at
+        ``until`` (epoch seconds, on the runtime's clock; a durable timer), at the first
+        of the ``wake_on`` events, or when one of its schedules comes due."""
+        await self.waits.sleep_agent(name, reason, until=until, wake_on=list(wake_on))
 
     async def wake_agent(self, name: str, reason: str = "woken") -> None:
-        await self.agent(name).set_state(AgentState.RUNNING, reason)
+        await self.waits.wake_agent(name, reason)
 
     async def stop_agent(self, name: str) -> None:
         """Stop an agent: its running tasks go back to its queue and stay there."""
@@ -320,7 +356,28 @@ class Runtime:
         the calling one: its parent and cause default to the caller, and it joins the
         caller's trace, so the inspector can show the whole causal tree.
         """
-        runner = self.agent(agent)
+        record = self.new_task(agent, instruction, created_by=created_by,
+                               parent_id=parent_id, attempt=attempt, trace_id=trace_id,
+                               cause_id=cause_id)
+        self._known.add(record.id)
+        await self.store.create_task(record)
+        self.launch_task(record, submit=submit)
+        return record
+
+    def new_task(
+        self,
+        agent: str,
+        instruction: str,
+        *,
+        created_by: str = "api",
+        parent_id: str | None = None,
+        attempt: int = 0,
+        trace_id: str | None = None,
+        cause_id: str | None = None,
+    ) -> TaskRecord:
+        """A new task's record, checked but not stored yet (for writers that store it in
+        the same transaction as something else; then call :meth:`launch_task`)."""
+        self.agent(agent)
         if not instruction.strip():
             raise WakefulError(f"task for agent {agent!r}: the instruction is empty")
         if len(instruction) > MAX_INSTRUCTION_CHARS:
@@ -336,15 +393,17 @@ class Runtime:
         if self.task_ids is not None:
             record.id = self.task_ids(record)
             record.trace_id = trace_id or CURRENT_TRACE.get() or record.id
+        return record
+
+    def launch_task(self, record: TaskRecord, *, submit: bool = True) -> None:
+        """Announce a stored new task and hand it to its agent."""
         self._known.add(record.id)
-        await self.store.create_task(record)
-        self.events.emit("task.created", agent=agent, task_id=record.id, data={
-            "instruction": instruction[:500], "created_by": created_by,
-            "parent_id": parent_id}, correlation_id=record.trace_id,
+        self.events.emit("task.created", agent=record.agent, task_id=record.id, data={
+            "instruction": record.instruction[:500], "created_by": record.created_by,
+            "parent_id": record.parent_id}, correlation_id=record.trace_id,
             causation_id=record.cause_id)
         if submit:
-            runner.submit(record)
-        return record
+            self.agent(record.agent).submit(record)
 
     async def cancel_task(self, task_id: str) -> TaskRecord:
         for agent in self.agents.values():
@@ -398,6 +457,12 @@ class Runtime:
                 log.error("settle hook failed", task=record.id, error=repr(exc))
         self.changed()
 
+    def finished(self, record: TaskRecord) -> bool:
+        """Has this task reached its final outcome (done, cancelled, or failed with no
+        retry to come)?"""
+        return record.state in (TaskState.DONE, TaskState.CANCELLED) or (
+            record.state is TaskState.FAILED and record.id not in self._known)
+
     def on_settle(self, hook: Callable[[TaskRecord], None]) -> None:
         """Call ``hook(record)`` whenever a task reaches its final outcome (the mailbox
         uses it to mail a delegated task's result back to whoever delegated it)."""
@@ -406,9 +471,7 @@ class Runtime:
     async def wait_task(self, task_id: str, timeout: float | None = None) -> TaskRecord:
         """Wait until a task is done, cancelled, or failed with no retry to come."""
         record = await self.get_task(task_id)
-        if record.state in (TaskState.DONE, TaskState.CANCELLED) or (
-            record.state is TaskState.FAILED and task_id not in self._known
-        ):
+        if self.finished(record):
             return record
         future: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
         self._settled.setdefault(task_id, []).append(future)
@@ -419,10 +482,16 @@ class Runtime:
         self._changed.fire()
 
     def idle(self) -> bool:
-        return not (self.responder.busy() or any(a.busy() for a in self.agents.values()))
+        """No running agent has work queued, running (sleeping tasks included) or about
+        to retry, no timer is firing and the responder has nothing to hand out. Timers
+        due later do not count: a project with a recurring schedule would otherwise
+        never be idle."""
+        return not (self.scheduler.firing or self.responder.busy()
+                    or any(a.busy() for a in self.agents.values()))
 
     async def wait_idle(self, timeout: float | None = None) -> None:
-        """Wait until no running agent has work queued, running or about to retry."""
+        """Wait until no running agent has work queued, running or about to retry
+        (future timers are ignored; see :meth:`idle`)."""
         async with asyncio.timeout(timeout):
             while not self.idle():
                 await self._changed.wait()

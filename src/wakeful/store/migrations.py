@@ -187,4 +187,38 @@ MIGRATIONS: list[str] = [
         owner TEXT
     );
     """,
+    # 5: sleep and wake: durable timers (one-shot, interval, cron), the waits of tasks
+    # and agents (a wait is a row, so a resumed task does not sleep from scratch), and
+    # the progress tasks report
+    """
+    CREATE TABLE timers (
+        id TEXT PRIMARY KEY,
+        key TEXT UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('at', 'every', 'cron', 'event')),
+        spec TEXT NOT NULL,
+        timezone TEXT NOT NULL DEFAULT 'UTC',
+        anchor REAL NOT NULL DEFAULT 0,
+        action TEXT NOT NULL CHECK (action IN ('start_task', 'wake_task', 'wake_agent')),
+        agent TEXT,
+        task_id TEXT,
+        instruction TEXT,
+        purpose TEXT NOT NULL DEFAULT '',
+        misfire TEXT NOT NULL DEFAULT 'once' CHECK (misfire IN ('once', 'skip', 'all')),
+        max_runs INTEGER,
+        state TEXT NOT NULL CHECK (state IN ('active', 'done', 'cancelled')),
+        next_due REAL,
+        last_fired REAL,
+        fired INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        conditions TEXT,
+        outcome TEXT,
+        ended_at REAL
+    );
+    CREATE INDEX timers_active ON timers(state, next_due);
+    CREATE INDEX timers_task ON timers(task_id) WHERE task_id IS NOT NULL;
+    CREATE INDEX timers_agent ON timers(agent, state);
+    ALTER TABLE tasks ADD COLUMN progress REAL;
+    ALTER TABLE tasks ADD COLUMN progress_note TEXT;
+    """,
 ]

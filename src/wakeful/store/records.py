@@ -42,6 +42,8 @@ class TaskRecord:
     trace_id: str | None = None  # root task of the causal tree this task belongs to
     cause_id: str | None = None  # what started it: a parent task, a mail, a timer
     cost: float = 0.0
+    progress: float | None = None  # percent done, as the task last reported it
+    progress_note: str | None = None  # what the task said about its progress
 
 
 @dataclass(slots=True)

@@ -49,6 +49,16 @@ def event_row(event: Event) -> tuple[Any, ...]:
             event.correlation_id, event.causation_id, json.dumps(event.data, default=str))
 
 
+_TASK_INSERT = (f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _TASK_COLUMNS)})")
+
+
+def task_insert(record: TaskRecord) -> tuple[str, list[Any]]:
+    """The statement that inserts ``record``, for writers that create a task in the same
+    transaction as something else (a timer firing that starts it)."""
+    return _TASK_INSERT, [getattr(record, name) for name in _TASK_COLUMNS]
+
+
 def _task_from_row(row: Sequence[Any]) -> TaskRecord:
     record = TaskRecord(**dict(zip(_TASK_COLUMNS, row, strict=True)))
     record.state = TaskState(record.state)
@@ -245,9 +255,7 @@ class SQLiteStore(Store):
 
     # tasks -------------------------------------------------------------
     async def create_task(self, record: TaskRecord) -> None:
-        values = [getattr(record, name) for name in _TASK_COLUMNS]
-        placeholders = ", ".join("?" for _ in _TASK_COLUMNS)
-        sql = f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({placeholders})"
+        sql, values = task_insert(record)
         await self.write(lambda c: c.execute(sql, values))
 
     @staticmethod

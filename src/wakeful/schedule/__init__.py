@@ -1,0 +1,33 @@
+"""Sleep and wake: durable timers, cron, event waits, and watching other agents' progress."""
+
+from wakeful.schedule.clock import Clock, FakeClock, RealClock
+from wakeful.schedule.progress import Progress
+from wakeful.schedule.specs import TimerSpec
+from wakeful.schedule.timers import Scheduler
+from wakeful.schedule.waits import (
+    AgentChanges,
+    Condition,
+    MailArrives,
+    ResourceFree,
+    TaskReaches,
+    Waits,
+    Who,
+)
+from wakeful.schedule.wake import Wake
+
+__all__ = [
+    "AgentChanges",
+    "Clock",
+    "Condition",
+    "FakeClock",
+    "MailArrives",
+    "Progress",
+    "RealClock",
+    "ResourceFree",
+    "Scheduler",
+    "TaskReaches",
+    "TimerSpec",
+    "Waits",
+    "Wake",
+    "Who",
+]
