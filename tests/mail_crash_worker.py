@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from wakeful.errors import MailTimeoutError
 from wakeful.mailbox import Mailbox
 from wakeful.mailbox.records import Delivery
 from wakeful.observe.events import EventLog
@@ -82,8 +83,15 @@ async def main(db: Path, n: int, log: Path) -> None:
         return op
 
     async def handle() -> None:
+        # Until every effect is applied *and* no mail is left: a redelivered copy of an
+        # applied mail must still be taken and acknowledged before the worker says DONE.
         while True:
-            delivery = await mailbox.receive("consumer")
+            try:
+                delivery = await mailbox.receive("consumer", timeout=0.05)
+            except MailTimeoutError:
+                if finished.is_set():
+                    return
+                continue
             await asyncio.sleep(random.random() * 0.003)  # the handler's work
             applied: int = await store.write(apply_effect(delivery))
             await asyncio.sleep(random.random() * 0.002)  # a kill here: applied, not acked
@@ -97,10 +105,7 @@ async def main(db: Path, n: int, log: Path) -> None:
     workers = [asyncio.create_task(produce()),
                *(asyncio.create_task(handle()) for _ in range(HANDLERS))]
     await finished.wait()
-    await workers[0]  # the producer is done too (all its sends happened)
-    for task in workers[1:]:
-        task.cancel()
-    await asyncio.gather(*workers, return_exceptions=True)
+    await asyncio.gather(*workers)  # the producer's sends, and the handlers' last acks
     await mailbox.close()
     await store.close()
     print("DONE", flush=True)
