@@ -85,19 +85,12 @@ class EventLog:
     ) -> Event:
         """Record an event. ``persist=False`` is for high-rate transient events
         (streamed tokens) that live subscribers want but the log need not keep."""
-        event = Event(type=type, agent=agent, task_id=task_id, data=data or {},
-                      run_id=self.run_id,
-                      correlation_id=correlation_id or CURRENT_TRACE.get(),
-                      causation_id=causation_id)
-        if persist and self.persist and self.store is not None:
+        event = self.make(type, agent=agent, task_id=task_id, data=data,
+                          correlation_id=correlation_id, causation_id=causation_id)
+        if persist and self.recording:
+            assert self.store is not None
             self.store.append_event(event)
-        for subscriber in tuple(self._subscribers):
-            subscriber._offer(event)
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:  # a broken sink must never break the work it watches
-                self.listener_errors += 1
+        self.publish(event)
         return event
 
     def add_listener(self, listener: Listener) -> None:
@@ -131,24 +124,22 @@ class EventLog:
         causation_id: str | None = None,
     ) -> Event:
         """Build an event without recording it, for a writer that stores it in the same
-        transaction as the change it describes and then :meth:`publish` es it."""
+        transaction as the change it describes and then :meth:`publish` es it. It joins
+        the current trace unless told otherwise."""
         return Event(type=type, agent=agent, task_id=task_id, data=data or {},
-                     run_id=self.run_id, correlation_id=correlation_id,
+                     run_id=self.run_id,
+                     correlation_id=correlation_id or CURRENT_TRACE.get(),
                      causation_id=causation_id)
 
     def publish(self, event: Event) -> None:
-        """Fan an already-recorded event out to live subscribers."""
+        """Fan an event out to live subscribers and to listeners (sinks), without
+        storing it (its writer stored it, or it is transient)."""
         for subscriber in tuple(self._subscribers):
             subscriber._offer(event)
-
-    def announce(self, event: Event) -> None:
-        """Fan an event that its writer already stored (in the same transaction as the
-        change it describes) out to live subscribers and to listeners (sinks)."""
-        self.publish(event)
         for listener in self._listeners:
             try:
                 listener(event)
-            except Exception:
+            except Exception:  # a broken sink must never break the work it watches
                 self.listener_errors += 1
 
     def subscribe(self, predicate: EventFilter | None = None, maxsize: int = 10_000

@@ -515,7 +515,7 @@ class Scheduler:
             else:
                 self._push(timer)
             for event in claim.events:
-                runtime.events.announce(event)
+                runtime.events.publish(event)
             for record in claim.tasks:
                 runtime.launch_task(record)
             if claim.runs and timer.agent is not None:
