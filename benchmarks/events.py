@@ -56,8 +56,8 @@ async def events_per_second(folder: Path) -> float:
 
 
 async def step_time_ms(folder: Path, persist: bool, round_no: int) -> float:
-    steps = [{"say": f"step {i}", "tool_calls": [{"tool": "word_count",
-                                                   "args": {"text": "a b c"}}]}
+    steps = [{"say": f"step {i}", "tool_calls": [{"tool": "word_count",  # distinct calls:
+                                                   "args": {"text": f"a b {i}"}}]}  # no loop
              for i in range(STEPS - 1)] + [{"say": "done"}]
     models = ModelRegistry(folder)
     models.register("m", ScriptedModel.from_steps(steps))
