@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -11,6 +9,7 @@ from typing import Any, Protocol
 import pytest
 
 from mail_fixtures import AGENTS, OpenMailbox
+from polling import until
 from wakeful.mailbox import Mailbox
 from wakeful.models.base import Model
 from wakeful.models.registry import ModelRegistry
@@ -142,16 +141,7 @@ def wait_until() -> WaitUntil:
 
     async def wait(predicate: Callable[[], Any], within: float = 5.0,
                    what: str = "condition") -> None:
-        deadline = time.monotonic() + within
-        while True:
-            value = predicate()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {within}s waiting for {what}")
-            await asyncio.sleep(0.005)
+        await until(predicate, within, what)
 
     return wait
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
+from polling import until
 from wakeful.models.scripted import ScriptedModel, ScriptFile
 from wakeful.runtime.runtime import Runtime
 from wakeful.runtime.states import TaskState
@@ -15,7 +14,6 @@ from wakeful.store.records import TaskRecord
 Factory = Callable[..., Any]  # the make_runtime fixture (it takes clock=...)
 
 START = 1_700_000_000.0  # 2023-11-14T22:13:20Z, a Tuesday
-
 
 
 def steps(*items: dict[str, Any], latency_ms: float = 0) -> ScriptedModel:
@@ -34,20 +32,6 @@ def matching(scripts: dict[str, list[dict[str, Any]]], latency_ms: float = 0,
 def call(tool: str, say: str = "calling", **args: Any) -> dict[str, Any]:
     """One scripted step that calls ``tool`` with ``args``."""
     return {"say": say, "tool_calls": [{"tool": tool, "args": args}]}
-
-
-async def until(predicate: Callable[[], Any], within: float = 10.0, what: str = "it") -> None:
-    """Poll an (async or sync) predicate on the real clock."""
-    deadline = time.monotonic() + within
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 async def waiting(runtime: Runtime, task_id: str, within: float = 10.0) -> None:

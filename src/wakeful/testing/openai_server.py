@@ -307,6 +307,27 @@ class ModelServer:
                                                "type": "authentication_error"}}, 401)
         return record, body
 
+    async def _respond(self, request: Request, record: Received, reply: Reply,
+                       error_body: Callable[[int, str], dict[str, Any]],
+                       stream: Callable[[_Client], AsyncIterator[str]],
+                       whole: Callable[[], dict[str, Any]]) -> Response:
+        """Latency and scripted errors, then the reply, streamed or whole, in either
+        wire format. The client connection is closed here unless a stream took it over."""
+        client = _Client(request.receive)
+        handed_over = False
+        try:
+            early = await self._prelude(record, reply, client, error_body)
+            if early is not None:
+                return early
+            if record.stream:
+                handed_over = True
+                return _SSE(record, client, stream)
+            record.finished = time.monotonic()
+            return JSONResponse(whole())
+        finally:
+            if not handed_over:
+                await client.close()
+
     async def _prelude(self, record: Received, reply: Reply, client: _Client,
                        error_body: Callable[[int, str], dict[str, Any]]) -> Response | None:
         """Latency, hangs and scripted errors: what happens before a reply starts."""
@@ -354,22 +375,13 @@ class ModelServer:
             return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
                                            "param": None, "code": None}}, 400)
         reply = self._next(body)
-        client = _Client(request.receive)
-        handed_over = False
-        try:
-            early = await self._prelude(record, reply, client, lambda status, message: {
-                "error": {"message": message, "type": "rate_limit_exceeded" if status == 429
-                          else "server_error", "param": None, "code": None}})
-            if early is not None:
-                return early
-            if record.stream:
-                handed_over = True
-                return _SSE(record, client, lambda c: self._chat_stream(body, reply, c))
-            record.finished = time.monotonic()
-            return JSONResponse(self._chat_body(body, reply))
-        finally:
-            if not handed_over:
-                await client.close()
+        return await self._respond(
+            request, record, reply,
+            lambda status, message: {"error": {
+                "message": message, "param": None, "code": None,
+                "type": "rate_limit_exceeded" if status == 429 else "server_error"}},
+            lambda c: self._chat_stream(body, reply, c),
+            lambda: self._chat_body(body, reply))
 
     def _finish_reason(self, reply: Reply) -> str:
         return reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
@@ -442,22 +454,13 @@ class ModelServer:
                 "type": "invalid_request_error",
                 "message": "'max_tokens' and 'messages' are required"}}, 400)
         reply = self._next(body)
-        client = _Client(request.receive)
-        handed_over = False
-        try:
-            early = await self._prelude(record, reply, client, lambda status, message: {
-                "type": "error", "error": {"type": "rate_limit_error" if status == 429
-                                           else "api_error", "message": message}})
-            if early is not None:
-                return early
-            if record.stream:
-                handed_over = True
-                return _SSE(record, client, lambda c: self._messages_stream(body, reply, c))
-            record.finished = time.monotonic()
-            return JSONResponse(self._messages_body(body, reply))
-        finally:
-            if not handed_over:
-                await client.close()
+        return await self._respond(
+            request, record, reply,
+            lambda status, message: {"type": "error", "error": {
+                "type": "rate_limit_error" if status == 429 else "api_error",
+                "message": message}},
+            lambda c: self._messages_stream(body, reply, c),
+            lambda: self._messages_body(body, reply))
 
     def _stop_reason(self, reply: Reply) -> str:
         if reply.finish_reason is not None:
