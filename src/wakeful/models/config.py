@@ -10,7 +10,7 @@ files, the store or the event log.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -60,6 +60,21 @@ class ProviderConfig(BaseModel):
     stream_usage: bool = True
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    # Further sampling parameters, sent only when set (OpenAI-compatible endpoints).
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    stop: list[str] | None = Field(default=None, max_length=16)
+    seed: int | None = None
+    # Server-specific fields merged into every request body as they are (e.g. llama.cpp's
+    # ``repeat_penalty``); Wakeful's own fields (model, messages, tools, stream) win.
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    # How tools reach the model. ``native``: the API's tool calling. ``json_schema``: for
+    # models without it, the reply is a JSON object constrained by a schema built from the
+    # granted tools (a call to one of them, or a final answer), turned back into ordinary
+    # tool calls. ``auto``: ``json_schema`` when the server says its chat template has no
+    # tool calling (llama.cpp's ``/props``), else ``native``.
+    tool_calls: Literal["native", "json_schema", "auto"] = "native"
     # Price per model name; "*" applies to models not listed.
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 

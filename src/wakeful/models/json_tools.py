@@ -1,0 +1,133 @@
+"""Tool calls for models that have none, through JSON-schema constrained output.
+
+Small instruct models (SmolLM2 and its kind) have no tool calling in their chat
+template, but servers such as llama.cpp's constrain decoding to a JSON schema
+(``response_format``). So, in ``tool_calls: json_schema`` mode, each request carries a
+schema built from the task's granted tools: the reply must be ONE of
+``{"tool": NAME, "arguments": {...}}`` (arguments matching that tool's own schema) or
+``{"final_answer": "..."}``. The grammar makes a malformed call impossible; choosing
+the right tool is still the model's judgement.
+
+The conversation stays stored in the ordinary shape (assistant ``tool_calls``, ``tool``
+results); it is translated for each request into plain turns such a model's template
+accepts, and the JSON reply is turned back into an ordinary tool call or text, so the
+rest of Wakeful cannot tell the difference.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from wakeful.ids import new_id
+from wakeful.models.base import Message, ModelResponse, ToolCall, ToolSpec
+
+FINAL = "final_answer"
+
+
+def _arguments_schema(spec: ToolSpec) -> dict[str, Any]:
+    """The tool's parameter schema, as an object schema (what every tool takes)."""
+    schema = dict(spec.parameters or {})
+    schema.setdefault("type", "object")
+    if schema.get("type") == "object":
+        schema.setdefault("properties", {})
+    return schema
+
+
+def reply_schema(tools: list[ToolSpec]) -> dict[str, Any]:
+    """One call to one of ``tools`` with valid arguments, or a final answer."""
+    choices: list[dict[str, Any]] = [
+        {"type": "object",
+         "properties": {"tool": {"const": spec.name}, "arguments": _arguments_schema(spec)},
+         "required": ["tool", "arguments"], "additionalProperties": False}
+        for spec in tools]
+    choices.append({"type": "object", "properties": {FINAL: {"type": "string"}},
+                    "required": [FINAL], "additionalProperties": False})
+    return {"anyOf": choices}
+
+
+def response_format(tools: list[ToolSpec]) -> dict[str, Any]:
+    """The OpenAI-compatible ``response_format`` field for a request."""
+    return {"type": "json_schema",
+            "json_schema": {"name": "step", "strict": True, "schema": reply_schema(tools)}}
+
+
+def tools_note(tools: list[ToolSpec]) -> str:
+    """What the system prompt says about the tools and the reply format."""
+    lines = ["You can use these tools:"]
+    for spec in tools:
+        properties = _arguments_schema(spec).get("properties") or {}
+        names = ", ".join(properties) or "no arguments"
+        lines.append(f"- {spec.name}({names}): {spec.description.strip().splitlines()[0]}"
+                     if spec.description.strip() else f"- {spec.name}({names})")
+    lines.append('Reply with one JSON object: {"tool": "<name>", "arguments": {...}} to use '
+                 'a tool, or {"final_answer": "<your answer>"} when you are done.')
+    return "\n".join(lines)
+
+
+def _call_text(call: ToolCall) -> str:
+    try:
+        arguments: Any = json.loads(call.arguments) if call.arguments.strip() else {}
+    except ValueError:
+        arguments = call.arguments
+    return json.dumps({"tool": call.name, "arguments": arguments}, ensure_ascii=False)
+
+
+def plain_messages(messages: list[Message], tools: list[ToolSpec]) -> list[dict[str, Any]]:
+    """The conversation as plain system/user/assistant turns, the tools described in
+    the system prompt; consecutive turns of one role are merged (some templates insist
+    on alternation)."""
+    turns: list[dict[str, Any]] = []
+
+    def add(role: str, text: str) -> None:
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"] += "\n\n" + text
+        else:
+            turns.append({"role": role, "content": text})
+
+    note = tools_note(tools)
+    noted = False
+    for message in messages:
+        if message.role == "system":
+            add("system", f"{message.content or ''}\n\n{note}".strip())
+            noted = True
+        elif message.role == "assistant":
+            parts = [message.content] if message.content and not message.tool_calls else []
+            parts += [_call_text(call) for call in message.tool_calls]
+            add("assistant", "\n".join(parts) or json.dumps({FINAL: ""}))
+        elif message.role == "tool":
+            add("user", f"Result of {message.name or 'the tool'}: {message.content or ''}")
+        else:
+            add("user", message.content or "")
+    if not noted:
+        turns.insert(0, {"role": "system", "content": note})
+    return turns
+
+
+def parse_reply(response: ModelResponse) -> ModelResponse:
+    """Turn the model's JSON object into an ordinary tool call or final answer.
+
+    Text that is not such an object (a reply cut off by max_tokens, a server that
+    ignored the schema) is kept as the answer text, and ``call_info`` says so.
+    """
+    raw = response.message.content or ""
+    info: dict[str, Any] = {**response.call_info, "tool_call_mode": "json_schema"}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    finish = response.finish_reason
+    if isinstance(data, dict) and isinstance(data.get("tool"), str) and data["tool"]:
+        arguments = data.get("arguments")
+        call = ToolCall(id=new_id("call"), name=data["tool"],
+                        arguments=json.dumps(arguments if arguments is not None else {},
+                                             ensure_ascii=False))
+        message = Message(role="assistant", tool_calls=(call,))
+        finish = "tool_calls" if finish == "stop" else finish
+    elif isinstance(data, dict) and isinstance(data.get(FINAL), str):
+        message = Message(role="assistant", content=data[FINAL])
+    else:
+        message = Message(role="assistant", content=raw)
+        info["unparsed_reply"] = True
+    return ModelResponse(message, usage=response.usage, finish_reason=finish,
+                         model=response.model, cost=response.cost, call_info=info)
