@@ -281,8 +281,13 @@ def demo(
         "--ui", help="Serve the web UI and keep running until Ctrl-C.")] = False,
     host: HostOption = DEFAULT_HOST,
     port: PortOption = DEFAULT_PORT,
+    local: Annotated[bool, typer.Option("--local", help="On a real model, offline "
+                                        "(SmolLM2-135M via xllamacpp), with the web UI.")] = False,
 ) -> None:
     """Run the example team offline (scripted models, no API key) from a fresh start."""
+    if local:  # the local model's demo lives beside the model server (models/cli.py)
+        from wakeful.models.cli import demo_local
+        return demo_local(folder, host, port)
     if not (folder / PROJECT_FILE).exists():
         copy_example(folder)
     for suffix in ("", "-wal", "-shm"):
@@ -437,6 +442,7 @@ def start_task(
 def _register_commands() -> None:
     """Commands defined beside their features (they import this module's helpers)."""
     from wakeful.mailbox.cli import channel_app, mail_app
+    from wakeful.models.cli import register as register_models
     from wakeful.observe.cli import register as register_inspector
     from wakeful.resources.cli import register as register_resources
     from wakeful.schedule.cli import register as register_timers
@@ -444,6 +450,7 @@ def _register_commands() -> None:
     register_inspector(app)
     register_resources(app)
     register_timers(app)
+    register_models(app)
     app.add_typer(mail_app, name="mail")
     app.add_typer(channel_app, name="channel")
 
