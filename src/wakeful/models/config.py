@@ -75,6 +75,9 @@ class ProviderConfig(BaseModel):
     # tool calls. ``auto``: ``json_schema`` when the server says its chat template has no
     # tool calling (llama.cpp's ``/props``), else ``native``.
     tool_calls: Literal["native", "json_schema", "auto"] = "native"
+    # json_schema mode: after this many tool calls in a row, the schema allows only a
+    # final answer (a small model otherwise calls tools in a circle). None: no limit.
+    max_tool_rounds: int | None = Field(default=None, ge=1)
     # Price per model name; "*" applies to models not listed.
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 

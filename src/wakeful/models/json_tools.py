@@ -23,6 +23,9 @@ from wakeful.ids import new_id
 from wakeful.models.base import Message, ModelResponse, ToolCall, ToolSpec
 
 FINAL = "final_answer"
+# Said after each tool result: a small model otherwise calls tools in a circle.
+AFTER_RESULT = ('If that is enough, reply {"final_answer": "..."} with your answer now; '
+                "call another tool only if you still need one.")
 
 
 def _arguments_schema(spec: ToolSpec) -> dict[str, Any]:
@@ -34,8 +37,20 @@ def _arguments_schema(spec: ToolSpec) -> dict[str, Any]:
     return schema
 
 
+def tool_rounds(messages: list[Message]) -> int:
+    """Tool-calling replies since the last message from the user (or the task)."""
+    rounds = 0
+    for message in reversed(messages):
+        if message.role == "user":
+            break
+        if message.role == "assistant" and message.tool_calls:
+            rounds += 1
+    return rounds
+
+
 def reply_schema(tools: list[ToolSpec]) -> dict[str, Any]:
-    """One call to one of ``tools`` with valid arguments, or a final answer."""
+    """One call to one of ``tools`` with valid arguments, or a final answer (only a
+    final answer when ``tools`` is empty)."""
     choices: list[dict[str, Any]] = [
         {"type": "object",
          "properties": {"tool": {"const": spec.name}, "arguments": _arguments_schema(spec)},
@@ -46,10 +61,14 @@ def reply_schema(tools: list[ToolSpec]) -> dict[str, Any]:
     return {"anyOf": choices}
 
 
-def response_format(tools: list[ToolSpec]) -> dict[str, Any]:
-    """The OpenAI-compatible ``response_format`` field for a request."""
+def response_format(tools: list[ToolSpec], messages: list[Message],
+                    max_rounds: int | None = None) -> dict[str, Any]:
+    """The OpenAI-compatible ``response_format`` field for a request: after
+    ``max_rounds`` tool calls in a row, only a final answer is allowed (small models
+    otherwise call tools in a circle until the step limit)."""
+    offered = tools if max_rounds is None or tool_rounds(messages) < max_rounds else []
     return {"type": "json_schema",
-            "json_schema": {"name": "step", "strict": True, "schema": reply_schema(tools)}}
+            "json_schema": {"name": "step", "strict": True, "schema": reply_schema(offered)}}
 
 
 def tools_note(tools: list[ToolSpec]) -> str:
@@ -96,7 +115,8 @@ def plain_messages(messages: list[Message], tools: list[ToolSpec]) -> list[dict[
             parts += [_call_text(call) for call in message.tool_calls]
             add("assistant", "\n".join(parts) or json.dumps({FINAL: ""}))
         elif message.role == "tool":
-            add("user", f"Result of {message.name or 'the tool'}: {message.content or ''}")
+            add("user", f"{message.name or 'The tool'} returned: {message.content or ''}\n"
+                        f"{AFTER_RESULT}")
         else:
             add("user", message.content or "")
     if not noted:

@@ -107,6 +107,7 @@ def provider_entry(base_url: str, name: str = PROVIDER_NAME, concurrency: int = 
             f"    api_key_required: false\n"
             f"    concurrency: {concurrency}          # the server's parallel slots\n"
             f"    tool_calls: json_schema  # SmolLM2 has no native tool calling\n"
+            f"    max_tool_rounds: 3       # then it must answer\n"
             f"    max_output_tokens: 256\n"
             f"    timeout_s: 120\n"
             f"    extra_body: {{repeat_penalty: 1.1}}\n"

@@ -208,7 +208,8 @@ class OpenAIModel(RemoteModel):
         params["model"] = self.model
         if tools and tool_mode == "json_schema":
             params["messages"] = json_tools.plain_messages(messages, tools)
-            params["response_format"] = json_tools.response_format(tools)
+            params["response_format"] = json_tools.response_format(
+                tools, messages, config.max_tool_rounds)
         else:
             params["messages"] = [to_openai_message(m) for m in messages]
             if tools:
