@@ -129,6 +129,7 @@ async def test_four_tasks_share_two_slots(local_server: str, tmp_path: Path) -> 
                    for n in range(4)]
         tasks = [await runtime.wait_task(r.id, timeout=300) for r in records]
         limits = runtime.models.provider("local").limits
+        await runtime.store.flush()
         calls = await runtime.store.query_events(types=["model.call"])
     assert [t.state for t in tasks] == [TaskState.DONE] * 4, [t.error for t in tasks]
     assert limits.peak_in_flight == SLOTS
@@ -149,6 +150,7 @@ async def test_smollm2_calls_a_tool_through_a_json_schema(local_server: str,
         record = await runtime.create_task(
             "counter", "How many words are in this text: 'the quick brown fox jumps'?")
         task = await runtime.wait_task(record.id, timeout=300)
+        await runtime.store.flush()
         tool_events = await runtime.store.query_events(task_id=record.id)
     assert task.state is TaskState.DONE, task.error
     ran = [e for e in tool_events if e.type == "tool.call"]
