@@ -301,3 +301,21 @@ async def test_a_persons_mail_reaches_the_model_as_their_own_words(
     assert user == {"role": "user", "content": "What rhymes with orange?"}
     assert system["content"].startswith("You are w, a writer.")
     assert "person:operator" in system["content"] and "sent back" in system["content"]
+
+
+def test_json_schema_mode_keeps_tool_schemas_with_definitions_resolvable() -> None:
+    """``$ref`` paths are relative to the root, and a tool's schema is nested in the
+    reply schema: its ``$defs`` move to the root (renamed when two tools clash)."""
+    from wakeful.models.json_tools import reply_schema
+
+    def spec(name: str, states: list[str]) -> ToolSpec:
+        return ToolSpec(name, "", {"type": "object", "$defs": {"State": {"enum": states}},
+                                   "properties": {"state": {"$ref": "#/$defs/State"}}})
+
+    schema = reply_schema([spec("a", ["x"]), spec("b", ["y"])])
+    first, second, _final = schema["anyOf"]
+    assert first["properties"]["arguments"]["properties"]["state"] == {"$ref": "#/$defs/State"}
+    assert second["properties"]["arguments"]["properties"]["state"] == {
+        "$ref": "#/$defs/b__State"}
+    assert schema["$defs"] == {"State": {"enum": ["x"]}, "b__State": {"enum": ["y"]}}
+    assert "$defs" not in first["properties"]["arguments"]

@@ -37,6 +37,35 @@ def _arguments_schema(spec: ToolSpec) -> dict[str, Any]:
     return schema
 
 
+def _renamed_refs(value: Any, renames: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {key: (renames.get(item, item) if key == "$ref" and isinstance(item, str)
+                      else _renamed_refs(item, renames)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_renamed_refs(item, renames) for item in value]
+    return value
+
+
+def _hoist_definitions(spec: ToolSpec, schema: dict[str, Any],
+                       definitions: dict[str, Any]) -> dict[str, Any]:
+    """Move the tool schema's ``$defs`` to the root (``$ref`` paths are relative to the
+    root, and the tool's schema is now nested), renaming any that clash."""
+    local = schema.pop("$defs", None)
+    if not isinstance(local, dict):
+        return schema
+    renames: dict[str, str] = {}
+    for name, definition in local.items():
+        target = name
+        if target in definitions and definitions[target] != definition:
+            target = f"{spec.name}__{name}"
+        renames[f"#/$defs/{name}"] = f"#/$defs/{target}"
+        definitions[target] = definition
+    hoisted: dict[str, Any] = _renamed_refs(schema, renames)
+    for target in {r.removeprefix("#/$defs/") for r in renames.values()}:
+        definitions[target] = _renamed_refs(definitions[target], renames)
+    return hoisted
+
+
 def tool_rounds(messages: list[Message]) -> int:
     """Tool-calling replies since the last message from the user (or the task)."""
     rounds = 0
@@ -51,14 +80,20 @@ def tool_rounds(messages: list[Message]) -> int:
 def reply_schema(tools: list[ToolSpec]) -> dict[str, Any]:
     """One call to one of ``tools`` with valid arguments, or a final answer (only a
     final answer when ``tools`` is empty)."""
+    definitions: dict[str, Any] = {}
     choices: list[dict[str, Any]] = [
         {"type": "object",
-         "properties": {"tool": {"const": spec.name}, "arguments": _arguments_schema(spec)},
+         "properties": {"tool": {"const": spec.name},
+                        "arguments": _hoist_definitions(spec, _arguments_schema(spec),
+                                                        definitions)},
          "required": ["tool", "arguments"], "additionalProperties": False}
         for spec in tools]
     choices.append({"type": "object", "properties": {FINAL: {"type": "string"}},
                     "required": [FINAL], "additionalProperties": False})
-    return {"anyOf": choices}
+    schema: dict[str, Any] = {"anyOf": choices}
+    if definitions:
+        schema["$defs"] = definitions
+    return schema
 
 
 def response_format(tools: list[ToolSpec], messages: list[Message],
