@@ -72,7 +72,8 @@ def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def provider(base_url: str, **changes: Any) -> ProviderConfig:
     settings: dict[str, Any] = dict(
-        base_url=base_url, api_key_required=False, concurrency=SLOTS, max_output_tokens=160,
+        base_url=base_url, api_key_required=False, keep_alive=False, concurrency=SLOTS,
+        max_output_tokens=160,
         timeout_s=120, max_retries=1, tool_calls="json_schema", max_tool_rounds=2,
         temperature=0, seed=7, extra_body={"repeat_penalty": 1.1})
     settings.update(changes)

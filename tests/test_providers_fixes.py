@@ -75,10 +75,14 @@ class KeepAliveDropper:
                     self.dropped += 1
                     return
                 served += 1
+                close = b"connection: close" in head.lower()  # honoured, as servers do
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                             b"connection: keep-alive\r\ncontent-length: "
-                             + str(len(COMPLETION)).encode() + b"\r\n\r\n" + COMPLETION)
+                             b"connection: " + (b"close" if close else b"keep-alive")
+                             + b"\r\ncontent-length: " + str(len(COMPLETION)).encode()
+                             + b"\r\n\r\n" + COMPLETION)
                 await writer.drain()
+                if close:
+                    return
         except (asyncio.IncompleteReadError, ConnectionError):
             return
         finally:
@@ -319,3 +323,19 @@ def test_json_schema_mode_keeps_tool_schemas_with_definitions_resolvable() -> No
         "$ref": "#/$defs/b__State"}
     assert schema["$defs"] == {"State": {"enum": ["x"]}, "b__State": {"enum": ["y"]}}
     assert "$defs" not in first["properties"]["arguments"]
+
+
+@pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
+async def test_keep_alive_false_asks_for_a_fresh_connection_each_time(
+        http_client: str) -> None:
+    """What ``wakeful model serve``'s provider entry sets: llama.cpp's server closes a
+    connection after each streamed reply, so none is reused and none is dropped."""
+    async with KeepAliveDropper() as base_url:
+        provider = make_provider("local", config(base_url, max_retries=0, keep_alive=False,
+                                                 http_client=http_client))
+        try:
+            model = provider.model("m")
+            replies = [await model.complete(HELLO, []) for _ in range(3)]
+        finally:
+            await provider.aclose()
+    assert [r.call_info["attempts"] for r in replies] == [1, 1, 1]

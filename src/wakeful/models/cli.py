@@ -86,8 +86,10 @@ def local_project(folder: Path, base_url: str, concurrency: int) -> None:
     config["name"] = f"example team on SmolLM2-135M ({LOCAL_LABEL})"
     config["default_model"] = f"{PROVIDER_NAME}:{MODEL_ALIAS}"
     config["providers"] = {PROVIDER_NAME: {
-        "base_url": base_url, "api_key_required": False, "concurrency": concurrency,
-        "tool_calls": "json_schema", "max_tool_rounds": 3, "max_output_tokens": 256,
+        "base_url": base_url, "api_key_required": False, "keep_alive": False,
+        "concurrency": concurrency,
+        "tool_calls": "json_schema", "max_tool_rounds": 3, "max_argument_chars": 200,
+        "max_output_tokens": 256,
         "timeout_s": 120, "max_retries": 2, "extra_body": {"repeat_penalty": 1.1}}}
     for channel in (config.get("mailbox") or {}).get("channels") or ():
         channel["topic"] = f"{channel.get('topic', '')} - answered by {LOCAL_LABEL}".strip(" -")

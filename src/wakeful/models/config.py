@@ -55,6 +55,11 @@ class ProviderConfig(BaseModel):
     # The HTTP stack under the SDK: aiohttp (default; about half the CPU per request
     # of httpx under load) or httpx.
     http_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    # Reuse connections between requests. llama.cpp's server closes the connection after
+    # each streamed reply while announcing keep-alive, so the next request on it fails
+    # (retried at once, but wasted): ``false`` sends ``Connection: close``, one fresh
+    # connection per request (a fraction of a millisecond on loopback).
+    keep_alive: bool = True
     stream: bool = True
     # Ask for token usage in streamed replies (OpenAI ``stream_options``).
     stream_usage: bool = True
@@ -78,6 +83,9 @@ class ProviderConfig(BaseModel):
     # json_schema mode: after this many tool calls in a row, the schema allows only a
     # final answer (a small model otherwise calls tools in a circle). None: no limit.
     max_tool_rounds: int | None = Field(default=None, ge=1)
+    # json_schema mode: the longest free-text tool argument, in characters, so that a
+    # model repeating itself still closes its JSON before max_output_tokens.
+    max_argument_chars: int = Field(default=1000, ge=1)
     # Price per model name; "*" applies to models not listed.
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 

@@ -23,6 +23,7 @@ from wakeful.ids import new_id
 from wakeful.models.base import Message, ModelResponse, ToolCall, ToolSpec
 
 FINAL = "final_answer"
+ARGUMENT_CHARS = 1000  # the longest free-text tool argument (max_argument_chars)
 # Said after each tool result: a small model otherwise calls tools in a circle.
 AFTER_RESULT = ('If that is enough, reply {"final_answer": "..."} with your answer now; '
                 "call another tool only if you still need one.")
@@ -35,6 +36,21 @@ def _arguments_schema(spec: ToolSpec) -> dict[str, Any]:
     if schema.get("type") == "object":
         schema.setdefault("properties", {})
     return schema
+
+
+def _bounded(value: Any, max_chars: int) -> Any:
+    """Every free-text string in a schema gets a ``maxLength``: a small model that
+    starts repeating itself inside an argument then still closes the JSON within the
+    output-token limit, instead of being cut off mid-call."""
+    if isinstance(value, dict):
+        bounded = {key: _bounded(item, max_chars) for key, item in value.items()}
+        if (bounded.get("type") == "string"
+                and not {"enum", "const", "format", "pattern"} & bounded.keys()):
+            bounded["maxLength"] = min(max_chars, bounded.get("maxLength", max_chars))
+        return bounded
+    if isinstance(value, list):
+        return [_bounded(item, max_chars) for item in value]
+    return value
 
 
 def _renamed_refs(value: Any, renames: dict[str, str]) -> Any:
@@ -77,33 +93,37 @@ def tool_rounds(messages: list[Message]) -> int:
     return rounds
 
 
-def reply_schema(tools: list[ToolSpec]) -> dict[str, Any]:
+def reply_schema(tools: list[ToolSpec], argument_chars: int = ARGUMENT_CHARS
+                 ) -> dict[str, Any]:
     """One call to one of ``tools`` with valid arguments, or a final answer (only a
-    final answer when ``tools`` is empty)."""
+    final answer when ``tools`` is empty). Free-text arguments are bounded to
+    ``argument_chars`` characters each; the final answer is not."""
     definitions: dict[str, Any] = {}
     choices: list[dict[str, Any]] = [
         {"type": "object",
          "properties": {"tool": {"const": spec.name},
-                        "arguments": _hoist_definitions(spec, _arguments_schema(spec),
-                                                        definitions)},
+                        "arguments": _bounded(_hoist_definitions(
+                            spec, _arguments_schema(spec), definitions), argument_chars)},
          "required": ["tool", "arguments"], "additionalProperties": False}
         for spec in tools]
     choices.append({"type": "object", "properties": {FINAL: {"type": "string"}},
                     "required": [FINAL], "additionalProperties": False})
     schema: dict[str, Any] = {"anyOf": choices}
     if definitions:
-        schema["$defs"] = definitions
+        schema["$defs"] = _bounded(definitions, argument_chars)
     return schema
 
 
 def response_format(tools: list[ToolSpec], messages: list[Message],
-                    max_rounds: int | None = None) -> dict[str, Any]:
+                    max_rounds: int | None = None,
+                    argument_chars: int = ARGUMENT_CHARS) -> dict[str, Any]:
     """The OpenAI-compatible ``response_format`` field for a request: after
     ``max_rounds`` tool calls in a row, only a final answer is allowed (small models
     otherwise call tools in a circle until the step limit)."""
     offered = tools if max_rounds is None or tool_rounds(messages) < max_rounds else []
     return {"type": "json_schema",
-            "json_schema": {"name": "step", "strict": True, "schema": reply_schema(offered)}}
+            "json_schema": {"name": "step", "strict": True,
+                            "schema": reply_schema(offered, argument_chars)}}
 
 
 def tools_note(tools: list[ToolSpec]) -> str:

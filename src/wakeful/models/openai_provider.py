@@ -209,7 +209,7 @@ class OpenAIModel(RemoteModel):
         if tools and tool_mode == "json_schema":
             params["messages"] = json_tools.plain_messages(messages, tools)
             params["response_format"] = json_tools.response_format(
-                tools, messages, config.max_tool_rounds)
+                tools, messages, config.max_tool_rounds, config.max_argument_chars)
         else:
             params["messages"] = [to_openai_message(m) for m in messages]
             if tools:

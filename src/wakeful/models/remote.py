@@ -104,6 +104,8 @@ class ClientPool:
             "follow_redirects": True,
             "trust_env": not loopback,  # an environment proxy never applies to loopback
         }
+        if not config.keep_alive:
+            options["headers"] = {"Connection": "close"}
         if config.http_client == "aiohttp":
             return self._aiohttp_client(**options)
         return httpx2.AsyncClient(**options)
