@@ -339,3 +339,23 @@ async def test_keep_alive_false_asks_for_a_fresh_connection_each_time(
         finally:
             await provider.aclose()
     assert [r.call_info["attempts"] for r in replies] == [1, 1, 1]
+
+
+def test_json_schema_mode_bounds_what_the_grammar_cannot_otherwise_hold() -> None:
+    """Free text gets a length bound (a looping model still closes its JSON); a bounded
+    number becomes a bounded integer (llama.cpp enforces integer bounds only)."""
+    from wakeful.models.json_tools import reply_schema
+
+    tool = ToolSpec("wait", "", {"type": "object", "properties": {
+        "why": {"type": "string", "maxLength": 5000},
+        "mode": {"type": "string", "enum": ["a", "b"]},
+        "timeout_s": {"anyOf": [{"type": "number", "exclusiveMinimum": 0,
+                                 "maximum": 86400.5}, {"type": "null"}]},
+        "ratio": {"type": "number"}}})
+    arguments = reply_schema([tool], 200)["anyOf"][0]["properties"]["arguments"]
+    properties = arguments["properties"]
+    assert properties["why"] == {"type": "string", "maxLength": 200}
+    assert properties["mode"] == {"type": "string", "enum": ["a", "b"]}
+    assert properties["timeout_s"]["anyOf"][0] == {"type": "integer", "minimum": 1,
+                                                   "maximum": 86400}
+    assert properties["ratio"] == {"type": "number"}  # unbounded: left as it is

@@ -17,6 +17,7 @@ rest of Wakeful cannot tell the difference.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from wakeful.ids import new_id
@@ -38,15 +39,50 @@ def _arguments_schema(spec: ToolSpec) -> dict[str, Any]:
     return schema
 
 
+_NUMBER_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _integer_bounds(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """A bounded ``number`` as an ``integer`` within the same bounds, or None when no
+    integer fits. llama.cpp's grammar (llguidance) enforces integer bounds but not
+    number bounds: ``timeout_s > 0`` came back as 0, a call its tool refused."""
+    low = high = None
+    if "minimum" in schema:
+        low = math.ceil(schema["minimum"])
+    if "exclusiveMinimum" in schema:
+        low = max(low if low is not None else -math.inf,
+                  math.floor(schema["exclusiveMinimum"]) + 1)
+    if "maximum" in schema:
+        high = math.floor(schema["maximum"])
+    if "exclusiveMaximum" in schema:
+        high = min(high if high is not None else math.inf,
+                   math.ceil(schema["exclusiveMaximum"]) - 1)
+    if low is not None and high is not None and low > high:
+        return None
+    integer = {k: v for k, v in schema.items() if k not in _NUMBER_BOUNDS}
+    integer["type"] = "integer"
+    if low is not None:
+        integer["minimum"] = int(low)
+    if high is not None:
+        integer["maximum"] = int(high)
+    return integer
+
+
 def _bounded(value: Any, max_chars: int) -> Any:
-    """Every free-text string in a schema gets a ``maxLength``: a small model that
-    starts repeating itself inside an argument then still closes the JSON within the
-    output-token limit, instead of being cut off mid-call."""
+    """A schema the grammar can hold a small model to.
+
+    Every free-text string gets a ``maxLength``: a model that starts repeating itself
+    inside an argument still closes the JSON within the output-token limit, instead of
+    being cut off mid-call. A bounded number becomes a bounded integer (see
+    :func:`_integer_bounds`).
+    """
     if isinstance(value, dict):
         bounded = {key: _bounded(item, max_chars) for key, item in value.items()}
-        if (bounded.get("type") == "string"
-                and not {"enum", "const", "format", "pattern"} & bounded.keys()):
+        kind = bounded.get("type")
+        if kind == "string" and not {"enum", "const", "format", "pattern"} & bounded.keys():
             bounded["maxLength"] = min(max_chars, bounded.get("maxLength", max_chars))
+        elif kind == "number" and any(k in bounded for k in _NUMBER_BOUNDS):
+            bounded = _integer_bounds(bounded) or bounded
         return bounded
     if isinstance(value, list):
         return [_bounded(item, max_chars) for item in value]
