@@ -12,6 +12,7 @@ through JSON-schema constrained output), not the model's judgement. Sampling is 
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -159,3 +160,33 @@ async def test_smollm2_calls_a_tool_through_a_json_schema(local_server: str,
     first = next(e for e in tool_events if e.type == "model.call")
     assert first.data["tool_call_mode"] == "json_schema"
     assert first.data["tool_calls"] == ["word_count"]
+
+
+def test_wakeful_demo_local_runs_the_team_on_the_model(tmp_path: Path) -> None:
+    """The two-command promise: ``wakeful demo --local`` starts the model server and the
+    example team on it with the web UI; its agents make real model calls; Ctrl-C stops
+    it all cleanly."""
+    folder = tmp_path / "demo"
+    log_path = tmp_path / "demo.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "wakeful", "demo", str(folder),
+                                 "--local", "--port", "0"],
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "model.call" not in log_path.read_text(errors="replace"):
+            assert proc.poll() is None, f"the demo exited: {log_path.read_text()}"
+            assert time.monotonic() < deadline, f"no model call: {log_path.read_text()}"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, log_path.read_text()
+    finally:
+        if proc.poll() is None:  # pragma: no cover - only when an assertion failed
+            proc.kill()
+            proc.wait()
+    output = log_path.read_text(errors="replace")
+    assert "a 135M model: fast, fluent, often wrong" in output
+    assert "Web UI: http://127.0.0.1:" in output
+    config = (folder / "wakeful.yaml").read_text()
+    assert "often wrong" in config and "tool_calls: json_schema" in config
+    assert "model: local:smollm2" in (folder / "agents" / "writer.yaml").read_text()
