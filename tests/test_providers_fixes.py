@@ -359,3 +359,27 @@ def test_json_schema_mode_bounds_what_the_grammar_cannot_otherwise_hold() -> Non
     assert properties["timeout_s"]["anyOf"][0] == {"type": "integer", "minimum": 1,
                                                    "maximum": 86400}
     assert properties["ratio"] == {"type": "number"}  # unbounded: left as it is
+
+
+def test_options_the_anthropic_api_lacks_are_refused_clearly() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="not available with kind: anthropic: seed, "
+                                              "tool_calls: json_schema"):
+        ProviderConfig(kind="anthropic", seed=1, tool_calls="json_schema")
+    assert ProviderConfig(kind="anthropic", top_p=0.5, stop=["x"]).stop == ["x"]
+
+
+async def test_anthropic_gets_the_parameters_its_api_has(server: ModelServer) -> None:
+    provider = make_provider("claude", ProviderConfig(
+        kind="anthropic", base_url=server.base_url.removesuffix("/v1"),
+        api_key_required=False, stream=False, top_p=0.8, stop=["END"], temperature=0.2,
+        extra_body={"metadata": {"user_id": "u1"}}))
+    try:
+        await provider.model("claude-x").complete(HELLO, [])
+    finally:
+        await provider.aclose()
+    [received] = server.calls("/v1/messages")
+    assert received.body["top_p"] == 0.8 and received.body["stop_sequences"] == ["END"]
+    assert received.body["metadata"] == {"user_id": "u1"}
+    assert received.body["temperature"] == 0.2

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 KIND_DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -95,6 +95,19 @@ class ProviderConfig(BaseModel):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _fits_the_kind(self) -> ProviderConfig:
+        """Options the Messages API has no field for are refused, not silently dropped."""
+        if self.kind == "anthropic":
+            unsupported = [name for name in ("frequency_penalty", "presence_penalty", "seed")
+                           if getattr(self, name) is not None]
+            if self.tool_calls != "native":
+                unsupported.append(f"tool_calls: {self.tool_calls}")
+            if unsupported:
+                raise ValueError(f"not available with kind: anthropic: "
+                                 f"{', '.join(unsupported)}")
+        return self
 
     @property
     def key_env(self) -> str:
