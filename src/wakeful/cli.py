@@ -175,18 +175,22 @@ async def _start_web(runtime: Runtime, ui: UIOptions) -> WebServer:
 
 async def _serve(runtime: Runtime, until_idle: bool, plain: bool,
                  ui: UIOptions | None = None) -> None:
+    # Signal handlers first: Ctrl-C or SIGTERM at any moment from here on stops cleanly
+    # (tasks back to the queue, agents handed over to other workers).
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     await runtime.start()
     web: WebServer | None = None
     try:
         if ui is not None:
             web = await _start_web(runtime, ui)
     except BaseException:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
         await runtime.stop()
         raise
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     view = print_events(runtime, out) if plain else LiveStatus(runtime, out).run()
     view_task = asyncio.create_task(view, name="cli:view")
     stopper = asyncio.create_task(stop.wait(), name="cli:signal")
@@ -259,6 +263,27 @@ def serve(
     """
     run(project=project, until_idle=False, plain=plain, log_json=log_json, ui=True,
         host=host, port=port, token=token)
+
+
+@app.command()
+def worker(
+    project: ProjectOption = Path("."),
+    plain: Annotated[bool | None, typer.Option(
+        "--plain/--live", help="One line per event instead of the live view.",
+        show_default="plain when not a terminal")] = None,
+    log_json: Annotated[Path | None, typer.Option(
+        help="Also write every event as a JSON log line to this file.")] = None,
+) -> None:
+    """Start a worker: it runs its share of the project's agents beside any other
+    workers on the same store, until Ctrl-C or SIGTERM (which hands its agents over).
+
+    Which worker runs which agent is decided in the store, by lease: a worker that
+    stops renewing (killed, stalled) loses its agents to the others after
+    worker_lease_s (wakeful.yaml, default 10 s); one killed on the same machine loses
+    them at once. `wakeful run` and `wakeful serve` join the same way.
+    """
+    run(project=project, until_idle=False, plain=plain, log_json=log_json, ui=False,
+        host=DEFAULT_HOST, port=DEFAULT_PORT, token=None)
 
 
 def print_summary(tasks: list[TaskRecord]) -> None:

@@ -54,6 +54,21 @@ class StoreError(WakefulError):
     """The store could not be opened or migrated."""
 
 
+class FenceError(StoreError):
+    """A write by a worker that no longer owns the agent: another worker took its lease
+    (a higher epoch). The write was refused in its own transaction; nothing landed."""
+
+    def __init__(self, agent: str, owner: str, epoch: int, what: str) -> None:
+        super().__init__(f"{what}: refused, worker {owner} no longer owns agent {agent!r} "
+                         f"(its lease epoch {epoch} was taken over)")
+        self.agent = agent
+
+
+class ConflictError(StoreError):
+    """A write that would duplicate what a key already names (a delegation under the
+    same key); the whole transaction it was part of was rolled back."""
+
+
 class MailError(WakefulError):
     """Mail that cannot be sent or handled: malformed, oversized, to nobody known."""
 

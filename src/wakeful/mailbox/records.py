@@ -69,8 +69,9 @@ class Delivery:
     lease_until: float | None = None
     last_error: str | None = None
     order: int = 0  # delivery order within the process (memory only)
-    holder: str | None = None  # who holds the current lease (memory only)
+    holder: str | None = None  # the reader (a task, usually) holding the current lease
     channel: str | None = None  # set for channel posts: whose read cursor to move
+    resumed: bool = False  # held by a task that resumes: handed back to it first
     key: tuple[str, str] = field(init=False)  # (mail id, owner): unique
 
     def __post_init__(self) -> None:
@@ -79,7 +80,7 @@ class Delivery:
     def state_row(self) -> tuple[Any, ...]:
         """The mutable part, as the store writes it (taken when the change is made)."""
         return (self.status, self.attempts, self.delivered_at, self.read_at, self.acked_at,
-                self.lease_until, self.last_error, self.mail.id, self.owner)
+                self.lease_until, self.last_error, self.holder, self.mail.id, self.owner)
 
 
 @dataclass(slots=True)
@@ -154,6 +155,7 @@ class CursorMove:
 @dataclass(slots=True)
 class DelegationChange:
     delegation: Delegation
+    new: bool = False  # insert only: a delegation under the same key is a conflict
 
 
 Change = (NewMail | DeliveryState | NewEvents | ChannelUpsert | MemberChange | CursorMove

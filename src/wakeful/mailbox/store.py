@@ -48,8 +48,13 @@ class MailStore(abc.ABC):
 
     # what the mailbox loads when it starts ------------------------------
     @abc.abstractmethod
-    async def load_open(self) -> list[Delivery]:
-        """Every pending or delivered (unacknowledged) delivery, in delivery order."""
+    async def load_open(self, agent: str | None = None) -> list[Delivery]:
+        """Every pending or delivered (unacknowledged) delivery, in delivery order;
+        with ``agent``, those of that agent's mailbox and its tasks' mailboxes."""
+
+    @abc.abstractmethod
+    async def get_delegation(self, task_id: str) -> Delegation | None:
+        """The delegation that started task ``task_id``, if one did."""
 
     @abc.abstractmethod
     async def load_deliveries(self, keys: Iterable[tuple[str, str]]) -> list[Delivery]: ...
@@ -160,9 +165,13 @@ class MemoryMailStore(MailStore):
             seq = found.seq or 0 if found else 0
         self.cursors[key] = max(self.cursors.get(key, 0), seq)
 
-    async def load_open(self) -> list[Delivery]:
-        return sorted((d for d in self.deliveries.values() if d.status in OPEN_STATES),
+    async def load_open(self, agent: str | None = None) -> list[Delivery]:
+        return sorted((d for d in self.deliveries.values() if d.status in OPEN_STATES
+                       and (agent is None or d.owner.split("/", 1)[0] == agent)),
                       key=lambda d: d.mail.seq or 0)
+
+    async def get_delegation(self, task_id: str) -> Delegation | None:
+        return self.delegations.get(task_id)
 
     async def load_deliveries(self, keys: Iterable[tuple[str, str]]) -> list[Delivery]:
         return [self.deliveries[k] for k in keys if k in self.deliveries]

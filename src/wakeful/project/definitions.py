@@ -269,6 +269,9 @@ class ProjectConfig(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     startup_tasks: list[StartupTask] = Field(default_factory=list)
     poll_interval_s: float = Field(default=0.5, gt=0)
+    # How long a worker's lease on an agent lasts unless renewed (renewed every third of
+    # it): a worker that stops renewing (killed, stalled) loses its agents after this.
+    worker_lease_s: float = Field(default=10.0, ge=0.5, le=3600)
     # Model endpoints by name: ``model: local:llama`` uses ``providers.local``.
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
 

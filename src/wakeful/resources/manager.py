@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
@@ -53,7 +53,7 @@ from wakeful.resources.errors import (
 )
 from wakeful.resources.gate import Blocker, Gate, Owner, Request
 from wakeful.resources.names import Access, Mode, Resource, ResourceKinds, conflicts
-from wakeful.resources.records import Acquired, Blocked, LockRow, WaiterRow
+from wakeful.resources.records import Acquired, Blocked, KVEntry, LockRow, WaiterRow
 from wakeful.resources.workspace import Workspace
 from wakeful.runtime.scope import TaskScope
 from wakeful.store.records import Event
@@ -71,6 +71,8 @@ KEEP_ALIVE_S = 10.0  # a place in line lapses this long after its runtime stops 
 MAINTAIN_EVERY_S = 1.0
 REAP_EVERY_S = 5.0
 _TASK_ENDS = frozenset({"done", "failed", "cancelled"})
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +271,9 @@ class ResourceManager:
         # Locks this runtime granted, per task, kept past expiry until the task releases
         # them, so a write that relies on one that lapsed is refused, not waved through.
         self._grants: dict[str, dict[int, LockRow]] = {}
+        # The same, as the store remembers them (a task resumed by this process after
+        # another one granted its locks): task -> [(resource, token)].
+        self._stored: dict[str, list[tuple[Resource, int]]] = {}
         self._mirrors: dict[int, tuple[Request, LockRow]] = {}  # live locks, in the gate
         self._changed: asyncio.Future[None] | None = None
         self._kick: asyncio.Future[None] | None = None
@@ -343,6 +348,10 @@ class ResourceManager:
         same two resources can never deadlock with each other.
         """
         owner = owner_of(ctx)
+        if owner.task_id not in self._stored and owner.task_id not in self._grants:
+            self._stored[owner.task_id] = [
+                (self.kinds.canonical(r), t) for r, t in await self.store.grants_of(
+                    owner.task_id)]
         planned: dict[Resource, tuple[Mode, int | None]] = {}
         for access in accesses:
             resource = self.parse(access.resource)
@@ -454,7 +463,32 @@ class ResourceManager:
             return None
         known = [g.token for g in self._grants.get(owner.task_id, {}).values()
                  if g.mode is Mode.WRITE and self.kinds.canonical(g.resource).covers(resource)]
+        known += [t for r, t in self._stored.get(owner.task_id, ()) if r.covers(resource)]
         return max(known) if known else None
+
+    async def write_fenced(self, ctx: ToolContext, resource_name: str, token: int | None,
+                           write: Callable[[], T]) -> T:
+        """Do a write (inside :meth:`guard`), fenced in the store's own transaction when
+        the task writes on the strength of a lock: the token presented, or the newest
+        write lock the task was ever granted on the resource (remembered in the store,
+        so a task resumed after a crash is fenced too). A stale token refuses the write
+        with no window in which a successor's lock could slip in."""
+        owner = owner_of(ctx)
+        resource = self.parse(resource_name)
+        fence = token if token is not None else self._implicit_token(owner, resource,
+                                                                      Mode.WRITE)
+        if fence is None:
+            return await asyncio.to_thread(write)
+        return await self.store.fenced(fence, owner.task_id, write, str(resource))
+
+    async def kv_set(self, ctx: ToolContext, key: str, value: object, token: int | None
+                     ) -> KVEntry:
+        """Set a shared value (inside :meth:`guard`), fenced like :meth:`write_fenced`."""
+        owner = owner_of(ctx)
+        fence = token if token is not None else self._implicit_token(
+            owner, self.parse(f"kv:{key}"), Mode.WRITE)
+        return await self.store.kv_set(key, value, f"{ctx.agent}/{ctx.task_id}",
+                                       None if fence is None else (fence, owner.task_id))
 
     async def _check_token(self, owner: Owner, resource: Resource, mode: Mode, token: int,
                            now: float, named: list[tuple[Resource, LockRow]]) -> None:
@@ -811,9 +845,10 @@ class ResourceManager:
 
     async def _release_task(self, event: Event) -> None:
         task_id = event.task_id
-        if task_id is None or task_id not in self._grants:
+        if task_id is None or (task_id not in self._grants and task_id not in self._stored):
             return
         self._grants.pop(task_id, None)
+        self._stored.pop(task_id, None)
         try:
             rows = await self.store.release_all(task_id)
         except WakefulError as exc:

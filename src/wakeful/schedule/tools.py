@@ -48,9 +48,7 @@ def _key(ctx: ToolContext, kind: str, *parts: Any) -> str | None:
     if ctx.loop is None:
         return None
     step = ctx.loop.record.step
-    counter = f"calls:{step}:{kind}"
-    n = ctx.local.get(counter, 0)
-    ctx.local[counter] = n + 1
+    n = ctx.call_index  # the call's place in the model's reply: the same when resumed
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
     return f"{kind}:{ctx.task_id}:{step}:{n}:{digest.hexdigest()[:16]}"
 

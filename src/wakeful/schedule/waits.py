@@ -607,7 +607,7 @@ class Waits:
         if agent.state is AgentState.SLEEPING:  # asleep already: a new wake-up, same sleep
             agent.record.reason = text
             agent.record.updated_at = time.time()
-            await runtime.store.save_agent(agent.record)
+            await runtime.store.save_agent(agent.record, agent.fence)
             runtime.events.emit("agent.sleep_changed", agent=name, data={"reason": text})
             runtime.changed()
         else:

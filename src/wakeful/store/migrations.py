@@ -221,4 +221,35 @@ MIGRATIONS: list[str] = [
     ALTER TABLE tasks ADD COLUMN progress REAL;
     ALTER TABLE tasks ADD COLUMN progress_note TEXT;
     """,
+    # 6: exactly once in effect. Agents are owned by one live worker through a lease
+    # (owner, epoch, expiry); every write an owner makes is fenced by owner and epoch.
+    # A task's run is claimed (queued -> running) by one worker; a delivery records the
+    # task that holds it; which task holds which lock token outlives the lock row.
+    """
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE TABLE agent_leases (
+        agent TEXT PRIMARY KEY,
+        owner TEXT,
+        epoch INTEGER NOT NULL DEFAULT 0,
+        acquired_at REAL,
+        expires_at REAL NOT NULL DEFAULT 0
+    );
+    CREATE INDEX agent_leases_owner ON agent_leases(owner);
+    ALTER TABLE tasks ADD COLUMN owner TEXT;
+    ALTER TABLE mail_deliveries ADD COLUMN holder TEXT;
+    ALTER TABLE mail_wakeups ADD COLUMN at REAL NOT NULL DEFAULT 0;
+    CREATE TABLE lock_grants (
+        task_id TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        token INTEGER NOT NULL,
+        granted_at REAL NOT NULL,
+        PRIMARY KEY (task_id, resource)
+    ) WITHOUT ROWID;
+    """,
 ]

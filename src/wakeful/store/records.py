@@ -44,6 +44,7 @@ class TaskRecord:
     cost: float = 0.0
     progress: float | None = None  # percent done, as the task last reported it
     progress_note: str | None = None  # what the task said about its progress
+    owner: str | None = None  # the worker whose claim runs it now (None: nobody)
 
 
 @dataclass(slots=True)
@@ -59,6 +60,29 @@ class Event:
     correlation_id: str | None = None
     causation_id: str | None = None
     id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Who may write for an agent: the worker holding its lease, at that lease's epoch.
+
+    Every write an owner makes carries its fence and is refused (``FenceError``) in its
+    own transaction once another worker has taken the agent (a higher epoch).
+    """
+
+    agent: str
+    owner: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentGrant:
+    """An agent lease a worker has just taken, and the tasks it put back in the queue
+    (those the previous owner left running or waiting) in the same transaction."""
+
+    agent: str
+    epoch: int
+    requeued: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

@@ -24,11 +24,12 @@ from dataclasses import fields as dc_fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from wakeful.errors import StoreError
+from wakeful.errors import FenceError, StoreError
 from wakeful.runtime.states import AgentState, TaskState
 from wakeful.store.base import Store
 from wakeful.store.migrations import MIGRATIONS
-from wakeful.store.records import AgentRecord, Event, RunRecord, TaskRecord
+from wakeful.store.records import AgentRecord, Event, Fence, RunRecord, TaskRecord
+from wakeful.store.sqlite_leases import FENCE_SQL, SQLiteLeases, check_fenced, fence_params
 
 T = TypeVar("T")
 WriteOp = Callable[[sqlite3.Connection], Any]
@@ -71,27 +72,38 @@ def _event_from_row(row: Sequence[Any]) -> Event:
                  data=json.loads(row[8]))
 
 
+def apply_mail_changes(conn: sqlite3.Connection, changes: Sequence[Any]) -> None:
+    """Mailbox changes (acks, a delegation) committed with a task's own write."""
+    from wakeful.store.sqlite_mail import apply_changes
+
+    apply_changes(conn, changes)
+
+
 def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema up to date; return the resulting version."""
-    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise StoreError(f"store schema version {version} is newer than this Wakeful "
-                         f"understands ({len(MIGRATIONS)}); upgrade wakeful")
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+    """Bring the schema up to date; return the resulting version. Each version is read
+    and applied inside one write transaction, so processes opening a fresh store at the
+    same moment apply every migration exactly once between them."""
+    while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in script.split(";"):
+            version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StoreError(f"store schema version {version} is newer than this "
+                                 f"Wakeful understands ({len(MIGRATIONS)}); upgrade wakeful")
+            if version == len(MIGRATIONS):
+                conn.execute("COMMIT")
+                return version
+            for statement in MIGRATIONS[version].split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
-        except Exception:
+        except BaseException:
             conn.execute("ROLLBACK")
             raise
-    return len(MIGRATIONS)
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteLeases, Store):
     def __init__(self, path: Path | str, synchronous: str = "normal") -> None:
         self.path = Path(path)
         self._synchronous = synchronous.upper()
@@ -239,14 +251,23 @@ class SQLiteStore(Store):
         return RunRecord(id=row[0], started_at=row[1], pid=row[2], ended_at=row[3]) if row else None
 
     # agents ------------------------------------------------------------
-    async def save_agent(self, record: AgentRecord) -> None:
-        values = (record.name, record.state.value, record.reason, record.restarts,
-                  record.updated_at)
-        await self.write(lambda c: c.execute(
-            "INSERT INTO agents (name, state, reason, restarts, updated_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET state = excluded.state, "
-            "reason = excluded.reason, restarts = excluded.restarts, "
-            "updated_at = excluded.updated_at", values))
+    async def save_agent(self, record: AgentRecord, fence: Fence | None = None) -> None:
+        values = [record.name, record.state.value, record.reason, record.restarts,
+                  record.updated_at]
+        sql = ("INSERT INTO agents (name, state, reason, restarts, updated_at) "
+               "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET state = "
+               "excluded.state, reason = excluded.reason, restarts = excluded.restarts, "
+               "updated_at = excluded.updated_at")
+
+        def op(conn: sqlite3.Connection) -> None:
+            if fence is not None and not conn.execute(
+                    FENCE_SQL.replace("EXISTS ", "SELECT EXISTS "),
+                    fence_params(fence)).fetchone()[0]:
+                raise FenceError(fence.agent, fence.owner, fence.epoch,
+                                 f"agent {record.name!r} state {record.state.value!r}")
+            conn.execute(sql, values)
+
+        await self.write(op)
 
     async def load_agents(self) -> dict[str, AgentRecord]:
         rows = await self.read(lambda c: c.execute(
@@ -254,22 +275,70 @@ class SQLiteStore(Store):
         return {r[0]: AgentRecord(r[0], AgentState(r[1]), r[2], r[3], r[4]) for r in rows}
 
     # tasks -------------------------------------------------------------
-    async def create_task(self, record: TaskRecord) -> None:
+    async def create_task(self, record: TaskRecord, mail: Sequence[Any] = ()) -> None:
         sql, values = task_insert(record)
-        await self.write(lambda c: c.execute(sql, values))
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, values)
+            if mail:
+                apply_mail_changes(conn, mail)
+
+        await self.write(op)
 
     @staticmethod
-    def _update_sql(task_id: str, fields: dict[str, Any]) -> tuple[str, list[Any]]:
+    def _update_sql(task_id: str, fields: dict[str, Any], fence: Fence | None = None
+                    ) -> tuple[str, list[Any]]:
         unknown = set(fields) - set(_TASK_COLUMNS)
         if unknown:
             raise ValueError(f"unknown task fields: {sorted(unknown)}")
         fields.setdefault("updated_at", time.time())
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        return f"UPDATE tasks SET {assignments} WHERE id = ?", [*fields.values(), task_id]
+        sql = f"UPDATE tasks SET {assignments} WHERE id = ?"
+        params = [*fields.values(), task_id]
+        if fence is not None:
+            sql += " AND " + FENCE_SQL
+            params.extend(fence_params(fence))
+        return sql, params
 
-    async def update_task(self, task_id: str, **fields: Any) -> None:
-        sql, params = self._update_sql(task_id, fields)
-        await self.write(lambda c: c.execute(sql, params))
+    async def update_task(self, task_id: str, fence: Fence | None = None, *,
+                          expect_state: str | Sequence[str] | None = None, **fields: Any
+                          ) -> bool:
+        sql, params = self._update_sql(task_id, fields, fence)
+        if expect_state is not None:
+            wanted = [expect_state] if isinstance(expect_state, str) else list(expect_state)
+            sql += f" AND state IN ({', '.join('?' for _ in wanted)})"
+            params.extend(wanted)
+        what = f"task {task_id} update"
+        changed: bool = await self.write(
+            lambda c: check_fenced(c.execute(sql, params), fence, what))
+        return changed
+
+    async def claim_task(self, task_id: str, fence: Fence,
+                         opening: Sequence[dict[str, Any]] = (), **fields: Any
+                         ) -> tuple[TaskRecord, bool] | None:
+        started_at = fields.pop("started_at", time.time())
+        sql, params = self._update_sql(task_id, {"state": TaskState.RUNNING.value,
+                                                 "owner": fence.owner, **fields}, fence)
+        sql = sql.replace(" WHERE id = ?", ", started_at = COALESCE(started_at, ?) "
+                          "WHERE id = ? AND state = 'queued'")
+        params.insert(len(params) - 1 - 3, started_at)
+        rows = [(task_id, i, json.dumps(m)) for i, m in enumerate(opening)]
+
+        def op(conn: sqlite3.Connection) -> tuple[TaskRecord, bool] | None:
+            before = conn.execute("SELECT started_at FROM tasks WHERE id = ?",
+                                  (task_id,)).fetchone()
+            if before is None or not check_fenced(conn.execute(sql, params), fence,
+                                                   f"claim of task {task_id}"):
+                return None
+            resumed = before[0] is not None
+            if not resumed and rows:
+                conn.executemany("INSERT OR IGNORE INTO task_messages (task_id, seq, data) "
+                                 "VALUES (?, ?, ?)", rows)
+            row = conn.execute(_TASK_SELECT + " WHERE id = ?", (task_id,)).fetchone()
+            return _task_from_row(row), resumed
+
+        claimed: tuple[TaskRecord, bool] | None = await self.write(op)
+        return claimed
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         row = await self.read(lambda c: c.execute(_TASK_SELECT + " WHERE id = ?",
@@ -325,15 +394,18 @@ class SQLiteStore(Store):
         return [_task_from_row(r) for r in rows]
 
     async def save_step(
-        self, task_id: str, first_seq: int, messages: Sequence[dict[str, Any]], **fields: Any
+        self, task_id: str, first_seq: int, messages: Sequence[dict[str, Any]], *,
+        fence: Fence | None = None, mail: Sequence[Any] = (), **fields: Any
     ) -> None:
-        sql, params = self._update_sql(task_id, fields)
+        sql, params = self._update_sql(task_id, fields, fence)
         rows = [(task_id, first_seq + i, json.dumps(m)) for i, m in enumerate(messages)]
 
         def op(conn: sqlite3.Connection) -> None:
+            check_fenced(conn.execute(sql, params), fence, f"step of task {task_id}")
             conn.executemany("INSERT OR REPLACE INTO task_messages (task_id, seq, data) "
                              "VALUES (?, ?, ?)", rows)
-            conn.execute(sql, params)
+            if mail:
+                apply_mail_changes(conn, mail)
 
         await self.write(op)
 

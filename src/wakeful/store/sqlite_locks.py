@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from wakeful.resources.errors import ResourceError, StaleTokenError
 from wakeful.resources.gate import Owner
@@ -38,6 +38,8 @@ _LOCK_COLUMNS = ("token, resource, mode, holder_task, holder_agent, process, pid
                  "acquired_at, renewed_at, expires_at")
 _WAITER_COLUMNS = ("id, resource, mode, kind, holder_task, holder_agent, process, pid, "
                    "since, alive_until")
+
+T = TypeVar("T")
 
 
 def store_now(conn: sqlite3.Connection) -> float:
@@ -97,6 +99,18 @@ def _reap(conn: sqlite3.Connection, now: float) -> list[LockRow]:
     return sorted((_lock(r) for r in rows), key=lambda lock: lock.token)
 
 
+def _check_fence(conn: sqlite3.Connection, token: int, task_id: str, describe: str) -> None:
+    now = store_now(conn)
+    row = conn.execute("SELECT holder_task, expires_at FROM resource_locks WHERE token = ?",
+                       (token,)).fetchone()
+    if row is None or row[0] != task_id or row[1] <= now:
+        why = ("that lock no longer exists" if row is None else
+               "it belongs to another task" if row[0] != task_id else
+               f"its lease expired {now - row[1]:.1f} s ago")
+        raise StaleTokenError(f"fencing token {token} is stale for {describe}: {why}. The "
+                              "write was refused; acquire the lock again and use its new token")
+
+
 class SQLiteLockStore:
     """The resource layer's view of a :class:`SQLiteStore`."""
 
@@ -146,6 +160,12 @@ class SQLiteLockStore:
                 f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_LOCK_COLUMNS}",
                 (str(resource), mode.value, owner.task_id, owner.agent, process, pid,
                  now, now, now + lease_s)).fetchone()
+            # Which task holds which token outlives the lock row (and this process):
+            # the task's later writes are fenced against it, even after a restart.
+            conn.execute("INSERT INTO lock_grants (task_id, resource, token, granted_at) "
+                         "VALUES (?, ?, ?, ?) ON CONFLICT(task_id, resource) DO UPDATE SET "
+                         "token = MAX(token, excluded.token), granted_at = excluded.granted_at",
+                         (owner.task_id, str(resource), row[0], now))
             return Acquired(_lock(row), already_held=False, expired=expired)
 
         result: Acquired | Blocked = await self.store.write(op)
@@ -180,10 +200,32 @@ class SQLiteLockStore:
         return result
 
     async def release_all(self, task_id: str) -> list[LockRow]:
-        rows = await self.store.write(lambda c: c.execute(
-            f"DELETE FROM resource_locks WHERE holder_task = ? RETURNING {_LOCK_COLUMNS}",
-            (task_id,)).fetchall())
+        """A task ended: drop its locks and what it was granted."""
+        def op(conn: sqlite3.Connection) -> list[Any]:
+            conn.execute("DELETE FROM lock_grants WHERE task_id = ?", (task_id,))
+            return conn.execute(f"DELETE FROM resource_locks WHERE holder_task = ? "
+                                f"RETURNING {_LOCK_COLUMNS}", (task_id,)).fetchall()
+
+        rows = await self.store.write(op)
         return sorted((_lock(r) for r in rows), key=lambda lock: lock.token)
+
+    async def grants_of(self, task_id: str) -> list[tuple[str, int]]:
+        """(resource, token) of every lock ``task_id`` was granted and still counts on."""
+        rows = await self.store.read(lambda c: c.execute(
+            "SELECT resource, token FROM lock_grants WHERE task_id = ?", (task_id,)).fetchall())
+        return [(r[0], r[1]) for r in rows]
+
+    async def fenced(self, token: int, task_id: str, write: Callable[[], T],
+                     describe: str) -> T:
+        """Run ``write`` inside a store transaction that first checks lock ``token`` is
+        still ``task_id``'s and live: no successor can be granted the lock between the
+        check and the write (the transaction holds the store's write lock)."""
+        def op(conn: sqlite3.Connection) -> T:
+            _check_fence(conn, token, task_id, describe)
+            return write()
+
+        result: T = await self.store.write(op)
+        return result
 
     async def reap(self, waiter_ids: Sequence[int], keep_alive_s: float) -> list[LockRow]:
         """Remove lapsed leases and dead waits; keep this runtime's waits alive."""
@@ -263,10 +305,15 @@ class SQLiteLockStore:
             return None
         return KVEntry(row[0], json.loads(row[1]), row[2], row[3], row[4])
 
-    async def kv_set(self, key: str, value: object, updated_by: str) -> KVEntry:
+    async def kv_set(self, key: str, value: object, updated_by: str,
+                     fence: tuple[int, str] | None = None) -> KVEntry:
+        """Set a shared value; with ``fence`` (token, task), only while that lock is the
+        task's and live, checked in the write's own transaction."""
         encoded = json.dumps(value)
 
         def op(conn: sqlite3.Connection) -> KVEntry:
+            if fence is not None:
+                _check_fence(conn, fence[0], fence[1], f"kv:{key}")
             now = store_now(conn)
             row = conn.execute(
                 "INSERT INTO kv_entries (key, value, version, updated_at, updated_by) "

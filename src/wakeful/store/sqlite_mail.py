@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from itertools import chain, groupby
 from typing import Any
 
+from wakeful.errors import ConflictError
 from wakeful.mailbox.records import (
     Change,
     Channel,
@@ -40,15 +42,15 @@ _INSERT_KEYED = _INSERT_MAIL + " ON CONFLICT DO NOTHING"
 _SELECT_MAIL = f"SELECT seq, {_MAIL_COLUMNS} FROM mail"
 _M = ", ".join(f"m.{c.strip()}" for c in _MAIL_COLUMNS.split(","))
 _SELECT_DELIVERY = (f"SELECT m.seq, {_M}, d.owner, d.status, d.attempts, d.delivered_at, "
-                    "d.read_at, d.acked_at, d.lease_until, d.last_error, d.seq "
+                    "d.read_at, d.acked_at, d.lease_until, d.last_error, d.seq, d.holder "
                     "FROM mail_deliveries d JOIN mail m ON m.id = d.mail_id")
 _INSERT_DELIVERY = ("INSERT INTO mail_deliveries (status, attempts, delivered_at, read_at, "
-                    "acked_at, lease_until, last_error, mail_id, owner) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                    "acked_at, lease_until, last_error, holder, mail_id, owner) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _UPDATE_DELIVERY = ("UPDATE mail_deliveries SET status = ?, attempts = ?, delivered_at = ?, "
-                    "read_at = ?, acked_at = ?, lease_until = ?, last_error = ? "
-                    "WHERE mail_id = ? AND owner = ?")
-_INSERT_WAKEUP = "INSERT INTO mail_wakeups (kind, mail_id, owner) VALUES (?, ?, ?)"
+                    "read_at = ?, acked_at = ?, lease_until = ?, last_error = ?, holder = ? "
+                    "WHERE mail_id = ? AND owner = ? AND status != 'acked'")
+_INSERT_WAKEUP = "INSERT INTO mail_wakeups (kind, mail_id, owner, at) VALUES (?, ?, ?, ?)"
 _EVENT_HEAD = EVENT_INSERT.split(" VALUES ")[0]
 # Older SQLite allows 999 bound parameters per statement, newer 32766.
 _MAX_PARAMS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
@@ -82,18 +84,22 @@ def _insert_many(conn: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, 
 
 
 _STATE_COLUMNS = ("status", "attempts", "delivered_at", "read_at", "acked_at", "lease_until",
-                  "last_error")
+                  "last_error", "holder")
 
 
 def _update_states(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Write deliveries' states. An acknowledged delivery is final: a state written
+    earlier but committed later (through another transaction: an ack commits with the
+    task step that took the mail) never undoes it."""
     if not _UPDATE_FROM:
         conn.executemany(_UPDATE_DELIVERY, rows)
         return
     assignments = ", ".join(f"{c} = v.column{i}" for i, c in enumerate(_STATE_COLUMNS, 1))
-    for chunk in _chunks(rows, 9):
+    for chunk in _chunks(rows, 10):
         conn.execute(f"UPDATE mail_deliveries SET {assignments} FROM (VALUES "
-                     f"{_values(len(chunk), 9)}) AS v WHERE mail_deliveries.mail_id = "
-                     "v.column8 AND mail_deliveries.owner = v.column9", list(chain(*chunk)))
+                     f"{_values(len(chunk), 10)}) AS v WHERE mail_deliveries.mail_id = "
+                     "v.column9 AND mail_deliveries.owner = v.column10 AND "
+                     "mail_deliveries.status != 'acked'", list(chain(*chunk)))
 
 
 def _mail_row(m: Envelope) -> tuple[Any, ...]:
@@ -115,11 +121,12 @@ def _delivery(row: Sequence[Any]) -> Delivery:
     mail = _envelope(row)
     return Delivery(mail=mail, owner=row[15], status=row[16], attempts=row[17],
                     delivered_at=row[18], read_at=row[19], acked_at=row[20],
-                    lease_until=row[21], last_error=row[22], order=row[23],
+                    lease_until=row[21], last_error=row[22], order=row[23], holder=row[24],
                     channel=mail.recipient[1:] if mail.recipient.startswith("#") else None)
 
 
 def _apply_new_mail(conn: sqlite3.Connection, group: list[NewMail]) -> None:
+    now = time.time()
     plain = [c for c in group if c.mail.idempotency_key is None]
     _insert_many(conn, _INSERT_MAIL.split(" VALUES ")[0], [_mail_row(c.mail) for c in plain])
     kept: list[NewMail] = plain
@@ -135,7 +142,7 @@ def _apply_new_mail(conn: sqlite3.Connection, group: list[NewMail]) -> None:
     _insert_many(conn, _INSERT_DELIVERY.split(" VALUES ")[0],
                  [d.state_row() for c in kept for d in c.deliveries])
     _insert_many(conn, _INSERT_WAKEUP.split(" VALUES ")[0],
-                 [("delivery", d.mail.id, d.owner) for c in kept if c.wakeup
+                 [("delivery", d.mail.id, d.owner, now) for c in kept if c.wakeup
                   for d in c.deliveries])
     _insert_many(conn, _EVENT_HEAD, [event_row(e) for c in kept for e in c.events])
 
@@ -146,7 +153,8 @@ def _apply_group(conn: sqlite3.Connection, kind: type, group: list[Any]) -> None
     elif kind is DeliveryState:
         _update_states(conn, [c.row for c in group])
         _insert_many(conn, _INSERT_WAKEUP.split(" VALUES ")[0],
-                     [("delivery", c.row[-2], c.row[-1]) for c in group if c.wakeup])
+                     [("delivery", c.row[-2], c.row[-1], time.time()) for c in group
+                      if c.wakeup])
     elif kind is NewEvents:
         _insert_many(conn, _EVENT_HEAD, [event_row(e) for c in group for e in c.events])
     elif kind is ChannelUpsert:
@@ -156,7 +164,7 @@ def _apply_group(conn: sqlite3.Connection, kind: type, group: list[Any]) -> None
                          "WHEN excluded.topic = '' THEN topic ELSE excluded.topic END",
                          (c.channel, c.topic, c.created_at, c.created_by))
             if c.wakeup:
-                conn.execute(_INSERT_WAKEUP, ("channels", None, None))
+                conn.execute(_INSERT_WAKEUP, ("channels", None, None, time.time()))
     elif kind is MemberChange:
         for c in group:
             if c.added:
@@ -167,7 +175,7 @@ def _apply_group(conn: sqlite3.Connection, kind: type, group: list[Any]) -> None
                 conn.execute("DELETE FROM mail_channel_members WHERE channel = ? AND "
                              "member = ?", (c.channel, c.member))
             if c.wakeup:
-                conn.execute(_INSERT_WAKEUP, ("channels", None, None))
+                conn.execute(_INSERT_WAKEUP, ("channels", None, None, time.time()))
     elif kind is CursorMove:
         for c in group:
             target = ("(SELECT seq FROM mail WHERE id = ?)" if c.mail_id is not None else
@@ -179,11 +187,21 @@ def _apply_group(conn: sqlite3.Connection, kind: type, group: list[Any]) -> None
     elif kind is DelegationChange:
         for c in group:
             d = c.delegation
-            conn.execute("INSERT OR REPLACE INTO mail_delegations (task_id, agent, delegator, "
-                         "reply_to, correlation_id, key, created_at, reported_at) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (d.task_id, d.agent, d.delegator, d.reply_to, d.correlation_id,
-                          d.key, d.created_at, d.reported_at))
+            verb = "INSERT" if c.new else "INSERT OR REPLACE"
+            tail = " ON CONFLICT DO NOTHING" if c.new else ""
+            cursor = conn.execute(
+                f"{verb} INTO mail_delegations (task_id, agent, delegator, reply_to, "
+                f"correlation_id, key, created_at, reported_at) VALUES (?, ?, ?, ?, ?, ?, "
+                f"?, ?){tail}", (d.task_id, d.agent, d.delegator, d.reply_to,
+                                 d.correlation_id, d.key, d.created_at, d.reported_at))
+            if c.new and cursor.rowcount == 0:
+                raise ConflictError(f"{d.delegator} already delegated under key {d.key!r}")
+
+
+def apply_changes(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
+    """Apply mailbox changes inside the caller's transaction, in order."""
+    for kind, group in groupby(changes, key=type):
+        _apply_group(conn, kind, list(group))
 
 
 class SQLiteMailStore(MailStore):
@@ -193,20 +211,27 @@ class SQLiteMailStore(MailStore):
         self.store = store
 
     async def apply(self, changes: Sequence[Change]) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            for kind, group in groupby(changes, key=type):
-                _apply_group(conn, kind, list(group))
-
-        await self.store.write(op)
+        await self.store.write(lambda conn: apply_changes(conn, changes))
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         rows: list[Any] = await self.store.read(lambda c: c.execute(sql, params).fetchall())
         return rows
 
-    async def load_open(self) -> list[Delivery]:
+    async def load_open(self, agent: str | None = None) -> list[Delivery]:
+        where = ""
+        params: list[Any] = []
+        if agent is not None:
+            where = " AND (d.owner = ? OR d.owner LIKE ? ESCAPE '\\')"
+            params = [agent, agent.replace("_", "\\_").replace("%", "\\%") + "/%"]
         rows = await self._rows(_SELECT_DELIVERY + " WHERE d.status IN ('pending', "
-                                "'delivered') ORDER BY d.seq")
+                                f"'delivered'){where} ORDER BY d.seq", params)
         return [_delivery(r) for r in rows]
+
+    async def get_delegation(self, task_id: str) -> Delegation | None:
+        rows = await self._rows("SELECT task_id, agent, delegator, reply_to, correlation_id, "
+                                "key, created_at, reported_at FROM mail_delegations "
+                                "WHERE task_id = ?", (task_id,))
+        return Delegation(*rows[0]) if rows else None
 
     async def load_deliveries(self, keys: Iterable[tuple[str, str]]) -> list[Delivery]:
         found: list[Delivery] = []
@@ -237,10 +262,9 @@ class SQLiteMailStore(MailStore):
                                 "WHERE seq > ? ORDER BY seq", (after,))
         if not rows:
             return after, []
-        watermark = rows[-1][0]
-        await self.store.write(lambda c: c.execute(
-            "DELETE FROM mail_wakeups WHERE seq <= ?", (watermark,)))
-        return watermark, [(r[1], r[2], r[3]) for r in rows]
+        # Not deleted: every worker reads them (each from its own watermark); the
+        # workers' heartbeat prunes rows older than an hour.
+        return rows[-1][0], [(r[1], r[2], r[3]) for r in rows]
 
     async def get_mail(self, mail_id: str) -> Envelope | None:
         rows = await self._rows(_SELECT_MAIL + " WHERE id = ?", (mail_id,))
