@@ -17,10 +17,10 @@ from schedule_support import (
     steps,
     until,
 )
+from wakeful.core.states import TaskState
 from wakeful.models.scripted import ScriptedModel, ScriptFile
 from wakeful.project.definitions import AgentDefinition, LoopGuards, ScheduleEntry
 from wakeful.project.loader import load_agent_file
-from wakeful.runtime.states import TaskState
 from wakeful.schedule.clock import FakeClock, RealClock
 
 EXAMPLE = Path(wakeful.__file__).parent / "examples" / "team"

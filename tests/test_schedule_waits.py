@@ -20,11 +20,11 @@ from schedule_support import (
     until,
     waiting,
 )
+from wakeful.core.states import AgentState, TaskState
 from wakeful.project.definitions import AgentDefinition
 from wakeful.resources import Access
 from wakeful.runtime.context import ToolContext
 from wakeful.runtime.runtime import Runtime
-from wakeful.runtime.states import AgentState, TaskState
 from wakeful.schedule.clock import FakeClock, RealClock
 from wakeful.schedule.waits import AgentChanges, ResourceFree, TaskReaches, Who
 

@@ -41,18 +41,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import structlog
 from pydantic import ValidationError
 
-from wakeful.errors import (
-    ConflictError,
-    MailAccessError,
-    MailError,
-    MailTimeoutError,
-    MailTooLargeError,
-    UnknownAgentError,
-)
-from wakeful.ids import _b32
-from wakeful.mailbox.boxes import Box, Key, LeaseClock, Waiter
-from wakeful.mailbox.committer import BatchCommitter, Committer, DirectCommitter
-from wakeful.mailbox.model import (
+from wakeful.core.mail import (
     PRIORITIES,
     Address,
     AddressKind,
@@ -64,7 +53,7 @@ from wakeful.mailbox.model import (
     parse_address,
     parse_member,
 )
-from wakeful.mailbox.records import (
+from wakeful.core.mail_records import (
     ACKED,
     DEAD,
     DELIVERED,
@@ -81,12 +70,23 @@ from wakeful.mailbox.records import (
     MemberChange,
     NewMail,
 )
-from wakeful.mailbox.store import MailStore, MemoryMailStore
+from wakeful.core.records import TaskRecord
+from wakeful.core.states import TaskState
+from wakeful.errors import (
+    ConflictError,
+    MailAccessError,
+    MailError,
+    MailTimeoutError,
+    MailTooLargeError,
+    UnknownAgentError,
+)
+from wakeful.ids import _b32
+from wakeful.mailbox.boxes import Box, Key, LeaseClock, Waiter
+from wakeful.mailbox.committer import BatchCommitter, Committer, DirectCommitter
 from wakeful.observe.events import EventLog
 from wakeful.project.definitions import NAME_PATTERN, MailboxConfig
 from wakeful.runtime.scope import TaskScope
-from wakeful.runtime.states import TaskState
-from wakeful.store.records import TaskRecord
+from wakeful.store.mail import MailStore, MemoryMailStore
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
+from wakeful.core.mail import ADDRESS_HELP, Mail, MailFilter, Priority
+from wakeful.core.mail_records import Delivery
+from wakeful.core.records import TaskRecord
 from wakeful.errors import MailError, MailTimeoutError
-from wakeful.mailbox.model import ADDRESS_HELP, Mail, MailFilter, Priority
-from wakeful.mailbox.records import Delivery
 from wakeful.runtime.context import ToolContext
-from wakeful.store.records import TaskRecord
 from wakeful.tools.registry import Tool, tool
 
 if TYPE_CHECKING:

@@ -41,24 +41,23 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from wakeful.errors import WakefulError
-from wakeful.ids import new_id
-from wakeful.project.definitions import ResourcesConfig
-from wakeful.resources.deadlock import Wait, WaitForGraph, describe_cycle, victim_of
-from wakeful.resources.errors import (
+from wakeful.core.locks import Acquired, Blocked, KVEntry, LockRow, WaiterRow
+from wakeful.core.records import Event
+from wakeful.core.resources import Access, Mode, Owner, Resource, ResourceKinds, conflicts
+from wakeful.errors import (
     DeadlockError,
     ResourceError,
     StaleTokenError,
     WaitTimeoutError,
+    WakefulError,
 )
-from wakeful.resources.gate import Blocker, Gate, Owner, Request
-from wakeful.resources.names import Access, Mode, Resource, ResourceKinds, conflicts
-from wakeful.resources.records import Acquired, Blocked, KVEntry, LockRow, WaiterRow
+from wakeful.ids import new_id
+from wakeful.project.definitions import ResourcesConfig
+from wakeful.resources.deadlock import Wait, WaitForGraph, describe_cycle, victim_of
+from wakeful.resources.gate import Blocker, Gate, Request
 from wakeful.resources.workspace import Workspace
 from wakeful.runtime.scope import TaskScope
-from wakeful.store.records import Event
-from wakeful.store.sqlite import SQLiteStore
-from wakeful.store.sqlite_locks import SQLiteLockStore
+from wakeful.store.locks import LockStore
 
 if TYPE_CHECKING:
     from wakeful.observe.events import Subscription
@@ -267,7 +266,7 @@ class ResourceManager:
         self.lines: set[int] = set()  # this runtime's places in line in the store
         self.deadlocks: deque[str] = deque(maxlen=50)
         self._runtime: Runtime | None = None
-        self._store: SQLiteLockStore | None = None
+        self._store: LockStore | None = None
         # Locks this runtime granted, per task, kept past expiry until the task releases
         # them, so a write that relies on one that lapsed is refused, not waved through.
         self._grants: dict[str, dict[int, LockRow]] = {}
@@ -281,11 +280,8 @@ class ResourceManager:
 
     # service lifecycle ---------------------------------------------------
     async def start(self, runtime: Runtime) -> None:
-        if not isinstance(runtime.store, SQLiteStore):
-            raise WakefulError(f"the resource layer needs a store that can hold locks; "
-                               f"{type(runtime.store).__name__} cannot yet")
         self._runtime = runtime
-        self._store = SQLiteLockStore(runtime.store)
+        self._store = runtime.store.locks()
         if self.workspace is not None:
             self.workspace.ensure()
         loop = asyncio.get_running_loop()
@@ -312,7 +308,7 @@ class ResourceManager:
         return self._runtime
 
     @property
-    def store(self) -> SQLiteLockStore:
+    def store(self) -> LockStore:
         if self._store is None:
             raise WakefulError("the resource manager is not started (start the runtime)")
         return self._store

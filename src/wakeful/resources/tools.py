@@ -18,8 +18,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from wakeful.resources.errors import ResourceError
-from wakeful.resources.names import Access, Mode, Resource
+from wakeful.core.resources import Access, Mode, Resource
+from wakeful.errors import ResourceError
 from wakeful.runtime.context import ToolContext
 from wakeful.tools.registry import Tool, tool
 

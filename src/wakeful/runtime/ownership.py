@@ -23,10 +23,10 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from wakeful.core.records import AgentGrant, Fence
 from wakeful.ids import new_id
 from wakeful.runtime.scope import TaskScope
 from wakeful.store.base import Store
-from wakeful.store.records import AgentGrant, Fence
 
 log = structlog.get_logger("wakeful.ownership")
 

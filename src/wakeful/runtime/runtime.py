@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from wakeful.core.context import CURRENT_TASK, CURRENT_TRACE
+from wakeful.core.records import AgentGrant, AgentRecord, Fence, RunRecord, TaskRecord
+from wakeful.core.states import AgentState, TaskState, check_task_transition
 from wakeful.errors import FenceError, UnknownAgentError, UnknownTaskError, WakefulError
 from wakeful.ids import new_id
 from wakeful.mailbox.responder import Responder
 from wakeful.mailbox.service import Mailbox
-from wakeful.mailbox.store import MailStore, MemoryMailStore
 from wakeful.models.registry import ModelRegistry
-from wakeful.observe.context import CURRENT_TASK, CURRENT_TRACE
 from wakeful.observe.events import EventLog
 from wakeful.project.definitions import AgentDefinition, MailboxConfig, StartupTask
 from wakeful.project.loader import Project
@@ -38,11 +39,7 @@ from wakeful.runtime.ownership import Ownership
 from wakeful.runtime.scope import TaskScope
 from wakeful.runtime.service import Service
 from wakeful.runtime.signal import Signal
-from wakeful.runtime.states import AgentState, TaskState, check_task_transition
 from wakeful.store.base import Store
-from wakeful.store.records import AgentGrant, AgentRecord, Fence, RunRecord, TaskRecord
-from wakeful.store.sqlite import SQLiteStore
-from wakeful.store.sqlite_mail import SQLiteMailStore
 from wakeful.tools.builtin import default_tools
 from wakeful.tools.registry import ToolRegistry
 
@@ -112,14 +109,7 @@ class Runtime:
         # The mailbox and shared resources are services like any other, started first
         # (mailbox, then resources) so that every other service and agent can rely on them.
         if mailbox is None:
-            if isinstance(store, SQLiteStore):
-                mail_store: MailStore = SQLiteMailStore(store)
-            else:
-                log.warning("this store has no mail tables: mail is kept in memory only "
-                            "(pass mailbox=Mailbox(...) with a durable MailStore)",
-                            store=type(store).__name__)
-                mail_store = MemoryMailStore()
-            mailbox = Mailbox(mail_store, mailbox_config)
+            mailbox = Mailbox(store.mail(), mailbox_config)
         self.mailbox = mailbox
         if resources is None:
             from wakeful.resources.manager import ResourceManager
@@ -156,21 +146,23 @@ class Runtime:
 
     @classmethod
     def from_project(cls, project: Project, *, tools: ToolRegistry | None = None) -> Runtime:
-        from wakeful.resources.manager import ResourceManager
+        """The runtime of a project folder (see :mod:`wakeful.runtime.build`)."""
+        from wakeful.runtime.build import runtime_for_project
 
-        config = project.config
-        return cls(
-            store=SQLiteStore(project.store_path(), config.store.synchronous),
-            models=ModelRegistry(project.scripts_dir, providers=config.providers),
-            tools=tools,
-            agents=project.agents.values(),
-            default_model=config.default_model,
-            startup_tasks=config.startup_tasks,
-            poll_interval_s=config.poll_interval_s,
-            resources=ResourceManager(project.workspace_path, config.resources),
-            mailbox_config=config.mailbox,
-            lease_s=config.worker_lease_s,
-        )
+        return runtime_for_project(project, tools=tools)
+
+    async def run_until_idle(self, tasks: Iterable[tuple[str, str]] = (),
+                             timeout: float | None = None) -> list[TaskRecord]:
+        """Start, queue ``tasks`` ((agent, instruction) pairs), wait until no agent has
+        work left, stop; return those tasks as they ended (in order)."""
+        await self.start()
+        try:
+            records = [await self.create_task(agent, instruction)
+                       for agent, instruction in tasks]
+            await self.wait_idle(timeout)
+            return [await self.get_task(r.id) for r in records]
+        finally:
+            await self.stop()
 
     # lifecycle of the whole runtime --------------------------------------
     async def __aenter__(self) -> Runtime:

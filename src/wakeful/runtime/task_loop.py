@@ -16,15 +16,15 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from wakeful.core.context import CURRENT_TASK, CURRENT_TRACE
+from wakeful.core.records import TaskRecord
+from wakeful.core.states import TaskState, check_task_transition
 from wakeful.errors import FenceError, ModelError
 from wakeful.models.base import Completed, Message, ModelResponse, TextDelta, ToolCall
 from wakeful.models.calls import reporting_to
-from wakeful.observe.context import CURRENT_TASK, CURRENT_TRACE
 from wakeful.runtime import budget
 from wakeful.runtime.context import ToolContext
 from wakeful.runtime.guards import EMPTY_REPLY_NUDGE, RepeatGuard
-from wakeful.runtime.states import TaskState, check_task_transition
-from wakeful.store.records import TaskRecord
 from wakeful.tools.registry import ToolOutcome
 
 if TYPE_CHECKING:

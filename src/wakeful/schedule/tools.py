@@ -25,11 +25,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
+from wakeful.core.timespecs import parse_seconds, parse_when
 from wakeful.errors import AccessDeniedError, ScheduleError, WakefulError
 from wakeful.project.definitions import ScheduleEntry
 from wakeful.runtime.context import ToolContext
 from wakeful.schedule.monitor import Problem, find_problems, summary
-from wakeful.schedule.specs import parse_seconds, parse_when
 from wakeful.schedule.timers import schedule_spec
 from wakeful.schedule.waits import EventSpec, PendingWait, Who, condition_of
 from wakeful.tools.registry import Tool, tool

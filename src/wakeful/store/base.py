@@ -9,13 +9,42 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wakeful.runtime.states import TaskState
-from wakeful.store.records import AgentGrant, AgentRecord, Event, Fence, RunRecord, TaskRecord
+from wakeful.core.records import (
+    AgentGrant,
+    AgentRecord,
+    AgentTotals,
+    Event,
+    Fence,
+    RunRecord,
+    TaskRecord,
+)
+
+if TYPE_CHECKING:
+    from wakeful.store.locks import LockStore
+    from wakeful.store.mail import MailStore
+    from wakeful.store.timers import TimerStore
+from wakeful.core.states import TaskState
 
 
 class Store(abc.ABC):
+    """The runs, tasks, events, agents and leases families; the mail, locks and timers
+    families are reached through :meth:`mail`, :meth:`locks` and :meth:`timers` (ports
+    of their own, in the same database, so that one transaction can span families)."""
+
+    @abc.abstractmethod
+    def mail(self) -> MailStore:
+        """The mail family of this store."""
+
+    @abc.abstractmethod
+    def locks(self) -> LockStore:
+        """The locks and shared scratchpad family of this store."""
+
+    @abc.abstractmethod
+    def timers(self) -> TimerStore:
+        """The timers and waits family of this store."""
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect, create the schema, apply pending migrations."""
@@ -34,6 +63,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def latest_run(self) -> RunRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_runs(self) -> list[RunRecord]:
+        """Every run, oldest first."""
 
     # agents ------------------------------------------------------------
     @abc.abstractmethod
@@ -84,6 +117,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def count_tasks(self) -> dict[tuple[str, TaskState], int]:
         """How many tasks each agent has in each state."""
+
+    @abc.abstractmethod
+    async def agent_totals(self, agent: str | None = None) -> dict[str, AgentTotals]:
+        """Per agent (or for one): its tasks, how many ended, tokens, cost, tool calls."""
 
     @abc.abstractmethod
     async def tasks_caused_by(self, cause_id: str, agent: str | None = None

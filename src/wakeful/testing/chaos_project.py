@@ -108,9 +108,9 @@ async def _send_people_mail(runtime: object) -> None:
 
 
 async def run_worker(root: Path, log: Path) -> None:
+    from wakeful.core.records import Event
     from wakeful.project.loader import load_project
     from wakeful.runtime.runtime import Runtime
-    from wakeful.store.records import Event
 
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     pid = os.getpid()

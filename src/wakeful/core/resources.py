@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from wakeful.resources.errors import ResourceError
+from wakeful.errors import ResourceError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,199}$")
 _KIND = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -155,3 +155,14 @@ class Access:
     @classmethod
     def write(cls, resource: str, token: int | None = None) -> Access:
         return cls(resource, Mode.WRITE, token)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Owner:
+    """Who holds or waits: a task (and, for people reading logs, its agent)."""
+
+    task_id: str
+    agent: str
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} (agent {self.agent})"

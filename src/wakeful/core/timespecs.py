@@ -21,11 +21,22 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from wakeful.errors import ScheduleError
-from wakeful.project.definitions import parse_duration
 
 TimerKind = Literal["at", "every", "cron"]
 MisfirePolicy = Literal["once", "skip", "all"]
 MISFIRE_POLICIES: tuple[MisfirePolicy, ...] = ("once", "skip", "all")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``"30m"``, ``"1.5h"``, ``"250ms"`` into seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"expected a duration such as '30s', '30m', '2h' or '250ms', got {text!r}")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def zone(name: str) -> ZoneInfo:

@@ -16,10 +16,11 @@ One record covers every way something waits on time:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from wakeful.schedule.specs import MisfirePolicy, TimerSpec, stamp
+from wakeful.core.records import Event, TaskRecord
+from wakeful.core.timespecs import MisfirePolicy, TimerSpec, stamp
 
 TimerAction = Literal["start_task", "wake_task", "wake_agent"]
 TimerState = Literal["active", "done", "cancelled"]
@@ -116,3 +117,17 @@ class Timer:
         if self.purpose:
             data["purpose"] = self.purpose
         return data
+
+
+@dataclass(slots=True)
+class Claim:
+    """One firing to claim: move ``timer`` from ``due`` to ``next_due`` and write what the
+    firing does, all or nothing."""
+
+    timer: Timer
+    due: float
+    next_due: float | None
+    fired_at: float
+    runs: int  # how many runs it fires now (0: skipped)
+    tasks: list[TaskRecord] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)

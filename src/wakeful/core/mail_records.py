@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from wakeful.mailbox.model import PRIORITY_NAMES, Mail
-from wakeful.store.records import Event
+from wakeful.core.mail import PRIORITY_NAMES, Mail
+from wakeful.core.records import Event
 
 PENDING = "pending"  # waiting for a reader
 DELIVERED = "delivered"  # handed to a reader, who has not acknowledged it yet

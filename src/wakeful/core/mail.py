@@ -3,7 +3,7 @@
 Everything a model, a person or another process hands to the mailbox passes through
 the pydantic models here, so a malformed mail is refused with the field that was wrong
 before anything is stored. Inside, the mailbox works on the plain records of
-:mod:`wakeful.mailbox.records`.
+:mod:`wakeful.core.mail_records`.
 
 Addresses are plain strings a model can write:
 
@@ -209,7 +209,7 @@ class MailFilter:
                    correlation_id, in_reply_to, items)
 
     def matches(self, mail: Any) -> bool:
-        """``mail`` is an :class:`~wakeful.mailbox.records.Envelope` (duck-typed)."""
+        """``mail`` is an :class:`~wakeful.core.mail_records.Envelope` (duck-typed)."""
         if self.correlation_id is not None and mail.correlation_id != self.correlation_id:
             return False
         if self.sender is not None and not is_from(mail.sender, self.sender):

@@ -12,71 +12,38 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
-from wakeful.console import LiveStatus, agents_table, clip, print_events, tasks_table
-from wakeful.errors import ConfigError, WakefulError
-from wakeful.project.loader import PROJECT_FILE, Project, load_project
+from wakeful.cli.common import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ProjectOption,
+    app,
+    err,
+    fail,
+    open_project,
+    out,
+    run_async,
+    with_store,
+)
+from wakeful.cli.console import LiveStatus, agents_table, print_events, tasks_table
+from wakeful.core.records import TaskRecord
+from wakeful.core.states import AgentState, TaskState
+from wakeful.errors import WakefulError
+from wakeful.observe.describe import clip
+from wakeful.project.loader import PROJECT_FILE, Project
 from wakeful.runtime.runtime import AgentStatus, Runtime
-from wakeful.runtime.states import AgentState, TaskState
 from wakeful.server.auth import Token
-from wakeful.store.records import TaskRecord
-from wakeful.store.sqlite import SQLiteStore
+from wakeful.store import Store
 
 if TYPE_CHECKING:
     from wakeful.server.serve import WebServer
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
-
-T = TypeVar("T")
-app = typer.Typer(name="wakeful", help="Run teams of LLM agents, each in its own loop.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-out = Console()
-err = Console(stderr=True)
-
-ProjectOption = Annotated[Path, typer.Option("--project", "-p", help="The project folder.",
-                                             show_default="current folder")]
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    try:
-        return asyncio.run(main())
-    except WakefulError as exc:
-        raise fail(str(exc)) from None
-
-
-def open_project(path: Path) -> Project:
-    try:
-        project = load_project(path)
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
-    for problem in project.errors:
-        err.print(f"[yellow]warning:[/] {problem} (this agent is skipped)", highlight=False,
-                  soft_wrap=True)
-    return project
-
-
-async def with_store(project: Project, action: Callable[[SQLiteStore], Awaitable[T]]) -> T:
-    store = SQLiteStore(project.store_path(), project.config.store.synchronous)
-    await store.open()
-    try:
-        return await action(store)
-    finally:
-        await store.close()
-
 
 def copy_example(target: Path) -> None:
     source = resources.files("wakeful") / "examples" / "team"
@@ -109,7 +76,7 @@ def observed(runtime: Runtime, log_json: Path | None) -> Iterator[None]:
 
             stream = stack.enter_context(log_json.open("a", encoding="utf-8"))
             install_logs(runtime.events, stream)
-        from wakeful.observe.context import tracing_requested
+        from wakeful.observe.tracing import tracing_requested
 
         if tracing_requested():
             try:
@@ -332,7 +299,7 @@ def status(project: ProjectOption = Path(".")) -> None:
     loaded = open_project(project)
 
     async def gather() -> tuple[Any, Any, Any]:
-        async def read(store: SQLiteStore) -> tuple[Any, Any, Any]:
+        async def read(store: Store) -> tuple[Any, Any, Any]:
             return (await store.latest_run(), await store.load_agents(),
                     await store.count_tasks())
         return await with_store(loaded, read)
@@ -412,7 +379,7 @@ def show_task(
     """Show one task and its whole conversation."""
     loaded = open_project(project)
 
-    async def read(store: SQLiteStore) -> tuple[TaskRecord | None, list[dict[str, Any]]]:
+    async def read(store: Store) -> tuple[TaskRecord | None, list[dict[str, Any]]]:
         return await store.get_task(task_id), await store.load_messages(task_id)
 
     record, messages = run_async(lambda: with_store(loaded, read))
@@ -461,10 +428,10 @@ def start_task(
 
 def _register_commands() -> None:
     """Commands defined beside their features (they import this module's helpers)."""
-    from wakeful.mailbox.cli import channel_app, mail_app
-    from wakeful.observe.cli import register as register_inspector
-    from wakeful.resources.cli import register as register_resources
-    from wakeful.schedule.cli import register as register_timers
+    from wakeful.cli.inspect import register as register_inspector
+    from wakeful.cli.locks import register as register_resources
+    from wakeful.cli.mail import channel_app, mail_app
+    from wakeful.cli.timers import register as register_timers
 
     register_inspector(app)
     register_resources(app)

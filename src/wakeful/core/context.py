@@ -8,7 +8,6 @@ how events get their trace and cause, and how a task started from inside another
 
 from __future__ import annotations
 
-import os
 from contextvars import ContextVar
 
 CURRENT_TASK: ContextVar[str | None] = ContextVar("wakeful_current_task", default=None)
@@ -17,8 +16,3 @@ CURRENT_TASK: ContextVar[str | None] = ContextVar("wakeful_current_task", defaul
 CURRENT_TRACE: ContextVar[str | None] = ContextVar("wakeful_current_trace", default=None)
 """The trace (root task id of the causal tree) the current work belongs to."""
 
-
-def tracing_requested() -> bool:
-    """Tracing is on when an OTLP endpoint is configured the standard way."""
-    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-                or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))

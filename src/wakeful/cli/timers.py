@@ -15,10 +15,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from wakeful.schedule.records import Timer
-from wakeful.schedule.specs import stamp
-from wakeful.store.sqlite import SQLiteStore
-from wakeful.store.sqlite_timers import SQLiteTimerStore
+from wakeful.core.timers import Timer
+from wakeful.core.timespecs import stamp
+from wakeful.store import Store
 
 
 def until(due: float | None, now: float) -> str:
@@ -48,7 +47,7 @@ def timers(
                        ] = False,
 ) -> None:
     """Timers: schedules, agents' wake-ups and sleeping tasks, with when each is due."""
-    from wakeful.cli import fail, open_project, out, run_async, with_store
+    from wakeful.cli.common import fail, open_project, out, run_async, with_store
 
     loaded = open_project(project)
     if agent is not None and agent not in loaded.agents:
@@ -56,8 +55,8 @@ def timers(
 
         raise fail(str(UnknownAgentError(agent, list(loaded.agents))))
 
-    async def read(store: SQLiteStore) -> list[Timer]:
-        return await SQLiteTimerStore(store).listing(agent=agent, include_ended=show_all)
+    async def read(store: Store) -> list[Timer]:
+        return await store.timers().listing(agent=agent, include_ended=show_all)
 
     found = run_async(lambda: with_store(loaded, read))
     if as_json:

@@ -20,10 +20,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from wakeful.resources.errors import ResourceError, StaleTokenError
-from wakeful.resources.gate import Owner
-from wakeful.resources.names import Mode, Resource, conflicts
-from wakeful.resources.records import (
+from wakeful.core.locks import (
     Acquired,
     Blocked,
     Check,
@@ -31,6 +28,8 @@ from wakeful.resources.records import (
     LockRow,
     WaiterRow,
 )
+from wakeful.core.resources import Mode, Owner, Resource, conflicts
+from wakeful.errors import ResourceError, StaleTokenError
 from wakeful.store.sqlite import SQLiteStore
 
 NOW_SQL = "SELECT (julianday('now') - 2440587.5) * 86400.0"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wakeful.resources.gate import Owner
-from wakeful.resources.names import Mode
+from wakeful.core.resources import Mode, Owner
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
+from wakeful.core.records import AgentGrant, Fence
 from wakeful.errors import FenceError
-from wakeful.store.records import AgentGrant, Fence
 
 FENCE_SQL = ("EXISTS (SELECT 1 FROM agent_leases WHERE agent = ? AND owner = ? "
              "AND epoch = ?)")

@@ -18,8 +18,7 @@ import typer
 from rich.table import Table
 
 from wakeful.resources.manager import describe_lock, describe_waiter
-from wakeful.store.sqlite import SQLiteStore
-from wakeful.store.sqlite_locks import SQLiteLockStore
+from wakeful.store import Store
 
 
 def seconds(value: float) -> str:
@@ -39,12 +38,12 @@ def locks(
                                                          "tables.")] = False,
 ) -> None:
     """Locks on shared resources: holders, waiters, lease ages and fencing tokens."""
-    from wakeful.cli import open_project, out, run_async, with_store
+    from wakeful.cli.common import open_project, out, run_async, with_store
 
     loaded = open_project(project)
 
-    async def read(store: SQLiteStore) -> dict[str, Any]:
-        lock_store = SQLiteLockStore(store)
+    async def read(store: Store) -> dict[str, Any]:
+        lock_store = store.locks()
         now, held, waiting = await lock_store.snapshot()
         return {"locks": [describe_lock(lock, now) for lock in held],
                 "waiting": [describe_waiter(w, now) for w in waiting],

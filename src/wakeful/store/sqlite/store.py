@@ -22,14 +22,19 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields as dc_fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from wakeful.core.records import AgentRecord, AgentTotals, Event, Fence, RunRecord, TaskRecord
+from wakeful.core.states import AgentState, TaskState
 from wakeful.errors import FenceError, StoreError
-from wakeful.runtime.states import AgentState, TaskState
 from wakeful.store.base import Store
-from wakeful.store.migrations import MIGRATIONS
-from wakeful.store.records import AgentRecord, Event, Fence, RunRecord, TaskRecord
-from wakeful.store.sqlite_leases import FENCE_SQL, SQLiteLeases, check_fenced, fence_params
+from wakeful.store.sqlite.leases import FENCE_SQL, SQLiteLeases, check_fenced, fence_params
+from wakeful.store.sqlite.migrations import MIGRATIONS
+
+if TYPE_CHECKING:
+    from wakeful.store.locks import LockStore
+    from wakeful.store.mail import MailStore
+    from wakeful.store.timers import TimerStore
 
 T = TypeVar("T")
 WriteOp = Callable[[sqlite3.Connection], Any]
@@ -74,7 +79,7 @@ def _event_from_row(row: Sequence[Any]) -> Event:
 
 def apply_mail_changes(conn: sqlite3.Connection, changes: Sequence[Any]) -> None:
     """Mailbox changes (acks, a delegation) committed with a task's own write."""
-    from wakeful.store.sqlite_mail import apply_changes
+    from wakeful.store.sqlite.mail import apply_changes
 
     apply_changes(conn, changes)
 
@@ -118,6 +123,9 @@ class SQLiteStore(SQLiteLeases, Store):
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0
         self.writes = 0
+        self._mail: MailStore | None = None
+        self._locks: LockStore | None = None
+        self._timers: TimerStore | None = None
 
     # lifecycle ---------------------------------------------------------
     def _connect(self, write: bool) -> sqlite3.Connection:
@@ -229,6 +237,28 @@ class SQLiteStore(SQLiteLeases, Store):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reader_thread, query, conn)
 
+    # the other families, in the same database ---------------------------
+    def mail(self) -> MailStore:
+        from wakeful.store.sqlite.mail import SQLiteMailStore
+
+        if self._mail is None:
+            self._mail = SQLiteMailStore(self)
+        return self._mail
+
+    def locks(self) -> LockStore:
+        from wakeful.store.sqlite.locks import SQLiteLockStore
+
+        if self._locks is None:
+            self._locks = SQLiteLockStore(self)
+        return self._locks
+
+    def timers(self) -> TimerStore:
+        from wakeful.store.sqlite.timers import SQLiteTimerStore
+
+        if self._timers is None:
+            self._timers = SQLiteTimerStore(self)
+        return self._timers
+
     # runs --------------------------------------------------------------
     async def begin_run(self, run: RunRecord) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
@@ -243,6 +273,11 @@ class SQLiteStore(SQLiteLeases, Store):
     async def end_run(self, run_id: str, ended_at: float) -> None:
         await self.write(lambda c: c.execute("UPDATE runs SET ended_at = ? WHERE id = ?",
                                              (ended_at, run_id)))
+
+    async def list_runs(self) -> list[RunRecord]:
+        rows = await self.read(lambda c: c.execute(
+            "SELECT id, started_at, pid, ended_at FROM runs ORDER BY started_at").fetchall())
+        return [RunRecord(id=r[0], started_at=r[1], pid=r[2], ended_at=r[3]) for r in rows]
 
     async def latest_run(self) -> RunRecord | None:
         row = await self.read(lambda c: c.execute(
@@ -375,6 +410,16 @@ class SQLiteStore(SQLiteLeases, Store):
         rows = await self.read(lambda c: c.execute(
             "SELECT agent, state, COUNT(*) FROM tasks GROUP BY agent, state").fetchall())
         return {(r[0], TaskState(r[1])): r[2] for r in rows}
+
+    async def agent_totals(self, agent: str | None = None) -> dict[str, AgentTotals]:
+        where, params = (" WHERE agent = ?", [agent]) if agent is not None else ("", [])
+        rows = await self.read(lambda c: c.execute(
+            "SELECT agent, COUNT(*), SUM(state IN ('done', 'failed', 'cancelled')), "
+            "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
+            f"COALESCE(SUM(cost), 0), COALESCE(SUM(tool_calls), 0) FROM tasks{where} "
+            "GROUP BY agent", params).fetchall())
+        return {r[0]: AgentTotals(int(r[1]), int(r[2] or 0), int(r[3]), int(r[4]),
+                                  float(r[5]), int(r[6])) for r in rows}
 
     async def tasks_caused_by(self, cause_id: str, agent: str | None = None
                               ) -> list[TaskRecord]:

@@ -10,12 +10,13 @@ import typer
 from rich.tree import Tree
 from typer import Typer
 
-from wakeful.cli import ProjectOption, fail, open_project, out, run_async, with_store
-from wakeful.console import clip, event_line, styled
+from wakeful.cli.common import ProjectOption, fail, open_project, out, run_async, with_store
+from wakeful.cli.console import event_line, styled
+from wakeful.core.records import Event
 from wakeful.errors import WakefulError
+from wakeful.observe.describe import clip
 from wakeful.observe.inspect import Explanation, TaskNode, causal_tree, why_agent
-from wakeful.store.records import Event
-from wakeful.store.sqlite import SQLiteStore
+from wakeful.store import Store
 
 
 def trace(
@@ -41,7 +42,7 @@ def trace(
         except WakefulError as exc:
             raise fail(str(exc)) from None
 
-    async def tail(store: SQLiteStore) -> None:
+    async def tail(store: Store) -> None:
         async def fetch(after: int, newest: bool, limit: int) -> list[Event]:
             return await store.query_events(
                 agent=agent, task_id=task, type_prefix=type, correlation_id=trace_id,
@@ -94,7 +95,7 @@ def why(
     """Why an agent is sleeping, paused or blocked right now, task by task."""
     loaded = open_project(project)
 
-    async def explain(store: SQLiteStore) -> Explanation:
+    async def explain(store: Store) -> Explanation:
         definition = loaded.agent(agent)
         saved = await store.load_agents()
         return await why_agent(store, definition, saved.get(agent))
@@ -122,7 +123,7 @@ def replay(
     ] = None,
 ) -> None:
     """Re-run a recorded run offline without a model; compare its final state."""
-    from wakeful.observe.replay import replay as replay_run
+    from wakeful.runtime.replay import replay as replay_run
 
     loaded = open_project(project)
     result = run_async(lambda: replay_run(loaded, run_id, keep))

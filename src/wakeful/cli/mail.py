@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from wakeful.mailbox.model import Mail
+from wakeful.core.mail import Mail
 
 if TYPE_CHECKING:
     from wakeful.mailbox.service import Mailbox
@@ -36,7 +36,7 @@ DEFAULT_PERSON = "person:operator"
 
 def _run(project: Path, action: Callable[[Mailbox], Awaitable[T]]) -> T:
     """Open the project's mailbox (remote), run ``action``, close it."""
-    from wakeful.cli import open_project, run_async
+    from wakeful.cli.common import open_project, run_async
 
     loaded = open_project(project)
     return run_async(lambda: _with_mailbox(loaded, action))
@@ -45,12 +45,11 @@ def _run(project: Path, action: Callable[[Mailbox], Awaitable[T]]) -> T:
 async def _with_mailbox(project: Project, action: Callable[[Mailbox], Awaitable[T]]) -> T:
     from wakeful.mailbox.service import Mailbox
     from wakeful.observe.events import EventLog
-    from wakeful.store.sqlite import SQLiteStore
-    from wakeful.store.sqlite_mail import SQLiteMailStore
+    from wakeful.store import open_store
 
-    store = SQLiteStore(project.store_path(), project.config.store.synchronous)
+    store = open_store(project.store_path(), project.config.store.synchronous)
     await store.open()
-    mailbox = Mailbox(SQLiteMailStore(store), project.config.mailbox,
+    mailbox = Mailbox(store.mail(), project.config.mailbox,
                       events=EventLog(store), agents=project.agents.keys, live=False)
     try:
         await mailbox.open()
@@ -61,13 +60,13 @@ async def _with_mailbox(project: Project, action: Callable[[Mailbox], Awaitable[
 
 
 def _out() -> Any:
-    from wakeful.cli import out
+    from wakeful.cli.common import out
 
     return out
 
 
 def _fail(message: str) -> typer.Exit:
-    from wakeful.cli import fail
+    from wakeful.cli.common import fail
 
     return fail(message)
 

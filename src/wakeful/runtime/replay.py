@@ -25,6 +25,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wakeful.core.context import CURRENT_TASK
+from wakeful.core.records import TaskRecord
 from wakeful.errors import ModelError, WakefulError
 from wakeful.models.base import (
     Completed,
@@ -36,13 +38,11 @@ from wakeful.models.base import (
     ToolSpec,
 )
 from wakeful.models.registry import ModelRegistry
-from wakeful.observe.context import CURRENT_TASK
 from wakeful.project.loader import Project
 from wakeful.runtime.context import ToolContext
 from wakeful.runtime.runtime import Runtime
 from wakeful.schedule.timers import Scheduler
-from wakeful.store.records import TaskRecord
-from wakeful.store.sqlite import SQLiteStore
+from wakeful.store import Store, open_store
 from wakeful.tools.builtin import default_tools
 from wakeful.tools.registry import ToolOutcome, ToolRegistry
 
@@ -65,15 +65,14 @@ class Recording:
     run_id: str
 
 
-async def load_recording(store: SQLiteStore, run_id: str | None = None) -> Recording:
+async def load_recording(store: Store, run_id: str | None = None) -> Recording:
     """Read run ``run_id`` (default: the latest) from ``store``."""
     if run_id is None:
         latest = await store.latest_run()
         if latest is None:
             raise WakefulError("nothing to replay: this project has never run")
         run_id = latest.id
-    runs = await store.read(lambda c: c.execute("SELECT id FROM runs").fetchall())
-    if run_id not in {r[0] for r in runs}:
+    if run_id not in {r.id for r in await store.list_runs()}:
         raise WakefulError(f"unknown run {run_id!r} (runs are listed by "
                            "'wakeful trace --type run.started')")
     created = await store.query_events(types=["task.created", "task.recovered"],
@@ -199,7 +198,7 @@ async def replay(project: Project, run_id: str | None = None, keep: Path | None 
 
     ``tools`` must hold the tools the run used (default: the built-in ones).
     """
-    source = SQLiteStore(project.store_path())
+    source = open_store(project.store_path())
     await source.open()
     try:
         recording = await load_recording(source, run_id)
@@ -208,7 +207,7 @@ async def replay(project: Project, run_id: str | None = None, keep: Path | None 
     folder, store_path = _fresh_store(keep)
     # The agents' schedules are not registered: the tasks they started in the run are
     # roots of the recording, replayed like the others.
-    runtime = Runtime(store=SQLiteStore(store_path),
+    runtime = Runtime(store=open_store(store_path),
                       models=ReplayModels(ReplayModel(recording)),
                       tools=ReplayTools(tools or default_tools(), recording),
                       agents=project.agents.values(),

@@ -16,8 +16,7 @@ from collections.abc import Iterable, Sequence
 from itertools import chain, groupby
 from typing import Any
 
-from wakeful.errors import ConflictError
-from wakeful.mailbox.records import (
+from wakeful.core.mail_records import (
     Change,
     Channel,
     ChannelUpsert,
@@ -31,8 +30,9 @@ from wakeful.mailbox.records import (
     NewEvents,
     NewMail,
 )
-from wakeful.mailbox.store import MailStore, Wakeup
-from wakeful.store.sqlite import EVENT_INSERT, SQLiteStore, event_row
+from wakeful.errors import ConflictError
+from wakeful.store.mail import MailStore, Wakeup
+from wakeful.store.sqlite.store import EVENT_INSERT, SQLiteStore, event_row
 
 _MAIL_COLUMNS = ("id, sender, recipient, subject, body, payload, priority, thread_id, "
                  "in_reply_to, reply_to, correlation_id, causation_id, idempotency_key, "

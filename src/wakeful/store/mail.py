@@ -14,8 +14,8 @@ import abc
 import itertools
 from collections.abc import Iterable, Sequence
 
-from wakeful.mailbox.model import is_from
-from wakeful.mailbox.records import (
+from wakeful.core.mail import is_from
+from wakeful.core.mail_records import (
     OPEN_STATES,
     Change,
     Channel,

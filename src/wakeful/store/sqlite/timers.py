@@ -14,30 +14,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from wakeful.schedule.records import COLUMNS, Timer
-from wakeful.store.records import Event, TaskRecord
-from wakeful.store.sqlite import EVENT_INSERT, SQLiteStore, event_row, task_insert
+from wakeful.core.timers import COLUMNS, Claim, Timer
+from wakeful.store.sqlite.store import EVENT_INSERT, SQLiteStore, event_row, task_insert
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM timers"
 _INSERT = (f"INSERT INTO timers ({', '.join(COLUMNS)}) "
            f"VALUES ({', '.join('?' for _ in COLUMNS)})")
-
-
-@dataclass(slots=True)
-class Claim:
-    """One firing to claim: move ``timer`` from ``due`` to ``next_due`` and write what the
-    firing does, all or nothing."""
-
-    timer: Timer
-    due: float
-    next_due: float | None
-    fired_at: float
-    runs: int  # how many runs it fires now (0: skipped)
-    tasks: list[TaskRecord] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
 
 
 class SQLiteTimerStore:

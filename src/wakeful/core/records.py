@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from wakeful.runtime.states import AgentState, TaskState
+from wakeful.core.states import AgentState, TaskState
 
 
 @dataclass(slots=True)
@@ -60,6 +60,22 @@ class Event:
     correlation_id: str | None = None
     causation_id: str | None = None
     id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTotals:
+    """What an agent's tasks add up to, over every run."""
+
+    tasks: int = 0
+    ended: int = 0  # done, failed or cancelled
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    tool_calls: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
 
 
 @dataclass(frozen=True, slots=True)
