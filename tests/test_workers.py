@@ -138,3 +138,24 @@ async def test_claims_are_won_once(tmp_path: Path) -> None:
             await store.claim_task(record.id, Fence("a", "w2", grant.epoch))
     finally:
         await store.close()
+
+
+async def test_status_lists_live_workers_and_their_agents(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from wakeful.cli import app
+    from wakeful.cli.main import copy_example
+    from wakeful.project.loader import load_project
+
+    copy_example(tmp_path)
+    runtime = Runtime.from_project(load_project(tmp_path))
+    await runtime.start()
+    try:
+        result = await asyncio.to_thread(CliRunner().invoke, app, ["status", "-p",
+                                                                   str(tmp_path)])
+    finally:
+        await runtime.stop()
+    assert result.exit_code == 0, result.output
+    line = next(li for li in result.output.splitlines() if li.startswith("Workers:"))
+    assert runtime.ownership.worker_id in line
+    assert "coordinator" in line and "monitor" in line

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -298,13 +299,14 @@ def status(project: ProjectOption = Path(".")) -> None:
     """Whether the runtime is running, and each agent's state and task counts."""
     loaded = open_project(project)
 
-    async def gather() -> tuple[Any, Any, Any]:
-        async def read(store: Store) -> tuple[Any, Any, Any]:
+    async def gather() -> tuple[Any, Any, Any, Any, Any]:
+        async def read(store: Store) -> tuple[Any, Any, Any, Any, Any]:
             return (await store.latest_run(), await store.load_agents(),
-                    await store.count_tasks())
+                    await store.count_tasks(), await store.list_workers(),
+                    await store.agent_owners())
         return await with_store(loaded, read)
 
-    run_record, agents, counts = run_async(gather)
+    run_record, agents, counts, workers, owners = run_async(gather)
     if run_record is None:
         out.print("Never run. Start it with [bold]wakeful run[/].")
     elif run_record.ended_at is None and _process_alive(run_record.pid):
@@ -323,11 +325,27 @@ def status(project: ProjectOption = Path(".")) -> None:
             counts.get((name, TaskState.RUNNING), 0) + counts.get((name, TaskState.WAITING), 0),
             counts.get((name, TaskState.QUEUED), 0), definition.max_concurrent_tasks))
     out.print(agents_table(statuses))
+    _print_workers(workers, owners)
     totals: dict[str, int] = {}
     for (_, state), n in counts.items():
         totals[state.value] = totals.get(state.value, 0) + n
     out.print("Tasks: " + (", ".join(f"{n} {s}" for s, n in sorted(totals.items()))
                            or "none"), highlight=False)
+
+
+def _print_workers(workers: list[tuple[str, int, str, float]],
+                   owners: dict[str, tuple[str | None, int, float]]) -> None:
+    """Live workers (lease not lapsed) and the agents each one owns."""
+    now = time.time()
+    live = [(w, pid, host) for w, pid, host, expires in workers if expires > now]
+    if not live:
+        return
+    parts = []
+    for worker, pid, host in live:
+        mine = sorted(a for a, (owner, _, expires) in owners.items()
+                      if owner == worker and expires > now)
+        parts.append(f"{worker} (pid {pid} on {host}): {', '.join(mine) or 'no agents'}")
+    out.print("Workers: " + "; ".join(parts), highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()

@@ -40,7 +40,7 @@ def _alive(pid: int) -> bool:
         return True
     return True
 
-Adopt = Callable[[AgentGrant], Awaitable[None]]
+Adopt = Callable[[list[AgentGrant]], Awaitable[None]]
 Drop = Callable[[str], Awaitable[None]]
 
 
@@ -139,8 +139,9 @@ class Ownership:
                                                          fair - len(self.held))
                 for grant in grants:
                     self.held[grant.agent] = grant.epoch
+                if grants:
                     assert self._adopt is not None
-                    await self._adopt(grant)
+                    await self._adopt(grants)  # all at once: their writes share commits
             elif len(self.held) > fair + 1 or (len(self.held) > fair and self.live_workers > 1
                                                and random.random() < 0.5):
                 extra = sorted(self.held)[: len(self.held) - fair]
