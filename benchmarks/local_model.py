@@ -48,11 +48,11 @@ from typing import Any
 import openai
 
 from wakeful import AgentDefinition, Runtime, SQLiteStore, TaskState
+from wakeful.core.records import Event
 from wakeful.models.base import Message
 from wakeful.models.config import ProviderConfig
 from wakeful.models.openai_provider import OpenAIModel
 from wakeful.models.registry import ModelRegistry
-from wakeful.store.records import Event
 
 RERUN = "python benchmarks/local_model.py"
 SLOTS = 2

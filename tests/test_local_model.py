@@ -24,11 +24,11 @@ import httpx2
 import pytest
 
 from wakeful import Runtime, SQLiteStore, TaskState
+from wakeful.core.records import Event
 from wakeful.models.config import ProviderConfig
 from wakeful.models.registry import ModelRegistry
 from wakeful.project.definitions import AgentDefinition
 from wakeful.project.loader import load_agent_file
-from wakeful.store.records import Event
 
 pytest.importorskip("xllamacpp", reason="needs the 'local' extra: pip install xllamacpp")
 try:

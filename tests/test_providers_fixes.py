@@ -25,12 +25,12 @@ from typing import Any
 import pytest
 
 from wakeful import AgentDefinition, Runtime, SQLiteStore, TaskState
+from wakeful.core.records import Event
 from wakeful.models.base import Message, ToolSpec
 from wakeful.models.calls import reporting_to
 from wakeful.models.config import ProviderConfig
 from wakeful.models.registry import ModelRegistry, make_provider
 from wakeful.models.remote import ProviderError
-from wakeful.store.records import Event
 from wakeful.testing import ModelServer, Reply
 
 HELLO = [Message(role="user", content="hello")]
