@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import sys
@@ -39,6 +38,7 @@ from wakeful.core.states import AgentState, TaskState
 from wakeful.errors import WakefulError
 from wakeful.observe.describe import clip
 from wakeful.project.loader import PROJECT_FILE, Project
+from wakeful.runtime.ownership import process_alive
 from wakeful.runtime.runtime import AgentStatus, Runtime
 from wakeful.server.auth import Token
 from wakeful.store import Store
@@ -66,6 +66,13 @@ def init(
     copy_example(folder)
     out.print(f"Created [bold]{folder}[/] with the example team. "
               f"Run it: [bold]wakeful run -p {folder} --until-idle[/]")
+
+
+PlainOption = Annotated[bool | None, typer.Option(
+    "--plain/--live", help="One line per event instead of the live view.",
+    show_default="plain when not a terminal")]
+LogJsonOption = Annotated[Path | None, typer.Option(
+    help="Also write every event as a JSON log line to this file.")]
 
 
 @contextlib.contextmanager
@@ -187,11 +194,8 @@ def run(
     project: ProjectOption = Path("."),
     until_idle: Annotated[bool, typer.Option(
         "--until-idle", help="Exit once no agent has work left.")] = False,
-    plain: Annotated[bool | None, typer.Option(
-        "--plain/--live", help="One line per event instead of the live view.",
-        show_default="plain when not a terminal")] = None,
-    log_json: Annotated[Path | None, typer.Option(
-        help="Also write every event as a JSON log line to this file.")] = None,
+    plain: PlainOption = None,
+    log_json: LogJsonOption = None,
     ui: Annotated[bool, typer.Option("--ui", help="Also serve the web UI and API.")] = False,
     host: HostOption = DEFAULT_HOST,
     port: PortOption = DEFAULT_PORT,
@@ -217,11 +221,8 @@ def serve(
     host: HostOption = DEFAULT_HOST,
     port: PortOption = DEFAULT_PORT,
     token: TokenOption = None,
-    plain: Annotated[bool | None, typer.Option(
-        "--plain/--live", help="One line per event instead of the live view.",
-        show_default="plain when not a terminal")] = None,
-    log_json: Annotated[Path | None, typer.Option(
-        help="Also write every event as a JSON log line to this file.")] = None,
+    plain: PlainOption = None,
+    log_json: LogJsonOption = None,
 ) -> None:
     """Start the runtime with the web UI and API (what `wakeful run --ui` does).
 
@@ -236,11 +237,8 @@ def serve(
 @app.command()
 def worker(
     project: ProjectOption = Path("."),
-    plain: Annotated[bool | None, typer.Option(
-        "--plain/--live", help="One line per event instead of the live view.",
-        show_default="plain when not a terminal")] = None,
-    log_json: Annotated[Path | None, typer.Option(
-        help="Also write every event as a JSON log line to this file.")] = None,
+    plain: PlainOption = None,
+    log_json: LogJsonOption = None,
 ) -> None:
     """Start a worker: it runs its share of the project's agents beside any other
     workers on the same store, until Ctrl-C or SIGTERM (which hands its agents over).
@@ -289,16 +287,6 @@ def demo(
         port=port, token=None)
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @app.command()
 def status(project: ProjectOption = Path(".")) -> None:
     """Whether the runtime is running, and each agent's state and task counts."""
@@ -314,7 +302,7 @@ def status(project: ProjectOption = Path(".")) -> None:
     run_record, agents, counts, workers, owners = run_async(gather)
     if run_record is None:
         out.print("Never run. Start it with [bold]wakeful run[/].")
-    elif run_record.ended_at is None and _process_alive(run_record.pid):
+    elif run_record.ended_at is None and process_alive(run_record.pid):
         out.print(f"Running (pid {run_record.pid}, run {run_record.id}).", highlight=False)
     elif run_record.ended_at is None:
         out.print(f"Not running: the last run (pid {run_record.pid}) stopped without shutting "

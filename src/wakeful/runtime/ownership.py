@@ -31,7 +31,8 @@ from wakeful.store.base import Store
 log = structlog.get_logger("wakeful.ownership")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Is process ``pid`` (on this machine) still there?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -111,7 +112,7 @@ class Ownership:
         host is judged by its lease alone."""
         dead = [w for w, pid, host, expires_at in await self.store.list_workers()
                 if w != self.worker_id and host == self.host and expires_at > 0
-                and not _alive(pid)]
+                and not process_alive(pid)]
         if dead:
             log.info("ownership: workers gone", workers=dead)
             await self.store.expire_workers(dead)
