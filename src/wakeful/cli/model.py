@@ -60,6 +60,9 @@ def serve(
         server = LocalModelServer(_settings(model, host, port, threads, parallel, alias))
     except WakefulError as exc:
         raise fail(str(exc)) from None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"warning: serving on {host}: anyone who can reach it can use the model "
+                  "(the server has no key)", highlight=False, soft_wrap=True)
     stop = threading.Event()
     previous = {signum: signal.signal(signum, lambda *_: stop.set())
                 for signum in (signal.SIGINT, signal.SIGTERM)}
