@@ -272,8 +272,13 @@ def demo(
         "--ui", help="Serve the web UI and keep running until Ctrl-C.")] = False,
     host: HostOption = DEFAULT_HOST,
     port: PortOption = DEFAULT_PORT,
+    local: Annotated[bool, typer.Option("--local", help="On a real model, offline "
+                                        "(SmolLM2-135M via xllamacpp), with the web UI.")] = False,
 ) -> None:
     """Run the example team offline (scripted models, no API key) from a fresh start."""
+    if local:  # the local model's demo lives beside `wakeful model serve`
+        from wakeful.cli.model import demo_local
+        return demo_local(folder, host, port)
     if not (folder / PROJECT_FILE).exists():
         copy_example(folder)
     for suffix in ("", "-wal", "-shm"):
@@ -437,11 +442,13 @@ def _register_commands() -> None:
     from wakeful.cli.inspect import register as register_inspector
     from wakeful.cli.locks import register as register_resources
     from wakeful.cli.mail import channel_app, mail_app
+    from wakeful.cli.model import register as register_models
     from wakeful.cli.timers import register as register_timers
 
     register_inspector(app)
     register_resources(app)
     register_timers(app)
+    register_models(app)
     app.add_typer(mail_app, name="mail")
     app.add_typer(channel_app, name="channel")
 
