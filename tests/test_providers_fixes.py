@@ -215,7 +215,7 @@ async def test_an_answer_cut_off_by_max_tokens_is_marked(runtime_on: Any,
     await runtime.mailbox.send("person:ann", "w", "", "Tell me everything.")
     await runtime.wait_idle(30)
     [task] = await runtime.store.list_tasks()
-    assert task.state is TaskState.DONE
+    assert task.state is TaskState.DONE and task.truncated is True  # on the task row too
     [call] = await events_of(runtime, "model.call")
     assert call.data["truncated"] is True and call.data["finish_reason"] == "length"
     done = [e for e in await events_of(runtime, "task.state") if e.data["to"] == "done"]

@@ -381,6 +381,8 @@ class TaskLoop:
             check_task_transition(self.id, record.state, TaskState.DONE)
             fields.update(state=TaskState.DONE.value, result=new[-1].content or "",
                           finished_at=time.time())
+            if response.truncated:
+                fields["truncated"] = True
         # Spent as soon as the reply arrived: budgets see it before the write lands.
         self.agent.ledger.add(**step)
         self.runtime.usage.add(self.agent.name, **step)

@@ -265,4 +265,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX agent_commands_open ON agent_commands(agent) WHERE taken_at IS NULL;
     """,
+    # 8: a task whose final answer was cut off by the model's output limit says so
+    """
+    ALTER TABLE tasks ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
