@@ -221,4 +221,27 @@ MIGRATIONS: list[str] = [
     ALTER TABLE tasks ADD COLUMN progress REAL;
     ALTER TABLE tasks ADD COLUMN progress_note TEXT;
     """,
+    # 6: A2A: which tasks were started over A2A (their context, the caller's messages
+    # and metadata) and the push-notification configs callers registered for them
+    """
+    CREATE TABLE a2a_tasks (
+        task_id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        context_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        history TEXT NOT NULL DEFAULT '[]',
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX a2a_tasks_agent ON a2a_tasks(agent, created_at);
+    CREATE INDEX a2a_tasks_context ON a2a_tasks(context_id);
+    CREATE TABLE a2a_push_configs (
+        task_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        config TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        delivered_state TEXT,
+        PRIMARY KEY (task_id, id)
+    ) WITHOUT ROWID;
+    """,
 ]

@@ -1,0 +1,1 @@
+"""MCP client tools (placeholder, filled in next)."""

@@ -1,0 +1,79 @@
+"""The interop service: what the open protocols need for as long as the runtime runs.
+
+Added to a runtime before it starts (``install_interop``), it delivers A2A push
+notifications (and the ones a crash left undelivered), connects to the project's MCP
+servers and registers their tools, and registers the A2A caller tool. The HTTP side
+(``/a2a``, ``/mcp``) is mounted by :func:`wakeful.server.app.create_app`, which finds
+this service on the runtime for its settings; without it the defaults apply.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wakeful.interop.caller import ask_caller
+from wakeful.project.interop import A2AServerConfig, McpServerConfig, RemoteAgentConfig
+from wakeful.server.a2a.handler import WakefulRequestHandler
+from wakeful.server.a2a.push import PushConfigs
+from wakeful.server.a2a.records import A2ARecords
+
+if TYPE_CHECKING:
+    from a2a.types import Task
+
+    from wakeful.interop.mcp_client import McpTools
+    from wakeful.project.loader import Project
+    from wakeful.runtime.runtime import Runtime
+
+
+class InteropService:
+    name = "interop"
+
+    def __init__(self, a2a: A2AServerConfig | None = None,
+                 mcp_servers: list[McpServerConfig] | None = None,
+                 remote_agents: list[RemoteAgentConfig] | None = None,
+                 project_dir: str | None = None) -> None:
+        self.a2a = a2a or A2AServerConfig()
+        self.mcp_servers = list(mcp_servers or [])
+        self.remote_agents = list(remote_agents or [])
+        self.project_dir = project_dir
+        self.records: A2ARecords | None = None
+        self.push: PushConfigs | None = None
+        self.mcp: McpTools | None = None
+        self._handler: WakefulRequestHandler | None = None
+
+    async def start(self, runtime: Runtime) -> None:
+        if "ask_caller" not in runtime.tools:
+            runtime.tools.register(ask_caller)
+        self.records = A2ARecords(runtime.store)
+        self.push = PushConfigs(self.records)
+        self._handler = WakefulRequestHandler(runtime, self.records, self.push)
+        await self.push.begin(runtime.events, self._view)
+        if self.mcp_servers:
+            from wakeful.interop.mcp_client import McpTools
+
+            self.mcp = McpTools(self.mcp_servers, cwd=self.project_dir)
+            await self.mcp.start(runtime)
+
+    async def _view(self, task_id: str) -> Task | None:
+        assert self._handler is not None and self.records is not None
+        row = await self.records.get(task_id)
+        return None if row is None else await self._handler.task_view(row)
+
+    async def stop(self) -> None:
+        if self.mcp is not None:
+            await self.mcp.close()
+        if self.push is not None:
+            await self.push.close()
+
+
+def install_interop(runtime: Runtime, project: Project) -> InteropService:
+    """Add the interop service for ``project``'s settings (before the runtime starts)."""
+    config = project.config
+    service = InteropService(config.a2a, config.mcp_servers, config.remote_agents,
+                             str(project.root))
+    runtime.add_service(service)
+    return service
+
+
+def find_interop(runtime: Runtime) -> InteropService | None:
+    return next((s for s in runtime.services if isinstance(s, InteropService)), None)

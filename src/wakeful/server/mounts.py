@@ -1,0 +1,21 @@
+"""Mounting the open protocols into the app: A2A at ``/a2a`` (and MCP at ``/mcp``)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from wakeful.project.interop import A2AServerConfig
+from wakeful.runtime.runtime import Runtime
+from wakeful.server.a2a import A2AServer, mount_a2a
+from wakeful.server.interop import find_interop
+
+
+def mount_interop(app: FastAPI, runtime: Runtime, token: str) -> None:
+    service = find_interop(runtime)
+    config = service.a2a if service is not None else A2AServerConfig()
+    if config.enabled:
+        server = A2AServer(runtime, token, config,
+                           service.records if service is not None else None,
+                           service.push if service is not None else None)
+        app.state.a2a = server
+        mount_a2a(app, server)
