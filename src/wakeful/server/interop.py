@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from wakeful.interop.mcp_client import McpTools
     from wakeful.project.loader import Project
     from wakeful.runtime.runtime import Runtime
+    from wakeful.server.mcp_server import McpEndpoint
 
 
 class InteropService:
@@ -31,7 +32,7 @@ class InteropService:
     def __init__(self, a2a: A2AServerConfig | None = None,
                  mcp_servers: list[McpServerConfig] | None = None,
                  remote_agents: list[RemoteAgentConfig] | None = None,
-                 project_dir: str | None = None) -> None:
+                 project_dir: str | None = None, *, serve_mcp: bool = True) -> None:
         self.a2a = a2a or A2AServerConfig()
         self.mcp_servers = list(mcp_servers or [])
         self.remote_agents = list(remote_agents or [])
@@ -39,6 +40,8 @@ class InteropService:
         self.records: A2ARecords | None = None
         self.push: PushConfigs | None = None
         self.mcp: McpTools | None = None
+        self.mcp_endpoint: McpEndpoint | None = None
+        self.serve_mcp = serve_mcp
         self._handler: WakefulRequestHandler | None = None
 
     async def start(self, runtime: Runtime) -> None:
@@ -48,6 +51,11 @@ class InteropService:
         self.push = PushConfigs(self.records)
         self._handler = WakefulRequestHandler(runtime, self.records, self.push)
         await self.push.begin(runtime.events, self._view)
+        if self.serve_mcp:
+            from wakeful.server.mcp_server import McpEndpoint
+
+            self.mcp_endpoint = McpEndpoint(runtime)
+            await self.mcp_endpoint.start()
         if self.mcp_servers:
             from wakeful.interop.mcp_client import McpTools
 
@@ -60,6 +68,8 @@ class InteropService:
         return None if row is None else await self._handler.task_view(row)
 
     async def stop(self) -> None:
+        if self.mcp_endpoint is not None:
+            await self.mcp_endpoint.stop()
         if self.mcp is not None:
             await self.mcp.close()
         if self.push is not None:

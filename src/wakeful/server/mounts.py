@@ -1,8 +1,10 @@
-"""Mounting the open protocols into the app: A2A at ``/a2a`` (and MCP at ``/mcp``)."""
+"""Mounting the open protocols into the app: A2A at ``/a2a``, MCP at ``/mcp`` (when the
+runtime has the interop service, which owns the MCP sessions)."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from wakeful.project.interop import A2AServerConfig
 from wakeful.runtime.runtime import Runtime
@@ -19,3 +21,7 @@ def mount_interop(app: FastAPI, runtime: Runtime, token: str) -> None:
                            service.push if service is not None else None)
         app.state.a2a = server
         mount_a2a(app, server)
+    if service is not None and service.mcp_endpoint is not None:
+        service.mcp_endpoint.token = token
+        app.router.routes.append(Route("/mcp", service.mcp_endpoint,
+                                       methods=["GET", "POST", "DELETE"]))

@@ -1,0 +1,171 @@
+"""MCP both ways: agents using tools of real MCP servers (stdio: the mcp-server-time
+package; streamable HTTP: a server the test starts with the mcp SDK), and the mcp SDK's
+client driving Wakeful's own MCP endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import sys
+from collections.abc import AsyncIterator
+
+import httpx2
+import pytest
+import uvicorn
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+
+from conftest import AgentFactory, RuntimeFactory, ScriptFactory
+from wakeful.project.interop import McpServerConfig
+from wakeful.runtime.runtime import Runtime
+from wakeful.server import WebServer
+from wakeful.server.interop import InteropService
+from web_support import TOKEN, serve
+
+TIME_SERVER = McpServerConfig(name="time", command=sys.executable,
+                              args=["-m", "mcp_server_time", "--local-timezone", "UTC"])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def http_mcp_server() -> AsyncIterator[str]:
+    """A streamable HTTP MCP server made with the mcp SDK, on a free port."""
+    server: MCPServer = MCPServer(name="calc")
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    app = server.streamable_http_app(json_response=True, transport_security=(
+        TransportSecuritySettings(enable_dns_rebinding_protection=False)))
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(uv.serve())
+    while not uv.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        uv.should_exit = True
+        await task
+
+
+async def runtime_with(make_runtime: RuntimeFactory, agent_def: AgentFactory,
+                       script: ScriptFactory, servers: list[McpServerConfig],
+                       steps: list[dict[str, object]], tools: list[str]) -> Runtime:
+    runtime = await make_runtime([agent_def("clock", model="m", tools=tools)],
+                                 {"m": script(steps)}, start=False)
+    runtime.add_service(InteropService(mcp_servers=servers, serve_mcp=False))
+    await runtime.start()
+    return runtime
+
+
+@pytest.mark.skipif(shutil.which(sys.executable) is None, reason="no python")
+async def test_agent_uses_a_stdio_mcp_server(make_runtime: RuntimeFactory,
+                                             agent_def: AgentFactory,
+                                             script: ScriptFactory) -> None:
+    steps: list[dict[str, object]] = [
+        {"say": "checking", "tool_calls": [
+            {"tool": "time.get_current_time", "args": {"timezone": "Europe/Paris"}},
+            {"tool": "time.get_current_time", "args": {"timezone": 42}}]},
+        {"say": "It is {last_tool_result}"}]
+    runtime = await runtime_with(make_runtime, agent_def, script, [TIME_SERVER], steps,
+                                 ["time.get_current_time", "time.convert_time"])
+    assert "time.get_current_time" in runtime.tools
+    record = await runtime.create_task("clock", "what time is it in Paris?")
+    done = await runtime.wait_task(record.id, 60)
+    assert done.state.value == "done", done.error
+    messages = await runtime.store.load_messages(record.id)
+    results = [m["content"] for m in messages if m["role"] == "tool"]
+    assert "Europe/Paris" in results[0]  # the server's own JSON answer
+    # The server's JSON Schema refused the bad argument before any call was sent.
+    assert "timezone" in results[1] and "is not of type 'string'" in results[1]
+
+
+async def test_agent_uses_a_streamable_http_mcp_server(make_runtime: RuntimeFactory,
+                                                       agent_def: AgentFactory,
+                                                       script: ScriptFactory) -> None:
+    async with http_mcp_server() as url:
+        steps: list[dict[str, object]] = [
+            {"say": "adding", "tool_calls": [{"tool": "calc.add", "args": {"a": 2, "b": 40}}]},
+            {"say": "Sum: {last_tool_result}"}]
+        runtime = await runtime_with(make_runtime, agent_def, script,
+                                     [McpServerConfig(name="calc", url=url)], steps,
+                                     ["calc.add"])
+        record = await runtime.create_task("clock", "add")
+        done = await runtime.wait_task(record.id, 60)
+        assert done.result == "Sum: 42"
+        await runtime.stop()
+
+
+async def test_a_server_that_is_down_fails_its_calls_clearly(
+        make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory) -> None:
+    async with http_mcp_server() as url:
+        steps: list[dict[str, object]] = [{"say": "x", "tool_calls": [
+            {"tool": "calc.add", "args": {"a": 1, "b": 1}}]}, {"say": "{last_tool_result}"}]
+        runtime = await runtime_with(make_runtime, agent_def, script,
+                                     [McpServerConfig(name="calc", url=url, timeout_s=5)],
+                                     steps, ["calc.add"])
+    # The server is gone; the connection notices and the call fails with a clear error.
+    service = next(s for s in runtime.services if isinstance(s, InteropService))
+    assert service.mcp is not None
+    connection = service.mcp.connections[0]
+    record = await runtime.create_task("clock", "add")
+    done = await runtime.wait_task(record.id, 60)
+    assert done.state.value == "done"
+    assert "calc" in (done.result or "") and ("failed" in (done.result or "")
+                                             or "not connected" in (done.result or ""))
+    assert connection.connects == 1
+
+
+@pytest.fixture
+async def served(make_runtime: RuntimeFactory, agent_def: AgentFactory,
+                 script: ScriptFactory) -> AsyncIterator[WebServer]:
+    runtime = await make_runtime([agent_def("writer", model="m")],
+                                 {"m": script([{"say": "A haiku about {instruction}"}])},
+                                 start=False)
+    runtime.add_service(InteropService())
+    await runtime.start()
+    server = await serve(runtime)
+    yield server
+    await server.stop()
+
+
+async def test_mcp_client_drives_the_team(served: WebServer) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http, Client(
+            streamable_http_client(f"{served.url}mcp", http_client=http),
+            mode="legacy") as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"list_agents", "start_task", "get_task", "send_mail", "read_conversation",
+                "post_to_channel", "list_tasks", "task_events"} <= names
+        agents = await client.call_tool("list_agents", {})
+        assert "writer" in agents.content[0].text  # type: ignore[union-attr]
+        started = await client.call_tool("start_task", {"agent": "writer",
+                                                        "instruction": "rain", "wait_s": 30})
+        task = json.loads(started.content[0].text)  # type: ignore[union-attr]
+        assert task["state"] == "done" and task["result"] == "A haiku about rain"
+        events = await client.call_tool("task_events", {"task_id": task["id"]})
+        assert "task.state" in " ".join(c.text for c in events.content)  # type: ignore[union-attr]
+        bad = await client.call_tool("start_task", {"agent": "nobody", "instruction": "x"})
+        assert bad.is_error and "nobody" in bad.content[0].text  # type: ignore[union-attr]
+
+
+async def test_mcp_endpoint_needs_the_token(served: WebServer) -> None:
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(f"{served.url}mcp", json={})
+    assert response.status_code == 401
