@@ -181,3 +181,55 @@ async def test_malformed_requests_get_json_rpc_errors(served: WebServer) -> None
     assert unknown["error"]["code"] == -32601
     assert empty["error"]["code"] == -32602
     assert missing["error"]["code"] == -32001
+
+
+async def test_push_notifications_reach_a_receiver(served: WebServer) -> None:
+    """The caller registers a URL with its message; each state change is POSTed there
+    with the caller's token, ending with the completed task."""
+    import asyncio
+
+    import uvicorn
+    from a2a.types import TaskPushNotificationConfig
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from test_mcp import free_port
+
+    received: list[tuple[str | None, dict[str, Any]]] = []
+    arrived = asyncio.Event()
+
+    async def receive(request: Request) -> Response:
+        received.append((request.headers.get("x-a2a-notification-token"),
+                         await request.json()))
+        arrived.set()
+        return Response(status_code=204)
+
+    port = free_port()
+    receiver = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route(
+        "/hook", receive, methods=["POST"])]), host="127.0.0.1", port=port,
+        log_level="warning"))
+    serving = asyncio.create_task(receiver.serve())
+    try:
+        while not receiver.started:
+            await asyncio.sleep(0.01)
+        async with sdk_client(served.url, "helper", streaming=False) as client:
+            request = send_request(user_message("Capital?"), return_immediately=True)
+            request.configuration.task_push_notification_config.CopyFrom(
+                TaskPushNotificationConfig(url=f"http://127.0.0.1:{port}/hook",
+                                           token="secret-1"))
+            [sent] = await collect(client.send_message(request))
+
+        def completed() -> bool:
+            return any(body["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
+                       for _, body in received)
+
+        while not completed():
+            arrived.clear()
+            await asyncio.wait_for(arrived.wait(), 30)
+        assert all(token == "secret-1" for token, _ in received)
+        assert {body["task"]["id"] for _, body in received} == {sent.task.id}
+    finally:
+        receiver.should_exit = True
+        await serving
