@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import socket
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -169,3 +171,23 @@ async def test_mcp_endpoint_needs_the_token(served: WebServer) -> None:
     async with httpx2.AsyncClient() as http:
         response = await http.post(f"{served.url}mcp", json={})
     assert response.status_code == 401
+
+
+async def test_wakeful_mcp_over_stdio(tmp_path: Path) -> None:
+    """`wakeful mcp -p DIR`, launched by the mcp SDK's client as MCP clients do."""
+    from mcp import StdioServerParameters
+
+    root = tmp_path / "team"
+    (root / "agents").mkdir(parents=True)
+    (root / "wakeful.yaml").write_text("name: stdio-team\ndefault_model: scripted\n")
+    (root / "agents" / "echo.yaml").write_text("name: echo\nrole: repeats things\n")
+    params = StdioServerParameters(command=sys.executable,
+                                   args=["-m", "wakeful", "mcp", "-p", str(root)],
+                                   env={**os.environ})
+    async with Client(params, mode="legacy") as client:
+        agents = await client.call_tool("list_agents", {})
+        assert "repeats things" in agents.content[0].text  # type: ignore[union-attr]
+        started = await client.call_tool("start_task", {
+            "agent": "echo", "instruction": "hello there", "wait_s": 30})
+        task = json.loads(started.content[0].text)  # type: ignore[union-attr]
+        assert task["state"] == "done" and "hello there" in task["result"]

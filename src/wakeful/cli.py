@@ -447,6 +447,9 @@ def _register_commands() -> None:
     register_inspector(app)
     register_resources(app)
     register_timers(app)
+    from wakeful.server.mcp_cli import register as register_mcp  # issue 13
+
+    register_mcp(app)
     app.add_typer(mail_app, name="mail")
     app.add_typer(channel_app, name="channel")
 
