@@ -13,8 +13,8 @@ import httpx
 from a2a.types import GetTaskRequest, SubscribeToTaskRequest, TaskState
 
 from a2a_support import sdk_client, send_request, user_message
+from interop_support import free_port
 from polling import until
-from test_mcp import free_port
 from web_support import TOKEN
 
 PROJECT = """\

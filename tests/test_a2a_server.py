@@ -188,14 +188,13 @@ async def test_push_notifications_reach_a_receiver(served: WebServer) -> None:
     with the caller's token, ending with the completed task."""
     import asyncio
 
-    import uvicorn
     from a2a.types import TaskPushNotificationConfig
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from test_mcp import free_port
+    from interop_support import serve_app
 
     received: list[tuple[str | None, dict[str, Any]]] = []
     arrived = asyncio.Event()
@@ -206,18 +205,12 @@ async def test_push_notifications_reach_a_receiver(served: WebServer) -> None:
         arrived.set()
         return Response(status_code=204)
 
-    port = free_port()
-    receiver = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route(
-        "/hook", receive, methods=["POST"])]), host="127.0.0.1", port=port,
-        log_level="warning"))
-    serving = asyncio.create_task(receiver.serve())
-    try:
-        while not receiver.started:
-            await asyncio.sleep(0.01)
+    async with serve_app(Starlette(routes=[Route("/hook", receive, methods=["POST"])])
+                         ) as hook:
         async with sdk_client(served.url, "helper", streaming=False) as client:
             request = send_request(user_message("Capital?"), return_immediately=True)
             request.configuration.task_push_notification_config.CopyFrom(
-                TaskPushNotificationConfig(url=f"http://127.0.0.1:{port}/hook",
+                TaskPushNotificationConfig(url=f"{hook}/hook",
                                            token="secret-1"))
             [sent] = await collect(client.send_message(request))
 
@@ -230,6 +223,3 @@ async def test_push_notifications_reach_a_receiver(served: WebServer) -> None:
             await asyncio.wait_for(arrived.wait(), 30)
         assert all(token == "secret-1" for token, _ in received)
         assert {body["task"]["id"] for _, body in received} == {sent.task.id}
-    finally:
-        receiver.should_exit = True
-        await serving

@@ -4,25 +4,23 @@ client driving Wakeful's own MCP endpoint."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import shutil
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
 from conftest import AgentFactory, RuntimeFactory, ScriptFactory
+from interop_support import serve_app
 from wakeful.project.interop import McpServerConfig
 from wakeful.runtime.runtime import Runtime
 from wakeful.server import WebServer
@@ -31,13 +29,6 @@ from web_support import TOKEN, serve
 
 TIME_SERVER = McpServerConfig(name="time", command=sys.executable,
                               args=["-m", "mcp_server_time", "--local-timezone", "UTC"])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.asynccontextmanager
@@ -52,18 +43,8 @@ async def http_mcp_server() -> AsyncIterator[str]:
 
     app = server.streamable_http_app(json_response=True, transport_security=(
         TransportSecuritySettings(enable_dns_rebinding_protection=False)))
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(uv.serve())
-    while not uv.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        uv.should_exit = True
-        await task
+    async with serve_app(app) as url:
+        yield f"{url}/mcp"
 
 
 async def runtime_with(make_runtime: RuntimeFactory, agent_def: AgentFactory,

@@ -142,9 +142,9 @@ TokenOption = Annotated[str | None, typer.Option(
 
 async def serve_runtime(project: Project, until_idle: bool, plain: bool,
                         log_json: Path | None = None, ui: UIOptions | None = None) -> Runtime:
-    runtime = Runtime.from_project(project)
-    from wakeful.server.interop import install_interop  # A2A push, MCP tools (issue 13)
+    from wakeful.server.interop import install_interop, with_remote_agents  # issue 13
 
+    runtime = Runtime.from_project(with_remote_agents(project))
     install_interop(runtime, project)
     with observed(runtime, log_json):
         await _serve(runtime, until_idle, plain, ui)

@@ -9,8 +9,15 @@ this service on the runtime for its settings; without it the defaults apply.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
+from wakeful.interop.a2a_remote import (
+    RemoteA2AModel,
+    check_names,
+    model_spec,
+    proxy_definition,
+)
 from wakeful.interop.caller import ask_caller
 from wakeful.project.interop import A2AServerConfig, McpServerConfig, RemoteAgentConfig
 from wakeful.server.a2a.handler import WakefulRequestHandler
@@ -47,6 +54,8 @@ class InteropService:
     async def start(self, runtime: Runtime) -> None:
         if "ask_caller" not in runtime.tools:
             runtime.tools.register(ask_caller)
+        for remote in self.remote_agents:
+            runtime.models.register(model_spec(remote.name), RemoteA2AModel(remote, runtime))
         self.records = A2ARecords(runtime.store)
         self.push = PushConfigs(self.records)
         self._handler = WakefulRequestHandler(runtime, self.records, self.push)
@@ -74,6 +83,17 @@ class InteropService:
             await self.mcp.close()
         if self.push is not None:
             await self.push.close()
+
+
+def with_remote_agents(project: Project) -> Project:
+    """``project`` plus one agent per ``remote_agents:`` entry (build the runtime from
+    this, then :func:`install_interop`)."""
+    remotes = project.config.remote_agents
+    if not remotes:
+        return project
+    check_names(remotes, set(project.agents))
+    agents = {**project.agents, **{r.name: proxy_definition(r) for r in remotes}}
+    return dataclasses.replace(project, agents=agents)
 
 
 def install_interop(runtime: Runtime, project: Project) -> InteropService:

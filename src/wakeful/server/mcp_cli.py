@@ -26,11 +26,11 @@ def register(app: typer.Typer) -> None:
 
         async def main() -> None:
             from wakeful.runtime.runtime import Runtime
-            from wakeful.server.interop import InteropService
+            from wakeful.server.interop import InteropService, with_remote_agents
             from wakeful.server.mcp_server import build_server
 
             config = loaded.config
-            runtime = Runtime.from_project(loaded)
+            runtime = Runtime.from_project(with_remote_agents(loaded))
             runtime.add_service(InteropService(config.a2a, config.mcp_servers,
                                                config.remote_agents, str(loaded.root),
                                                serve_mcp=False))
