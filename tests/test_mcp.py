@@ -67,8 +67,9 @@ async def test_agent_uses_a_stdio_mcp_server(make_runtime: RuntimeFactory,
             {"tool": "time.get_current_time", "args": {"timezone": 42}}]},
         {"say": "It is {last_tool_result}"}]
     runtime = await runtime_with(make_runtime, agent_def, script, [TIME_SERVER], steps,
-                                 ["time.get_current_time", "time.convert_time"])
+                                 ["time.*"])  # a glob grants all of the server's tools
     assert "time.get_current_time" in runtime.tools
+    assert "time.convert_time" in runtime.agent("clock").allowed_tools
     record = await runtime.create_task("clock", "what time is it in Paris?")
     done = await runtime.wait_task(record.id, 60)
     assert done.state.value == "done", done.error
@@ -172,3 +173,23 @@ async def test_wakeful_mcp_over_stdio(tmp_path: Path) -> None:
             "agent": "echo", "instruction": "hello there", "wait_s": 30})
         task = json.loads(started.content[0].text)  # type: ignore[union-attr]
         assert task["state"] == "done" and "hello there" in task["result"]
+
+
+async def test_sampling_requests_go_to_the_agents_model(make_runtime: RuntimeFactory,
+                                                       agent_def: AgentFactory,
+                                                       script: ScriptFactory) -> None:
+    poet = McpServerConfig(name="poet", command=sys.executable,
+                           args=[str(Path(__file__).parent / "mcp_sampling_server.py")])
+    steps: list[dict[str, object]] = [
+        {"say": "asking", "tool_calls": [{"tool": "poet.haiku", "args": {"topic": "rain"}}]},
+        {"say": "{last_tool_result}"}]
+    runtime = await runtime_with(make_runtime, agent_def, script, [poet], steps,
+                                 ["poet.haiku"])
+    record = await runtime.create_task("clock", "a haiku")
+    done = await runtime.wait_task(record.id, 60)
+    # The agent's (scripted) model answered the server's sampling request with its
+    # first step's text, and the server's tool returned that.
+    assert done.result == "poet got: asking", done.result
+    await runtime.store.flush()
+    sampled = await runtime.store.query_events(types=["mcp.sampling"])
+    assert [e.agent for e in sampled] == ["clock"]

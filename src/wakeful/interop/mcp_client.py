@@ -30,6 +30,7 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from wakeful.errors import WakefulError
+from wakeful.models.base import Message
 from wakeful.project.interop import McpServerConfig
 from wakeful.resources.names import Access
 from wakeful.runtime.scope import TaskScope
@@ -110,7 +111,11 @@ class McpTool(Tool):
         assert self.connection is not None
         arguments = dict(args.model_extra or {})
         ctx.emit("mcp.call", server=self.connection.config.name, tool=self.remote_name)
-        return await self.connection.call(self.remote_name, arguments)
+        self.connection.callers.append(ctx.agent)
+        try:
+            return await self.connection.call(self.remote_name, arguments)
+        finally:
+            self.connection.callers.remove(ctx.agent)
 
 
 class McpConnection:
@@ -127,6 +132,34 @@ class McpConnection:
         self.lost = asyncio.Event()  # set while not connected
         self.tried = asyncio.Event()  # set after the first attempt, good or bad
         self._stop = asyncio.Event()
+        self.runtime: Runtime | None = None
+        self.callers: list[str] = []  # agents with a call in flight (sampling uses them)
+
+    async def _sample(self, context: Any, params: mcp_types.CreateMessageRequestParams
+                      ) -> mcp_types.CreateMessageResult | mcp_types.ErrorData:
+        """A sampling request from the server: answered by the model of the agent whose
+        call is in flight (the latest one), or the project's default model."""
+        runtime = self.runtime
+        if runtime is None:
+            return mcp_types.ErrorData(code=-32600, message="sampling is not available")
+        agent = self.callers[-1] if self.callers else None
+        model = runtime.agent(agent).model if agent else runtime.models.get(
+            runtime.default_model)
+        messages = [Message(role="system", content=params.system_prompt)] \
+            if params.system_prompt else []
+        for item in params.messages:
+            blocks = item.content if isinstance(item.content, list) else [item.content]
+            text = "\n".join(b.text for b in blocks if isinstance(b, mcp_types.TextContent))
+            messages.append(Message(role=item.role, content=text))
+        try:
+            response = await model.complete(messages, [])
+        except Exception as exc:
+            return mcp_types.ErrorData(code=-32603, message=f"the model failed: {exc}")
+        runtime.events.emit("mcp.sampling", agent=agent, data={
+            "server": self.config.name, "model": model.name})
+        return mcp_types.CreateMessageResult(
+            role="assistant", model=model.name, stop_reason="endTurn",
+            content=mcp_types.TextContent(type="text", text=response.message.content or ""))
 
     def _target(self) -> tuple[Any, httpx2.AsyncClient | None]:
         config = self.config
@@ -154,7 +187,7 @@ class McpConnection:
             try:
                 target, http = self._target()
                 async with Client(target, read_timeout_seconds=self.config.timeout_s,
-                                  mode="legacy") as client:
+                                  mode="legacy", sampling_callback=self._sample) as client:
                     listed = await client.list_tools()
                     self.tools = list(listed.tools)
                     self.client = client
@@ -251,6 +284,7 @@ class McpTools:
         """Connect to every server (at once), register the tools of those that came up;
         the others keep retrying, and their tools are registered when they do."""
         for connection in self.connections:
+            connection.runtime = runtime
             self._scope.spawn(connection.run(), name=f"mcp:{connection.config.name}")
             self._scope.spawn(self._register_when_ready(runtime, connection),
                               name=f"mcp:{connection.config.name}:tools")
@@ -271,6 +305,17 @@ class McpTools:
             await connection.ready.wait()
             self._register(runtime, connection)
             await connection.lost.wait()
+
+    def expand_grants(self, runtime: Runtime) -> None:
+        """Turn glob grants (``github.*``) in agent files into the names of the MCP
+        tools they match, before the agents start (agents hold a fixed set of names)."""
+        names = [t for t in runtime.tools.names() if t in self._registered]
+        for definition in runtime.definitions():
+            patterns = [g for g in definition.tools if any(c in g for c in "*?[")]
+            for pattern in patterns:
+                matched = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+                # A frozen model, but its list is ours to fill before the agent starts.
+                definition.tools.extend(n for n in matched if n not in definition.tools)
 
     async def close(self) -> None:
         for connection in self.connections:

@@ -70,6 +70,7 @@ class InteropService:
 
             self.mcp = McpTools(self.mcp_servers, cwd=self.project_dir)
             await self.mcp.start(runtime)
+            self.mcp.expand_grants(runtime)
 
     async def _view(self, task_id: str) -> Task | None:
         assert self._handler is not None and self.records is not None
