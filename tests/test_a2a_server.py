@@ -223,3 +223,41 @@ async def test_push_notifications_reach_a_receiver(served: WebServer) -> None:
             await asyncio.wait_for(arrived.wait(), 30)
         assert all(token == "secret-1" for token, _ in received)
         assert {body["task"]["id"] for _, body in received} == {sent.task.id}
+
+
+async def test_a_v0_3_client_is_still_served(served: WebServer) -> None:
+    """No A2A-Version header means 0.3 (the spec's rule): the old method names work."""
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"},
+                                 timeout=30) as http:
+        response = await http.post(f"{served.url}a2a/helper", json={
+            "jsonrpc": "2.0", "id": "x", "method": "message/send", "params": {"message": {
+                "messageId": "old-1", "role": "user",
+                "parts": [{"kind": "text", "text": "Capital?"}]}}})
+        body = response.json()
+    assert body["result"]["kind"] == "task", body
+    assert body["result"]["status"]["state"] == "completed"
+    assert body["result"]["artifacts"][0]["parts"][0]["text"] == REPLY
+
+
+async def test_public_agents_need_no_token_and_stay_on_loopback(
+        make_runtime: RuntimeFactory, agent_def: AgentFactory) -> None:
+    from wakeful.errors import WakefulError
+    from wakeful.project.interop import A2AServerConfig
+
+    runtime = await make_runtime([agent_def("helper", model="scripted:helper")],
+                                 {"scripted:helper": helper_model()}, start=False)
+    runtime.add_service(InteropService(A2AServerConfig(auth="none", expose=["helper"])))
+    await runtime.start()
+    with pytest.raises(WakefulError, match="loopback"):
+        WebServer(runtime, TOKEN, host="0.0.0.0", port=0)
+    server = await serve(runtime)
+    try:
+        async with sdk_client(server.url, "helper", streaming=False, token=None) as client:
+            [response] = await collect(client.send_message(send_request(user_message("Hi"))))
+        assert response.task.status.state == TaskState.TASK_STATE_COMPLETED
+        async with httpx.AsyncClient() as http:
+            card = (await http.get(
+                f"{server.url}a2a/helper/.well-known/agent-card.json")).json()
+        assert "securitySchemes" not in card
+    finally:
+        await server.stop()

@@ -291,7 +291,7 @@ class WakefulRequestHandler(RequestHandler):
             task = await self.task_view(row, history, include_artifacts=True)
             if params.status and task.status.state != params.status:
                 continue
-            if after is not None and task.status.timestamp.ToNanoseconds() / 1e9 <= after:
+            if after is not None and task.status.timestamp.ToNanoseconds() / 1e9 < after:
                 continue
             tasks.append(task)
         page = tasks[start:start + size]
