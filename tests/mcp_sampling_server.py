@@ -5,7 +5,7 @@ from __future__ import annotations
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import SamplingMessage, TextContent
 
-server: MCPServer = MCPServer(name="poet")
+server: MCPServer = MCPServer(name="poet", log_level="WARNING")
 
 
 @server.tool()

@@ -34,7 +34,7 @@ TIME_SERVER = McpServerConfig(name="time", command=sys.executable,
 @contextlib.asynccontextmanager
 async def http_mcp_server() -> AsyncIterator[str]:
     """A streamable HTTP MCP server made with the mcp SDK, on a free port."""
-    server: MCPServer = MCPServer(name="calc")
+    server: MCPServer = MCPServer(name="calc", log_level="WARNING")
 
     @server.tool()
     def add(a: int, b: int) -> int:

@@ -37,7 +37,7 @@ DEFAULT_PERSON = "person:mcp"
 
 def build_server(runtime: Runtime) -> MCPServer:
     server: MCPServer = MCPServer(
-        name="wakeful", version=__version__,
+        name="wakeful", version=__version__, log_level="WARNING",
         instructions="A Wakeful team of agents: start tasks on agents, wait for results, "
                      "send mail, read conversations and channels.")
 
