@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 
 RERUN = "python benchmarks/interop.py"
+SELF = str(Path(__file__).resolve())
 TOKEN = "benchmark-token-0123456789"
 REPLY = "Paris."
 
@@ -152,6 +153,8 @@ async def bench_mcp(calls: int) -> dict[str, Any]:
     web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     serving = asyncio.create_task(web.serve())
     while not web.started:
+        if serving.done():
+            serving.result()
         await asyncio.sleep(0.01)
     port = web.servers[0].sockets[0].getsockname()[1]
     folder = Path(tempfile.mkdtemp(prefix="wakeful-interop-bench-"))
@@ -161,7 +164,7 @@ async def bench_mcp(calls: int) -> dict[str, Any]:
     await runtime.start()
     mcp = McpTools([
         McpServerConfig(name="stdio", command=sys.executable,
-                        args=[str(Path(__file__).resolve()), "--mcp-stdio-server"]),
+                        args=[SELF, "--mcp-stdio-server"]),
         McpServerConfig(name="http", url=f"http://127.0.0.1:{port}/mcp")])
     await mcp.start(runtime)
     ctx = ToolContext(agent="bench", task_id="t_bench", runtime=runtime)
