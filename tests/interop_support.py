@@ -19,9 +19,10 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serve_app(app: Any) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1; yields its base URL (no slash)."""
-    port = free_port()
+async def serve_app(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 (``port``, or a free one); yields its base
+    URL (no slash)."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning"))
     serving = asyncio.create_task(server.serve())

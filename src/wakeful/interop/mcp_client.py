@@ -5,8 +5,9 @@ streamable HTTP URL with its credential in an environment variable) gets one
 connection, owned by one asyncio task (the MCP SDK's anyio scopes must be entered and
 left in the same task). The connection lists the server's tools and registers them;
 their arguments are validated against the server's own JSON Schema before a call is
-sent. A server that crashes or stops answering pings is reconnected with backoff; while
-it is down its tools fail at once with a message that says so, and the task carries on.
+sent. A server that crashes or stops answering (it is asked for its tools every few
+seconds) is reconnected with backoff; while it is down its tools fail at once with a
+message that says so, and the task carries on.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("wakeful.mcp")
 
 PING_INTERVAL_S = 5.0
-BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+BACKOFF_S = (0.2, 1.0, 2.0, 5.0, 10.0, 30.0)
 MAX_RESULT_CHARS = 100_000
 
 
@@ -121,9 +122,11 @@ class McpTool(Tool):
 class McpConnection:
     """One MCP server: connect, list tools, keep it alive, call it."""
 
-    def __init__(self, config: McpServerConfig, cwd: str | None = None) -> None:
+    def __init__(self, config: McpServerConfig, cwd: str | None = None,
+                 probe_interval_s: float = PING_INTERVAL_S) -> None:
         self.config = config
         self.cwd = cwd
+        self.probe_interval_s = probe_interval_s
         self.client: Client | None = None
         self.tools: list[mcp_types.Tool] = []
         self.last_error: str | None = None
@@ -223,11 +226,14 @@ class McpConnection:
     async def _keep_alive(self, client: Client) -> None:
         while not self._stop.is_set():
             try:
-                await asyncio.wait_for(self._stop.wait(), PING_INTERVAL_S)
+                await asyncio.wait_for(self._stop.wait(), self.probe_interval_s)
                 return
             except TimeoutError:
                 pass
-            await asyncio.wait_for(client.send_ping(), self.config.timeout_s)
+            # A listing, not a ping: ping is gone from the 2026-07-28 protocol.
+            listed = await asyncio.wait_for(client.list_tools(cache_mode="bypass"),
+                                            self.config.timeout_s)
+            self.tools = list(listed.tools)
 
     def close(self) -> None:
         self._stop.set()
@@ -274,8 +280,9 @@ class McpTools:
     """Every configured MCP server, connected for the runtime's life."""
 
     def __init__(self, servers: Iterable[McpServerConfig], *, cwd: str | None = None,
-                 connect_timeout_s: float = 30.0) -> None:
-        self.connections = [McpConnection(s, cwd) for s in servers]
+                 connect_timeout_s: float = 30.0,
+                 probe_interval_s: float = PING_INTERVAL_S) -> None:
+        self.connections = [McpConnection(s, cwd, probe_interval_s) for s in servers]
         self.connect_timeout_s = connect_timeout_s
         self._scope = TaskScope("mcp")
         self._registered: set[str] = set()
