@@ -261,3 +261,17 @@ async def test_public_agents_need_no_token_and_stay_on_loopback(
         assert "securitySchemes" not in card
     finally:
         await server.stop()
+
+
+async def test_a_context_id_alone_starts_a_new_task_in_that_context(
+        served: WebServer) -> None:
+    async with sdk_client(served.url, "helper", streaming=False) as client:
+        [first] = await collect(client.send_message(send_request(user_message("Capital?"))))
+        context = first.task.context_id
+        follow_up = user_message("And of Italy?", message_id="m-2", context_id=context)
+        [second] = await collect(client.send_message(send_request(follow_up)))
+        listed = await client.list_tasks(ListTasksRequest(context_id=context))
+    assert second.task.id != first.task.id and second.task.context_id == context
+    assert {t.id for t in listed.tasks} == {first.task.id, second.task.id}
+    record = await served.runtime.get_task(second.task.id)
+    assert f"task {first.task.id} (done): {REPLY}" in record.instruction

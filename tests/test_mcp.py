@@ -205,3 +205,22 @@ async def test_sampling_requests_go_to_the_agents_model(make_runtime: RuntimeFac
     await runtime.store.flush()
     sampled = await runtime.store.query_events(types=["mcp.sampling"])
     assert [e.agent for e in sampled] == ["clock"]
+
+
+def test_a_config_declares_the_resource_a_tool_touches() -> None:
+    """``resources: {glob: resource}``: matching tools auto-pause on that resource; the
+    others touch nothing."""
+    import mcp_types
+
+    from wakeful.interop.mcp_client import McpConnection, make_tools
+    from wakeful.resources.names import Access
+
+    config = McpServerConfig(name="notes", command="unused",
+                             resources={"write_*": "file:notes.md"})
+    connection = McpConnection(config)
+    connection.tools = [mcp_types.Tool(name=n, input_schema={"type": "object"})
+                        for n in ("write_note", "read_note")]
+    tools = {t.name: t for t in make_tools(connection)}
+    writer, reader = tools["notes.write_note"], tools["notes.read_note"]
+    assert writer.resources is not None and reader.resources is None
+    assert list(writer.resources(None)) == [Access.write("file:notes.md")]

@@ -95,14 +95,16 @@ def message_text(message: Message) -> str:
     return text
 
 
-def instruction(text: str, row: A2ATaskRow) -> str:
+def instruction(text: str, row: A2ATaskRow, earlier: list[str] | None = None) -> str:
     """The Wakeful instruction for an A2A message: the text, then where it came from
-    (message id, context id, metadata), so the agent's task can see and use them."""
+    (message id, context id, metadata, earlier tasks of the context), so the agent's
+    task can see and use them."""
     meta = json.dumps(row.metadata, sort_keys=True) if row.metadata else "{}"
+    before = ("\nEarlier tasks in this context:\n" + "\n".join(earlier)) if earlier else ""
     return (f"{text}\n\n---\nA2A request: message id {row.message_id}, context id "
             f"{row.context_id}, metadata {meta}. To ask the caller something, use the "
             f"ask_caller tool (or request to {caller_address(row.task_id)}); their next "
-            "message is the answer.")
+            f"message is the answer.{before}")
 
 
 def build_task(row: A2ATaskRow, record: TaskRecord, *, finished: bool,

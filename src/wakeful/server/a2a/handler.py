@@ -155,8 +155,21 @@ class WakefulRequestHandler(RequestHandler):
         row = A2ATaskRow(task_id=record.id, agent=agent, context_id=context_id,
                          message_id=message.message_id, metadata=metadata,
                          history=[convert.dump_message(message)])
-        record.instruction = convert.instruction(text, row)
+        earlier = await self._earlier(agent, message.context_id) if params.message.context_id \
+            else []
+        record.instruction = convert.instruction(text, row, earlier)
         return _Accepted(row, message, text, record)
+
+    async def _earlier(self, agent: str, context_id: str) -> list[str]:
+        """The last few tasks of the context, so a new task in it knows what came
+        before (their A2A ids and an excerpt of their outcome)."""
+        lines = []
+        for row in reversed((await self.records.for_agent(agent, context_id))[:3]):
+            found = await self.runtime.store.get_task(row.task_id)
+            if found is not None:
+                outcome = (found.result or found.error or found.state.value)[:300]
+                lines.append(f"task {found.id} ({found.state.value}): {outcome}")
+        return lines
 
     async def _commit(self, accepted: _Accepted, params: SendMessageRequest) -> None:
         if accepted.new_task is not None:
