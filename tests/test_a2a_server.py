@@ -103,8 +103,9 @@ async def test_calls_without_the_token_are_refused(served: WebServer) -> None:
     assert response.status_code == 401
 
 
-async def test_streaming_sends_tokens_then_the_result(served: WebServer) -> None:
-    async with sdk_client(served.url, "helper") as client:
+@pytest.mark.parametrize("binding", ["JSONRPC", "HTTP+JSON"])
+async def test_streaming_sends_tokens_then_the_result(served: WebServer, binding: str) -> None:
+    async with sdk_client(served.url, "helper", binding=binding) as client:
         events = await collect(client.send_message(send_request(user_message("Capital?"))))
     assert events[0].HasField("task")
     chunks = [e.artifact_update for e in events if e.HasField("artifact_update")
@@ -118,8 +119,9 @@ async def test_streaming_sends_tokens_then_the_result(served: WebServer) -> None
     assert states[-1] == TaskState.TASK_STATE_COMPLETED
 
 
-async def test_get_list_and_cancel(served: WebServer) -> None:
-    async with sdk_client(served.url, "helper", streaming=False) as client:
+@pytest.mark.parametrize("binding", ["JSONRPC", "HTTP+JSON"])
+async def test_get_list_and_cancel(served: WebServer, binding: str) -> None:
+    async with sdk_client(served.url, "helper", streaming=False, binding=binding) as client:
         [sent] = await collect(client.send_message(send_request(
             user_message("a slow job", message_id="m-slow"), return_immediately=True)))
         task_id = sent.task.id
@@ -140,8 +142,9 @@ async def test_get_list_and_cancel(served: WebServer) -> None:
             await other.get_task(GetTaskRequest(id=task_id))
 
 
-async def test_input_required_round_trip(served: WebServer) -> None:
-    async with sdk_client(served.url, "helper", streaming=False) as client:
+@pytest.mark.parametrize("binding", ["JSONRPC", "HTTP+JSON"])
+async def test_input_required_round_trip(served: WebServer, binding: str) -> None:
+    async with sdk_client(served.url, "helper", streaming=False, binding=binding) as client:
         [first] = await collect(client.send_message(send_request(user_message("ask me"))))
         task = first.task
         assert task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
@@ -155,8 +158,9 @@ async def test_input_required_round_trip(served: WebServer) -> None:
     assert [m.message_id for m in second.task.history] == ["m-1", "m-2"]
 
 
-async def test_subscribe_follows_a_running_task(served: WebServer) -> None:
-    async with sdk_client(served.url, "helper") as client:
+@pytest.mark.parametrize("binding", ["JSONRPC", "HTTP+JSON"])
+async def test_subscribe_follows_a_running_task(served: WebServer, binding: str) -> None:
+    async with sdk_client(served.url, "helper", binding=binding) as client:
         events = await collect(client.send_message(send_request(user_message("ask me"))))
         task = events[0].task
         assert events[-1].status_update.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
@@ -178,6 +182,26 @@ async def test_malformed_requests_get_json_rpc_errors(served: WebServer) -> None
         empty = await call("SendMessage", {"message": {"messageId": "x", "role": "ROLE_USER",
                                                        "parts": []}})
         missing = await call("GetTask", {"id": "t_missing"})
+        no_id = await call("SendMessage", {"message": {"role": "ROLE_USER",
+                                                       "parts": [{"text": "hi"}]}})
+        other_task = await call("SendMessage", {"message": {
+            "messageId": "y", "role": "ROLE_USER", "taskId": "t_nope",
+            "parts": [{"text": "hi"}]}})
+        done = await call("SendMessage", {"message": {"messageId": "z", "role": "ROLE_USER",
+                                                      "parts": [{"text": "Capital?"}]}})
+        task = done["result"]["task"]
+        wrong_context = await call("SendMessage", {"message": {
+            "messageId": "z2", "role": "ROLE_USER", "taskId": task["id"],
+            "contextId": "another", "parts": [{"text": "hi"}]}})
+        finished = await call("SendMessage", {"message": {
+            "messageId": "z3", "role": "ROLE_USER", "taskId": task["id"],
+            "parts": [{"text": "more"}]}})
+        subscribe_finished = await call("SubscribeToTask", {"id": task["id"]})
+    assert no_id["error"]["code"] == -32602
+    assert other_task["error"]["code"] == -32001  # TaskNotFoundError
+    assert wrong_context["error"]["code"] == -32602
+    assert finished["error"]["code"] == -32004  # UnsupportedOperationError: terminal
+    assert subscribe_finished["error"]["code"] == -32004  # nothing more will happen
     assert unknown["error"]["code"] == -32601
     assert empty["error"]["code"] == -32602
     assert missing["error"]["code"] == -32001
