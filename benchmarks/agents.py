@@ -72,7 +72,7 @@ class BenchmarkError(RuntimeError):
 async def measure(n: int) -> dict[str, Any]:
     """Run N agents with one task each; return the figures for this size."""
     from wakeful import AgentDefinition, ModelRegistry, Runtime, ScriptedModel, SQLiteStore
-    from wakeful.runtime.states import TaskState
+    from wakeful.core.states import TaskState
 
     import_rss = peak_rss_mb()
     with tempfile.TemporaryDirectory(prefix="wakeful-bench-") as tmp:

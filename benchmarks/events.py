@@ -24,12 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from wakeful.core.states import TaskState
 from wakeful.models.registry import ModelRegistry
 from wakeful.models.scripted import ScriptedModel
 from wakeful.observe.events import EventLog
 from wakeful.project.definitions import AgentDefinition
 from wakeful.runtime.runtime import Runtime
-from wakeful.runtime.states import TaskState
 from wakeful.store.sqlite import SQLiteStore
 
 EVENTS = 200_000

@@ -48,7 +48,7 @@ from wakeful.mailbox import Mailbox, MemoryMailStore
 from wakeful.observe.events import EventLog
 from wakeful.project.definitions import MailboxConfig
 from wakeful.store.sqlite import SQLiteStore
-from wakeful.store.sqlite_mail import SQLiteMailStore
+from wakeful.store.sqlite.mail import SQLiteMailStore
 
 RERUN = "python benchmarks/mailbox.py"
 ROUNDS = 3

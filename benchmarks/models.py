@@ -125,7 +125,7 @@ async def raw_round(client: Any, bodies: list[dict[str, Any]], typed: bool = Fal
 
 async def runtime_round(runtime: Any) -> float:
     """Seconds per step for one task of STEPS + 1 steps run by the runtime."""
-    from wakeful.runtime.states import TaskState
+    from wakeful.core.states import TaskState
 
     started = time.perf_counter()
     record = await runtime.create_task("bench", "benchmark task")
@@ -180,8 +180,8 @@ async def measure_overhead(base_url: str, directory: Path) -> dict[str, Any]:
 
 async def measure_agents(base_url: str, directory: Path) -> dict[str, Any]:
     from wakeful import AgentDefinition, Runtime, SQLiteStore
+    from wakeful.core.states import TaskState
     from wakeful.models.registry import ModelRegistry
-    from wakeful.runtime.states import TaskState
 
     models = ModelRegistry(directory, providers={"local": provider(base_url, AGENTS)})
     names = [f"agent-{i:04d}" for i in range(AGENTS)]

@@ -94,7 +94,7 @@ def make_runtime(directory: Path, agents: int, tools: list[Any], *,
 
 
 async def check_done(runtime: Any, n: int) -> None:
-    from wakeful.runtime.states import TaskState
+    from wakeful.core.states import TaskState
 
     tasks = await runtime.store.list_tasks()
     bad = [t for t in tasks if t.state is not TaskState.DONE]
@@ -148,7 +148,7 @@ async def measure_lateness(burst: bool) -> dict[str, Any]:
 
 async def measure_events() -> dict[str, Any]:
     """1,000 tasks waiting for their own mail; mails sent one at a time."""
-    from wakeful.mailbox.model import MailFilter
+    from wakeful.core.mail import MailFilter
     from wakeful.schedule.waits import MailArrives, Who
     from wakeful.tools.registry import tool
 

@@ -10,6 +10,7 @@ import pytest
 
 from mail_fixtures import AGENTS, OpenMailbox
 from polling import until
+from wakeful.core.records import Event
 from wakeful.mailbox import Mailbox
 from wakeful.models.base import Model
 from wakeful.models.registry import ModelRegistry
@@ -18,9 +19,8 @@ from wakeful.observe.events import EventLog
 from wakeful.project.definitions import AgentDefinition, MailboxConfig, RestartPolicy
 from wakeful.runtime.runtime import Runtime
 from wakeful.schedule.clock import Clock
-from wakeful.store.records import Event
 from wakeful.store.sqlite import SQLiteStore
-from wakeful.store.sqlite_mail import SQLiteMailStore
+from wakeful.store.sqlite.mail import SQLiteMailStore
 from wakeful.tools.builtin import default_tools
 from wakeful.tools.registry import Tool
 

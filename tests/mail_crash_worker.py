@@ -21,13 +21,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from wakeful.core.mail_records import Delivery
 from wakeful.errors import MailTimeoutError
 from wakeful.mailbox import Mailbox
-from wakeful.mailbox.records import Delivery
 from wakeful.observe.events import EventLog
 from wakeful.project.definitions import MailboxConfig
 from wakeful.store.sqlite import SQLiteStore
-from wakeful.store.sqlite_mail import SQLiteMailStore
+from wakeful.store.sqlite.mail import SQLiteMailStore
 
 HANDLERS = 3
 GROUP = 10

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 from polling import until
+from wakeful.core.records import TaskRecord
+from wakeful.core.states import TaskState
 from wakeful.models.scripted import ScriptedModel, ScriptFile
 from wakeful.runtime.runtime import Runtime
-from wakeful.runtime.states import TaskState
-from wakeful.store.records import TaskRecord
 
 Factory = Callable[..., Any]  # the make_runtime fixture (it takes clock=...)
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from wakeful.core.timespecs import parse_duration
 from wakeful.errors import ConfigError
-from wakeful.project.definitions import AgentDefinition, ScheduleEntry, parse_duration
+from wakeful.project.definitions import AgentDefinition, ScheduleEntry
 from wakeful.project.loader import load_project
 
 

@@ -19,7 +19,7 @@ from wakeful.cli import app
 from wakeful.mailbox import Mailbox
 from wakeful.project.definitions import MailboxConfig
 from wakeful.store.sqlite import SQLiteStore
-from wakeful.store.sqlite_mail import SQLiteMailStore
+from wakeful.store.sqlite.mail import SQLiteMailStore
 
 runner = CliRunner()
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from wakeful import AgentDefinition, ModelRegistry, Runtime, ScriptedModel, SQLiteStore
+from wakeful.core.records import TaskRecord
+from wakeful.core.states import TaskState
 from wakeful.project.definitions import MailboxConfig, RestartPolicy
-from wakeful.runtime.states import TaskState
-from wakeful.store.records import TaskRecord
 
 MAIL_TOOLS = ["send_mail", "check_mail", "read_mail", "reply", "ack", "post_to_channel",
               "channel_history", "request", "delegate_task", "ask_for_help"]

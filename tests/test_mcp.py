@@ -212,8 +212,8 @@ def test_a_config_declares_the_resource_a_tool_touches() -> None:
     others touch nothing."""
     import mcp_types
 
+    from wakeful.core.resources import Access
     from wakeful.interop.mcp_client import McpConnection, make_tools
-    from wakeful.resources.names import Access
 
     config = McpServerConfig(name="notes", command="unused",
                              resources={"write_*": "file:notes.md"})

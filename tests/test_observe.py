@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 from typer.testing import CliRunner
 
 from wakeful.cli import app
+from wakeful.core.records import Event
+from wakeful.core.states import AgentState, TaskState
 from wakeful.observe.inspect import causal_tree, why_agent
 from wakeful.project.definitions import AgentDefinition
 from wakeful.runtime.context import ToolContext
-from wakeful.runtime.states import AgentState, TaskState
-from wakeful.store.records import Event
 from wakeful.store.sqlite import SQLiteStore
 from wakeful.tools.registry import tool
 

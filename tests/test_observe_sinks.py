@@ -12,11 +12,11 @@ from opentelemetry.trace import StatusCode
 from typer.testing import CliRunner
 
 from wakeful.cli import app
+from wakeful.core.records import Event
+from wakeful.core.states import TaskState
 from wakeful.observe.logs import install_logs
 from wakeful.observe.otel import install_tracing
 from wakeful.runtime.context import ToolContext
-from wakeful.runtime.states import TaskState
-from wakeful.store.records import Event
 from wakeful.tools.registry import tool
 
 if TYPE_CHECKING:

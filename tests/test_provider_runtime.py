@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from wakeful import AgentDefinition, Runtime, SQLiteStore, TaskState
+from wakeful.core.records import Event
 from wakeful.errors import ConfigError
 from wakeful.models.config import ModelPrice, ProviderConfig
 from wakeful.models.registry import ModelRegistry
 from wakeful.project.loader import load_project
-from wakeful.store.records import Event
 from wakeful.testing import FakeToolCall, ModelServer, Reply
 
 KEY = "sk-runtime-test-93be1f"

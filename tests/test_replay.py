@@ -9,13 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from wakeful.cli import app
+from wakeful.core.states import TaskState
 from wakeful.errors import WakefulError
-from wakeful.observe import replay as replay_module
-from wakeful.observe.replay import replay
 from wakeful.project.loader import load_project
+from wakeful.runtime import replay as replay_module
 from wakeful.runtime.context import ToolContext
+from wakeful.runtime.replay import replay
 from wakeful.runtime.runtime import Runtime
-from wakeful.runtime.states import TaskState
 from wakeful.tools.builtin import default_tools
 from wakeful.tools.registry import ToolRegistry, tool
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from resources_support import call, context, events, ok, open_runtime
+from wakeful.core.states import AgentState, TaskState
 from wakeful.models.registry import ModelRegistry
 from wakeful.models.scripted import ScriptedModel, ScriptFile
 from wakeful.project.definitions import AgentDefinition
 from wakeful.resources import Access
-from wakeful.runtime.states import AgentState, TaskState
 from wakeful.tools.registry import ToolOutcome, tool
 
 

@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 from resources_support import call, context, events, ok, open_runtime
+from wakeful.core.states import TaskState
 from wakeful.models.registry import ModelRegistry
 from wakeful.models.scripted import ScriptedModel, ScriptFile
 from wakeful.project.definitions import AgentDefinition
-from wakeful.runtime.states import TaskState
 
 
 def crossing_script(first: str, second: str) -> list[dict[str, object]]:

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
+from wakeful.core.resources import Mode, Owner, Resource
+from wakeful.errors import DeadlockError
 from wakeful.resources.deadlock import Wait, WaitForGraph, describe_cycle, victim_of
-from wakeful.resources.errors import DeadlockError
-from wakeful.resources.gate import Gate, Owner
-from wakeful.resources.names import Mode, Resource
+from wakeful.resources.gate import Gate
 
 R, W = Mode.READ, Mode.WRITE
 

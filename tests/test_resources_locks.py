@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 from resources_support import call, context, events, ok, open_runtime, query
+from wakeful.core.states import TaskState
 from wakeful.models.registry import ModelRegistry
 from wakeful.models.scripted import ScriptedModel
 from wakeful.project.definitions import AgentDefinition
-from wakeful.runtime.states import TaskState
 
 
 async def test_try_wait_release_and_growing_tokens(tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from resources_support import call, context, ok, open_runtime
+from wakeful.core.resources import Resource
 from wakeful.errors import ConfigError
 from wakeful.project.loader import load_project
 from wakeful.resources import PathEscapeError, ResourceError, ResourceManager, Workspace
-from wakeful.resources.names import Resource
 
 
 def test_names_are_parsed_and_made_canonical(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from typer.testing import CliRunner
 
 from wakeful.cli import app
+from wakeful.core.states import TaskState
 from wakeful.project.loader import load_project
 from wakeful.runtime.runtime import Runtime
-from wakeful.runtime.states import TaskState
 
 if TYPE_CHECKING:
     from conftest import AgentFactory, RuntimeFactory, ScriptFactory, WaitUntil

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from wakeful.core.states import AgentState, TaskState
 from wakeful.errors import ModelError, UnknownAgentError, UnknownTaskError, WakefulError
 from wakeful.models.base import Message, StreamEvent, ToolSpec
 from wakeful.models.scripted import ScriptedModel, ScriptFile
 from wakeful.runtime.agent import AgentRunner
 from wakeful.runtime.runtime import Runtime
-from wakeful.runtime.states import AgentState, TaskState
 from wakeful.tools.registry import Tool, make_tool
 
 if TYPE_CHECKING:

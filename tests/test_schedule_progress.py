@@ -17,10 +17,10 @@ from schedule_support import (
     steps,
     until,
 )
+from wakeful.core.states import TaskState
 from wakeful.models.scripted import ScriptedModel, ScriptFile
 from wakeful.project.definitions import AgentDefinition, LoopGuards, ScheduleEntry
 from wakeful.project.loader import load_agent_file
-from wakeful.runtime.states import TaskState
 from wakeful.schedule.clock import FakeClock, RealClock
 
 EXAMPLE = Path(wakeful.__file__).parent / "examples" / "team"
@@ -49,7 +49,8 @@ async def test_report_progress_is_stored_shown_and_recorded(make_runtime: Factor
     await until(lambda: rt.waits.waiting(task.id) is not None, 10, "the sleep")
     status = await rt.progress.task_status(task.id)
     assert status["progress"] == 40 and status["progress_note"] == "drafted part one"
-    assert status["state"] == "waiting" and status["step"] == 1
+    # Step 2 is under way: its reply is stored (durable steps), its sleep_for runs.
+    assert status["state"] == "waiting" and status["step"] == 2
     assert status["waiting_for"].startswith("sleeping until 2023-11-14T23:13:20Z")
     assert status["wakes_at"] == "2023-11-14T23:13:20Z"
     assert status["tokens"] > 0 and status["idle_s"] >= 0
@@ -105,7 +106,8 @@ async def test_status_tools_follow_the_access_rules(make_runtime: Factory) -> No
     assert worker_status["tasks"]["finished"] == 0
     assert worker_status["this_run"]["started"] == 1
     # Tokens count once a step commits: the sleeper's first step is still under way.
-    assert worker_status["tokens_used"] == 0
+    # Its first reply (the sleep_for call) is stored with its tokens before it sleeps.
+    assert worker_status["tokens_used"] > 0
     assert {a["agent"]: a["tokens_used"] > 0 for a in everyone}["nosy"]
     [current] = worker_status["current_tasks"]
     assert current["task_id"] == sleeping.id and current["state"] == "waiting"

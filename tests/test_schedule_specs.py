@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from wakeful.core.timers import Timer
+from wakeful.core.timespecs import TimerSpec, format_seconds, parse_seconds, parse_when
 from wakeful.errors import ConfigError, ScheduleError
 from wakeful.project.loader import load_agent_file
 from wakeful.schedule.clock import FakeClock, RealClock
-from wakeful.schedule.records import Timer
-from wakeful.schedule.specs import TimerSpec, format_seconds, parse_seconds, parse_when
 from wakeful.schedule.timers import MAX_CATCH_UP, plan
 
 

@@ -18,10 +18,10 @@ from schedule_support import (
     tasks_of,
     until,
 )
+from wakeful.core.states import AgentState, TaskState
+from wakeful.core.timespecs import TimerSpec, stamp
 from wakeful.project.definitions import AgentDefinition, ScheduleEntry
-from wakeful.runtime.states import AgentState, TaskState
 from wakeful.schedule.clock import FakeClock, RealClock
-from wakeful.schedule.specs import TimerSpec, stamp
 
 
 def agent(name: str, *entries: ScheduleEntry, model: str = "done", **fields: object

@@ -20,11 +20,11 @@ from schedule_support import (
     until,
     waiting,
 )
+from wakeful.core.states import AgentState, TaskState
 from wakeful.project.definitions import AgentDefinition
 from wakeful.resources import Access
 from wakeful.runtime.context import ToolContext
 from wakeful.runtime.runtime import Runtime
-from wakeful.runtime.states import AgentState, TaskState
 from wakeful.schedule.clock import FakeClock, RealClock
 from wakeful.schedule.waits import AgentChanges, ResourceFree, TaskReaches, Who
 
@@ -281,8 +281,9 @@ async def test_a_resumed_task_sleeps_only_the_time_that_was_left(
 async def test_a_wait_that_ended_before_a_restart_is_not_repeated(
         make_runtime: Factory) -> None:
     clock = FakeClock(START)
-    # One step: sleep, then wait for a mail. Stopped during the second wait, the step is
-    # not committed, so the resumed task redoes it and calls sleep_for again.
+    # One step: sleep, then wait for a mail. Stopped during the second wait: the sleep's
+    # result was stored as it ended (durable steps), so the resumed task runs only the
+    # wait for mail, and neither the model nor sleep_for is called again.
     model = {"napper": steps(
         {"say": "nap, then wait", "tool_calls": [
             {"tool": "sleep_for", "args": {"duration": "10m"}},
@@ -303,8 +304,10 @@ async def test_a_wait_that_ended_before_a_restart_is_not_repeated(
     assert (await back.wait_task(task.id, 10)).state is TaskState.DONE
     messages = await back.store.load_messages(task.id)
     slept = json.loads(next(m["content"] for m in messages if m["role"] == "tool"))
-    assert slept["resumed"] is True and slept["woke"] == "timer"
-    assert "ended before the runtime restarted" in slept["message"]
+    assert slept["woke"] == "timer" and "resumed" not in slept
+    assert [m["content"] for m in messages if m["role"] == "assistant"] == [
+        "nap, then wait", "done"]
+    assert sum(1 for m in messages if m["role"] == "tool") == 2
 
 
 async def test_bad_waits_are_tool_errors(make_runtime: Factory) -> None:

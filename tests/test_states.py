@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wakeful.errors import IllegalTransitionError
-from wakeful.runtime.states import (
+from wakeful.core.states import (
     AGENT_TRANSITIONS,
     TASK_TRANSITIONS,
     AgentState,
@@ -16,6 +15,7 @@ from wakeful.runtime.states import (
     check_agent_transition,
     check_task_transition,
 )
+from wakeful.errors import IllegalTransitionError
 
 if TYPE_CHECKING:
     from conftest import AgentFactory, RuntimeFactory, ScriptFactory

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from wakeful.core.records import AgentRecord, Event, RunRecord, TaskRecord
+from wakeful.core.states import AgentState, TaskState
 from wakeful.errors import StoreError
 from wakeful.ids import new_id
-from wakeful.runtime.states import AgentState, TaskState
-from wakeful.store.migrations import MIGRATIONS
-from wakeful.store.records import AgentRecord, Event, RunRecord, TaskRecord
 from wakeful.store.sqlite import SQLiteStore
+from wakeful.store.sqlite.migrations import MIGRATIONS
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import pytest
 from pydantic import Field
 
+from wakeful.core.states import TaskState
 from wakeful.models.base import Message, StreamEvent, ToolCall, ToolSpec
 from wakeful.models.scripted import ScriptedModel
 from wakeful.runtime.context import ToolContext
-from wakeful.runtime.states import TaskState
 from wakeful.tools.registry import ToolRegistry, make_tool, tool
 
 if TYPE_CHECKING:

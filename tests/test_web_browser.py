@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wakeful.runtime.states import AgentState, TaskState
+from wakeful.core.states import AgentState, TaskState
 from web_support import (
     ONE_TO_ONE_REPLY,
     SLOW_JOB,

@@ -194,7 +194,7 @@ def _read_url(process: subprocess.Popen[str], timeout: float = 30) -> str:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    from wakeful.cli import copy_example
+    from wakeful.cli.main import copy_example
 
     folder = tmp_path / "team"
     copy_example(folder)

@@ -16,7 +16,9 @@ from wakeful.models import Message, Model, ModelRegistry, ScriptedModel
 from wakeful.project import AgentDefinition, Project, load_project
 from wakeful.resources import Access
 from wakeful.runtime import AgentState, Runtime, TaskState, ToolContext
-from wakeful.store import SQLiteStore, Store
+from wakeful.runtime.build import build_runtime
+from wakeful.store import Store, open_store
+from wakeful.store.sqlite import SQLiteStore
 from wakeful.tools import Tool, ToolRegistry, tool
 
 __version__ = "0.1.0"
@@ -44,6 +46,8 @@ __all__ = [
     "UnknownTaskError",
     "WakefulError",
     "__version__",
+    "build_runtime",
     "load_project",
+    "open_store",
     "tool",
 ]

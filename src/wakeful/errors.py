@@ -54,6 +54,21 @@ class StoreError(WakefulError):
     """The store could not be opened or migrated."""
 
 
+class FenceError(StoreError):
+    """A write by a worker that no longer owns the agent: another worker took its lease
+    (a higher epoch). The write was refused in its own transaction; nothing landed."""
+
+    def __init__(self, agent: str, owner: str, epoch: int, what: str) -> None:
+        super().__init__(f"{what}: refused, worker {owner} no longer owns agent {agent!r} "
+                         f"(its lease epoch {epoch} was taken over)")
+        self.agent = agent
+
+
+class ConflictError(StoreError):
+    """A write that would duplicate what a key already names (a delegation under the
+    same key); the whole transaction it was part of was rolled back."""
+
+
 class MailError(WakefulError):
     """Mail that cannot be sent or handled: malformed, oversized, to nobody known."""
 
@@ -78,3 +93,30 @@ class ScheduleError(WakefulError):
 class AccessDeniedError(WakefulError):
     """A monitoring request for an agent or task the caller was not granted; refused and
     recorded."""
+
+
+# The resource layer's errors: each is written for the model that made the tool call (it
+# is shown to it as the tool's result) and for the person reading the event log.
+class ResourceError(WakefulError):
+    """A resource name, path or lock request that cannot be honoured."""
+
+
+class PathEscapeError(ResourceError):
+    """A workspace path that points outside the workspace folder."""
+
+
+class WaitTimeoutError(ResourceError):
+    """An operation waited longer than its bound for a resource."""
+
+
+class DeadlockError(ResourceError):
+    """This task's wait closed a cycle of waits; it was chosen to give up."""
+
+    def __init__(self, message: str, cycle: list[str], tokens: list[int] | None = None) -> None:
+        super().__init__(message)
+        self.cycle = cycle
+        self.tokens = tokens or []  # the victim's locks that others in the cycle wait for
+
+
+class StaleTokenError(ResourceError):
+    """A fencing token that no longer stands for a live lock of this task."""

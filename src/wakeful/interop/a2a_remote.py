@@ -36,6 +36,7 @@ from a2a.types import (
 from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH
 from a2a.utils.errors import A2AError
 
+from wakeful.core.context import CURRENT_TASK
 from wakeful.errors import ConfigError, ModelError
 from wakeful.models.base import (
     Completed,
@@ -50,7 +51,6 @@ from wakeful.models.base import (
 from wakeful.models.base import (
     Message as WMessage,
 )
-from wakeful.observe.context import CURRENT_TASK
 from wakeful.project.definitions import AgentDefinition, RestartPolicy
 from wakeful.project.interop import RemoteAgentConfig
 

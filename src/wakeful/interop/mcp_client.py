@@ -30,10 +30,10 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from wakeful.core.resources import Access
 from wakeful.errors import WakefulError
 from wakeful.models.base import Message
 from wakeful.project.interop import McpServerConfig
-from wakeful.resources.names import Access
 from wakeful.runtime.scope import TaskScope
 from wakeful.tools.registry import Tool
 

@@ -1,8 +1,8 @@
 """The mailbox: durable mail, channels, request/reply and delegation between agents."""
 
-from wakeful.mailbox.model import Address, AddressKind, Mail, MailDraft, MailFilter, parse_address
+from wakeful.core.mail import Address, AddressKind, Mail, MailDraft, MailFilter, parse_address
 from wakeful.mailbox.service import Mailbox, Sent
-from wakeful.mailbox.store import MailStore, MemoryMailStore
+from wakeful.store.mail import MailStore, MemoryMailStore
 
 __all__ = [
     "Address",

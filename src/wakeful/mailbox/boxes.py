@@ -14,8 +14,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from wakeful.mailbox.model import MailFilter
-from wakeful.mailbox.records import Delivery
+from wakeful.core.mail import MailFilter
+from wakeful.core.mail_records import Delivery
 
 Key = tuple[str, str]
 

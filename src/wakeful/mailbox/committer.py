@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from wakeful.mailbox.records import Change, DeliveryState, NewEvents
-from wakeful.mailbox.store import MailStore, MemoryMailStore
+from wakeful.core.mail_records import Change, DeliveryState, NewEvents
 from wakeful.runtime.scope import TaskScope
+from wakeful.store.mail import MailStore, MemoryMailStore
 
 log = structlog.get_logger("wakeful.mailbox")
 AfterCommit = Callable[[Sequence[Change]], None]

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from wakeful.mailbox.model import AddressKind, parse_address
-from wakeful.mailbox.records import PENDING, Delivery, Envelope
+from wakeful.core.mail import AddressKind, parse_address
+from wakeful.core.mail_records import PENDING, Delivery, Envelope
+from wakeful.core.records import TaskRecord
+from wakeful.core.states import AgentState, TaskState
 from wakeful.runtime.scope import TaskScope
-from wakeful.runtime.states import AgentState, TaskState
-from wakeful.store.records import TaskRecord
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime

@@ -41,17 +41,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import structlog
 from pydantic import ValidationError
 
-from wakeful.errors import (
-    MailAccessError,
-    MailError,
-    MailTimeoutError,
-    MailTooLargeError,
-    UnknownAgentError,
-)
-from wakeful.ids import _b32
-from wakeful.mailbox.boxes import Box, Key, LeaseClock, Waiter
-from wakeful.mailbox.committer import BatchCommitter, Committer, DirectCommitter
-from wakeful.mailbox.model import (
+from wakeful.core.mail import (
     PRIORITIES,
     Address,
     AddressKind,
@@ -63,7 +53,7 @@ from wakeful.mailbox.model import (
     parse_address,
     parse_member,
 )
-from wakeful.mailbox.records import (
+from wakeful.core.mail_records import (
     ACKED,
     DEAD,
     DELIVERED,
@@ -80,12 +70,23 @@ from wakeful.mailbox.records import (
     MemberChange,
     NewMail,
 )
-from wakeful.mailbox.store import MailStore, MemoryMailStore
+from wakeful.core.records import TaskRecord
+from wakeful.core.states import TaskState
+from wakeful.errors import (
+    ConflictError,
+    MailAccessError,
+    MailError,
+    MailTimeoutError,
+    MailTooLargeError,
+    UnknownAgentError,
+)
+from wakeful.ids import _b32
+from wakeful.mailbox.boxes import Box, Key, LeaseClock, Waiter
+from wakeful.mailbox.committer import BatchCommitter, Committer, DirectCommitter
 from wakeful.observe.events import EventLog
 from wakeful.project.definitions import NAME_PATTERN, MailboxConfig
 from wakeful.runtime.scope import TaskScope
-from wakeful.runtime.states import TaskState
-from wakeful.store.records import TaskRecord
+from wakeful.store.mail import MailStore, MemoryMailStore
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime
@@ -186,6 +187,10 @@ class Mailbox:
         self._agents_seen: set[str] = set()  # recipients known to be agents
         self._visibility = self.config.visibility_timeout_s
         self.denied = 0  # access refusals so far
+        # The agents whose mail this process delivers: those its worker owns (None: all,
+        # outside a runtime). Mail to the others is left in the store for their owner.
+        self._owned: set[str] | None = None
+        self._resumed = 0  # deliveries held by resumed tasks, handed back to them first
 
     # lifecycle -------------------------------------------------------------
     async def start(self, runtime: Runtime) -> None:
@@ -194,6 +199,7 @@ class Mailbox:
         self.events = runtime.events
         self._agents = runtime.agent_names
         self.poll_interval_s = runtime.poll_interval_s
+        self._owned = set()  # agents are adopted as the worker takes their leases
         runtime.on_settle(self._on_settle)
         await self.open()
 
@@ -238,25 +244,97 @@ class Mailbox:
             await self._committer.barrier()
 
     async def _load_open(self) -> None:
+        self._take_in(await self.store.load_open(), frozenset())
+
+    def _mine(self, owner: str) -> bool:
+        """Does this process deliver the mail of mailbox ``owner``?"""
+        owned = self._owned
+        return owned is None or owner.startswith("person:") or owner.split("/", 1)[0] in owned
+
+    def _take_in(self, deliveries: list[Delivery], resuming: Collection[str]) -> None:
+        """Make stored open deliveries this process's to deliver. One held by a task in
+        ``resuming`` stays that task's (it gets it back first); one held by a reader
+        that is gone counts as a failed delivery and is delivered again."""
         now = time.time()
-        highest = 0
-        for delivery in await self.store.load_open():
+        highest = next(self._order)
+        for delivery in deliveries:
             highest = max(highest, delivery.order)
+            if delivery.key in self._open or not self._mine(delivery.owner):
+                continue
             if delivery.status == DELIVERED and delivery.owner.startswith("person:"):
                 self._open[delivery.key] = delivery  # people keep mail until they read it
                 self._box(delivery.owner).leased[delivery] = None
                 continue
             if delivery.status == DELIVERED:
-                # Its reader died with the previous process: that delivery failed.
+                holder = (delivery.holder or "").partition("/")[2]
+                if holder and holder in resuming:
+                    self._open[delivery.key] = delivery
+                    self._box(delivery.owner).leased[delivery] = None
+                    delivery.lease_until = until = now + self._visibility
+                    self._leases.add(until, delivery, len(self._open))
+                    delivery.resumed = True
+                    self._resumed += 1
+                    continue
                 delivery.lease_until = None
+                delivery.holder = None
                 if delivery.attempts >= self.config.max_deliveries:
-                    self._bury(delivery, "not acknowledged before the process stopped, "
+                    self._bury(delivery, "not acknowledged before its reader stopped, "
                                f"after {delivery.attempts} deliveries", now)
                     continue
                 delivery.status = PENDING
                 self._save(delivery)
             self._arrive(delivery)
         self._order = itertools.count(highest + 1)
+
+    async def adopt(self, agents: Collection[str]) -> None:
+        """This worker now runs ``agents``: deliver their mail from the store, giving the
+        tasks that will resume the mail they held when their last worker stopped."""
+        if self._owned is None:
+            return
+        self._owned.update(agents)
+        if not self.live or not self._opened:
+            return
+        runtime = self._runtime
+        resuming: set[str] = set()
+        if runtime is not None:
+            resuming = {t.id for t in await runtime.store.list_tasks(
+                states=[TaskState.QUEUED, TaskState.RUNNING, TaskState.WAITING])
+                if t.agent in agents}
+        wanted = set(agents)
+        if len(wanted) == 1:
+            deliveries = await self.store.load_open(next(iter(wanted)))
+        else:  # one read for them all
+            deliveries = [d for d in await self.store.load_open()
+                          if d.owner.split("/", 1)[0] in wanted]
+        self._take_in(deliveries, resuming)
+
+    def forget(self, agent: str) -> None:
+        """Another worker runs ``agent`` now: drop its mail from memory (the store keeps
+        it; its new owner delivers it)."""
+        if self._owned is None:
+            return
+        self._owned.discard(agent)
+        for owner in [o for o in self._boxes if o.split("/", 1)[0] == agent]:
+            box = self._boxes.pop(owner)
+            for delivery in (*box.visible, *box.leased):
+                self._open.pop(delivery.key, None)
+                if delivery.resumed:
+                    delivery.resumed = False
+                    self._resumed -= 1
+            for waiter in box.waiters:
+                if not waiter.future.done():
+                    waiter.future.cancel()
+
+    def ack_with_step(self, delivery: Delivery) -> DeliveryState | None:
+        """Acknowledge in memory now; return the change to commit with the caller's own
+        write (a tool call's result), or None if there is nothing to commit."""
+        if not self._settle_ack(delivery) or not self._durable:
+            return None
+        return DeliveryState(delivery.state_row(), not self.live)
+
+    async def commit_changes(self, changes: Sequence[Change]) -> None:
+        if changes:
+            await self._committer.commit_all(list(changes))
 
     async def _ensure_config_channels(self) -> None:
         """Create the channels wakeful.yaml lists, and add members it lists since.
@@ -287,7 +365,8 @@ class Mailbox:
                 keys = [(m, o) for kind, m, o in wakeups
                         if kind == "delivery" and m is not None and o is not None]
                 for delivery in await self.store.load_deliveries(keys):
-                    if delivery.key not in self._open and delivery.status == PENDING:
+                    if (delivery.key not in self._open and delivery.status == PENDING
+                            and self._mine(delivery.owner)):
                         delivery.order = next(self._order)
                         self._arrive(delivery)
                         self._publish_sent(delivery.mail, 1)
@@ -424,7 +503,10 @@ class Mailbox:
         order = self._order
         deliveries = [Delivery(mail, owner, PENDING, 0, None, None, None, None, None,
                                next(order), None, channel) for owner in owners]
-        change = NewMail(mail, deliveries, wakeup=not self.live)
+        # Mail for an agent another worker runs is left for that worker to pick up.
+        wakeup = not self.live or (self._owned is not None
+                                   and not all(self._mine(o) for o in owners))
+        change = NewMail(mail, deliveries, wakeup=wakeup)
         if self.config.log_every_send and self.events.recording:
             change.events.append(self._sent_event(mail, len(deliveries)))
         return change
@@ -467,6 +549,9 @@ class Mailbox:
 
     def _arrive(self, delivery: Delivery) -> None:
         """A delivery became visible: hand it to a waiting reader, or keep it."""
+        if self._owned is not None and not self._mine(delivery.owner):
+            self._open.pop(delivery.key, None)  # its agent's worker delivers it
+            return
         self._open[delivery.key] = delivery
         box = self._boxes.get(delivery.owner) or self._box(delivery.owner)
         for waiter in box.waiters:
@@ -523,6 +608,8 @@ class Mailbox:
                                "attempts": delivery.attempts})
 
     def _lease_expired(self, delivery: Delivery) -> None:
+        if self._open.get(delivery.key) is not delivery:
+            return  # forgotten: another worker delivers it now
         self._give_back(delivery, f"not acknowledged within {self.config.visibility_timeout_s:g}"
                         f"s of delivery {delivery.attempts}")
 
@@ -533,6 +620,9 @@ class Mailbox:
         delivery.lease_until = None
         delivery.holder = None
         delivery.last_error = error
+        if delivery.resumed:
+            delivery.resumed = False
+            self._resumed -= 1
         if delivery.attempts >= self.config.max_deliveries:
             self._bury(delivery, error + f"; gave up after {delivery.attempts} deliveries",
                        time.time())
@@ -565,6 +655,10 @@ class Mailbox:
         """Take up to ``limit`` visible mails for ``reader`` (oldest first), leasing
         them: ack each one once handled, or it is delivered again."""
         owners = self._owners.get(reader) or self._owners_for(reader)
+        if self._resumed:
+            again = self._held_for_resumed(reader, owners, filter, limit)
+            if again:
+                return again
         if len(owners) == 1:
             box = self._boxes.get(owners[0])
             if box is None or not box.visible:
@@ -586,6 +680,19 @@ class Mailbox:
             del box.visible[delivery]
             self._lease(delivery, box, reader)
         return [delivery for delivery, _ in found]
+
+    def _held_for_resumed(self, reader: str, owners: tuple[str, ...],
+                          filter: MailFilter | None, limit: int) -> list[Delivery]:
+        """Mail a task held when its worker stopped: the resumed task redoes the call
+        that took it and gets the same mail back (never a second reader)."""
+        found = [d for owner in owners if (box := self._boxes.get(owner))
+                 for d in box.leased if d.resumed and d.holder == reader
+                 and (filter is None or filter.matches(d.mail))]
+        found.sort(key=lambda d: d.order)
+        for delivery in found[:limit]:
+            delivery.resumed = False
+            self._resumed -= 1
+        return found[:limit]
 
     def _owners_for(self, reader: str) -> tuple[str, ...]:
         owners = self._owners[reader] = _owners_of(reader)
@@ -688,6 +795,9 @@ class Mailbox:
         if box is not None:
             box.leased.pop(delivery, None) or box.visible.pop(delivery, None)
         self._open.pop(delivery.key, None)
+        if delivery.resumed:
+            delivery.resumed = False
+            self._resumed -= 1
         now = time.time()
         delivery.status = ACKED
         delivery.acked_at = now
@@ -903,19 +1013,27 @@ class Mailbox:
             for existing in await self.store.load_delegations(unreported_only=False):
                 if existing.delegator == reader and existing.key == key:
                     return existing
-        record = await runtime.create_task(agent, instruction, created_by=reader,
-                                           parent_id=origin.task_id, submit=False)
+        record = runtime.new_task(agent, instruction, created_by=reader,
+                                  parent_id=origin.task_id)
         delegation = Delegation(task_id=record.id, agent=agent, delegator=reader,
                                 reply_to=reply_to or reader, correlation_id=self._ids("c"),
                                 key=key, created_at=time.time())
+        # The task and its delegation commit together: a delegator killed in between
+        # finds its delegation (and only one task) when it redoes the call.
+        try:
+            await runtime.store.create_task(record, mail=[DelegationChange(delegation, True)])
+        except ConflictError:
+            for existing in await self.store.load_delegations(unreported_only=False):
+                if existing.delegator == reader and existing.key == key:
+                    return existing
+            raise
         self._delegations[record.id] = delegation
-        await self._committer.commit(DelegationChange(delegation))
         self.events.emit("mail.delegated", agent=origin.agent, task_id=origin.task_id,
                          correlation_id=delegation.correlation_id, causation_id=record.id,
                          data={"task_id": record.id, "to_agent": agent,
                                "instruction": instruction[:500],
                                "reply_to": delegation.reply_to})
-        runtime.agent(agent).submit(record)
+        runtime.launch_task(record)
         return delegation
 
     async def wait_delegation(self, reader: str, delegation: Delegation,
@@ -949,6 +1067,18 @@ class Mailbox:
         if delegation is not None and delegation.reported_at is None and self._opened:
             self._scope.spawn(self._report(delegation, record), name=f"mailbox:report:"
                               f"{record.id}")
+        elif delegation is None and "/" in record.created_by and self._opened:
+            # Delegated through another worker: its delegation is in the store.
+            self._scope.spawn(self._report_stored(record), name=f"mailbox:report:{record.id}")
+
+    async def _report_stored(self, record: TaskRecord) -> None:
+        try:
+            delegation = await self.store.get_delegation(record.id)
+        except Exception as exc:
+            log.error("mailbox: could not read a delegation", task=record.id, error=repr(exc))
+            return
+        if delegation is not None and delegation.reported_at is None:
+            await self._report(delegation, record)
 
     async def _report_finished(self, delegations: list[Delegation]) -> None:
         """At start: report delegated tasks that ended while no runtime was watching."""

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
+from wakeful.core.mail import ADDRESS_HELP, Mail, MailFilter, Priority
+from wakeful.core.mail_records import Delivery
+from wakeful.core.records import TaskRecord
 from wakeful.errors import MailError, MailTimeoutError
-from wakeful.mailbox.model import ADDRESS_HELP, Mail, MailFilter, Priority
-from wakeful.mailbox.records import Delivery
 from wakeful.runtime.context import ToolContext
-from wakeful.store.records import TaskRecord
 from wakeful.tools.registry import Tool, tool
 
 if TYPE_CHECKING:
@@ -53,7 +53,8 @@ def _key(ctx: ToolContext, kind: str, *parts: Any) -> str | None:
     if ctx.loop is None:
         return None
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
-    return f"{ctx.task_id}:{ctx.loop.record.step}:{kind}:{digest.hexdigest()[:20]}"
+    return (f"{ctx.task_id}:{ctx.loop.record.step}:{ctx.call_index}:{kind}:"
+            f"{digest.hexdigest()[:20]}")
 
 
 def _stamp(ts: float | None) -> str | None:
@@ -147,8 +148,14 @@ async def check_mail(
         _remember(ctx, taken[-1].mail.id)
     views = [mailbox.view(d) for d in taken]
     if ack:
+        # Acknowledged in the same transaction as this call's result: a task killed
+        # before that commit takes the same mail again when it redoes the call.
         for delivery in taken:
-            await mailbox.ack(delivery)
+            change = mailbox.ack_with_step(delivery)
+            if change is not None:
+                ctx.commit_with_result(change)
+        if ctx.loop is None:
+            await mailbox.commit_changes(ctx.take_changes())
     held = [d.mail.id for d in mailbox.held(me) if d not in taken]
     result: dict[str, Any] = {"mail": [summary(v) for v in views],
                               "more_waiting": mailbox.pending(me, wanted)}

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from wakeful.core.context import CURRENT_TASK
 from wakeful.errors import ConfigError, ModelError
 from wakeful.models.base import (
     Completed,
@@ -45,7 +46,6 @@ from wakeful.models.base import (
     ToolSpec,
     Usage,
 )
-from wakeful.observe.context import CURRENT_TASK
 
 
 class ScriptedToolCall(BaseModel):
@@ -120,7 +120,7 @@ class ScriptedModel(Model):
         try:
             return cls(ScriptFile.model_validate(data), name=name)
         except ValidationError as exc:
-            from wakeful.project.loader import describe_validation_error
+            from wakeful.core.validation import describe_validation_error
 
             raise ConfigError(describe_validation_error(str(path), exc)) from None
 

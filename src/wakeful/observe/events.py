@@ -12,9 +12,9 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from wakeful.observe.context import CURRENT_TRACE
+from wakeful.core.context import CURRENT_TRACE
+from wakeful.core.records import Event
 from wakeful.store.base import Store
-from wakeful.store.records import Event
 
 EventFilter = Callable[[Event], bool]
 Listener = Callable[[Event], None]

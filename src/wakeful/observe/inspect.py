@@ -10,15 +10,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from wakeful.core.records import AgentRecord, Event, TaskRecord
+from wakeful.core.states import AgentState, TaskState
+from wakeful.core.timers import Timer
+from wakeful.core.timespecs import stamp
 from wakeful.errors import UnknownTaskError
 from wakeful.project.definitions import AgentDefinition
-from wakeful.runtime.states import AgentState, TaskState
-from wakeful.schedule.records import Timer
-from wakeful.schedule.specs import stamp
 from wakeful.store.base import Store
-from wakeful.store.records import AgentRecord, Event, TaskRecord
-from wakeful.store.sqlite import SQLiteStore
-from wakeful.store.sqlite_timers import SQLiteTimerStore
 
 # Events worth showing inside a causal tree (the rest is in `wakeful trace`).
 NOTABLE = ("task.failed", "task.retry_scheduled", "task.recovered", "tool.error",
@@ -96,9 +94,7 @@ def _in(due: float) -> str:
 
 
 async def _timers(store: Store, agent: str) -> list[Timer]:
-    if not isinstance(store, SQLiteStore):
-        return []
-    return await SQLiteTimerStore(store).listing(agent=agent)
+    return await store.timers().listing(agent=agent)
 
 
 async def why_agent(store: Store, definition: AgentDefinition,

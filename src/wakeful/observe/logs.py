@@ -10,8 +10,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from wakeful.core.records import Event
 from wakeful.observe.events import EventLog
-from wakeful.store.records import Event
 
 _SKIP = frozenset({"model.token"})
 _LEVELS = {"failed": "error", "error": "error", "crashed": "error", "refused": "warning",

@@ -19,8 +19,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
 
+from wakeful.core.records import Event
 from wakeful.observe.events import EventLog
-from wakeful.store.records import Event
 
 _FINAL = {"done", "failed", "cancelled", "queued"}
 _MAX_REMEMBERED = 100_000

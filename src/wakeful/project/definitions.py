@@ -15,22 +15,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from wakeful.core.timespecs import parse_duration
 from wakeful.models.config import ProviderConfig
 from wakeful.project.interop import A2AServerConfig, McpServerConfig, RemoteAgentConfig
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str) -> float:
-    """Parse ``"30m"``, ``"1.5h"``, ``"250ms"`` into seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"expected a duration such as '30s', '30m', '2h' or '250ms', got {text!r}")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -229,7 +218,7 @@ class ChannelConfig(_Strict):
     @field_validator("members")
     @classmethod
     def _valid_members(cls, value: list[str]) -> list[str]:
-        from wakeful.mailbox.model import parse_member
+        from wakeful.core.mail import parse_member
 
         for member in value:
             parse_member(member)  # raises ValueError naming what a member may be
@@ -270,6 +259,9 @@ class ProjectConfig(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     startup_tasks: list[StartupTask] = Field(default_factory=list)
     poll_interval_s: float = Field(default=0.5, gt=0)
+    # How long a worker's lease on an agent lasts unless renewed (renewed every third of
+    # it): a worker that stops renewing (killed, stalled) loses its agents after this.
+    worker_lease_s: float = Field(default=10.0, ge=0.5, le=3600)
     # Model endpoints by name: ``model: local:llama`` uses ``providers.local``.
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
 

@@ -8,60 +8,19 @@ everything depends on) stops the load.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from wakeful.core.validation import describe_validation_error
 from wakeful.errors import ConfigError, UnknownAgentError
 from wakeful.project.definitions import AgentDefinition, ProjectConfig
 
 PROJECT_FILE = "wakeful.yaml"
 AGENT_SUFFIXES = (".yaml", ".yml", ".md")
-
-
-def _fields_at(model: type[BaseModel] | None, path: tuple[int | str, ...]) -> list[str]:
-    """The field names a nested model accepts at ``path`` (list indexes skipped)."""
-    for part in path:
-        if model is None or isinstance(part, int):
-            continue
-        info = model.model_fields.get(part)
-        if info is None:
-            return []
-        candidates = [info.annotation, *get_args(info.annotation)]
-        for arg in list(candidates):
-            candidates.extend(get_args(arg))
-        model = next((c for c in candidates
-                      if isinstance(c, type) and issubclass(c, BaseModel)), None)
-    return list(model.model_fields) if model is not None else []
-
-
-def describe_validation_error(source: str, error: ValidationError,
-                              model: type[BaseModel] | None = None) -> str:
-    """One line per problem: ``source: field 'a.b': message (got X)``.
-
-    An unknown field (usually a typo) also names the fields that are allowed there and
-    the closest one, since "extra inputs are not permitted" alone does not say what to
-    write instead.
-    """
-    lines = []
-    for item in error.errors():
-        loc = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        got = item.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            allowed = _fields_at(model, tuple(item["loc"][:-1]))
-            close = difflib.get_close_matches(str(item["loc"][-1]), allowed, n=1)
-            message = "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
-            if allowed:
-                message += f" (allowed: {', '.join(allowed)})"
-            shown = ""
-        lines.append(f"{source}: field {loc!r}: {message}{shown}")
-    return "; ".join(lines)
 
 
 def _read_yaml(path: Path, text: str) -> Any:

@@ -3,16 +3,15 @@
 See :mod:`wakeful.resources.manager` for the rules.
 """
 
-from wakeful.resources.errors import (
+from wakeful.core.resources import Access, Mode, Owner, Resource
+from wakeful.errors import (
     DeadlockError,
     PathEscapeError,
     ResourceError,
     StaleTokenError,
     WaitTimeoutError,
 )
-from wakeful.resources.gate import Owner
 from wakeful.resources.manager import LockResult, LocksView, ResourceManager
-from wakeful.resources.names import Access, Mode, Resource
 from wakeful.resources.workspace import Workspace
 
 __all__ = [

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wakeful.resources.gate import Blocker, Owner
+from wakeful.core.resources import Owner
+from wakeful.resources.gate import Blocker
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,18 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from wakeful.resources.names import Mode, Resource, conflicts
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Owner:
-    """Who holds or waits: a task (and, for people reading logs, its agent)."""
-
-    task_id: str
-    agent: str
-
-    def __str__(self) -> str:
-        return f"task {self.task_id} (agent {self.agent})"
+from wakeful.core.resources import Mode, Owner, Resource, conflicts
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,28 +37,27 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from wakeful.errors import WakefulError
-from wakeful.ids import new_id
-from wakeful.project.definitions import ResourcesConfig
-from wakeful.resources.deadlock import Wait, WaitForGraph, describe_cycle, victim_of
-from wakeful.resources.errors import (
+from wakeful.core.locks import Acquired, Blocked, KVEntry, LockRow, WaiterRow
+from wakeful.core.records import Event
+from wakeful.core.resources import Access, Mode, Owner, Resource, ResourceKinds, conflicts
+from wakeful.errors import (
     DeadlockError,
     ResourceError,
     StaleTokenError,
     WaitTimeoutError,
+    WakefulError,
 )
-from wakeful.resources.gate import Blocker, Gate, Owner, Request
-from wakeful.resources.names import Access, Mode, Resource, ResourceKinds, conflicts
-from wakeful.resources.records import Acquired, Blocked, LockRow, WaiterRow
+from wakeful.ids import new_id
+from wakeful.project.definitions import ResourcesConfig
+from wakeful.resources.deadlock import Wait, WaitForGraph, describe_cycle, victim_of
+from wakeful.resources.gate import Blocker, Gate, Request
 from wakeful.resources.workspace import Workspace
 from wakeful.runtime.scope import TaskScope
-from wakeful.store.records import Event
-from wakeful.store.sqlite import SQLiteStore
-from wakeful.store.sqlite_locks import SQLiteLockStore
+from wakeful.store.locks import LockStore
 
 if TYPE_CHECKING:
     from wakeful.observe.events import Subscription
@@ -71,6 +70,8 @@ KEEP_ALIVE_S = 10.0  # a place in line lapses this long after its runtime stops 
 MAINTAIN_EVERY_S = 1.0
 REAP_EVERY_S = 5.0
 _TASK_ENDS = frozenset({"done", "failed", "cancelled"})
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,10 +266,13 @@ class ResourceManager:
         self.lines: set[int] = set()  # this runtime's places in line in the store
         self.deadlocks: deque[str] = deque(maxlen=50)
         self._runtime: Runtime | None = None
-        self._store: SQLiteLockStore | None = None
+        self._store: LockStore | None = None
         # Locks this runtime granted, per task, kept past expiry until the task releases
         # them, so a write that relies on one that lapsed is refused, not waved through.
         self._grants: dict[str, dict[int, LockRow]] = {}
+        # The same, as the store remembers them (a task resumed by this process after
+        # another one granted its locks): task -> [(resource, token)].
+        self._stored: dict[str, list[tuple[Resource, int]]] = {}
         self._mirrors: dict[int, tuple[Request, LockRow]] = {}  # live locks, in the gate
         self._changed: asyncio.Future[None] | None = None
         self._kick: asyncio.Future[None] | None = None
@@ -276,11 +280,8 @@ class ResourceManager:
 
     # service lifecycle ---------------------------------------------------
     async def start(self, runtime: Runtime) -> None:
-        if not isinstance(runtime.store, SQLiteStore):
-            raise WakefulError(f"the resource layer needs a store that can hold locks; "
-                               f"{type(runtime.store).__name__} cannot yet")
         self._runtime = runtime
-        self._store = SQLiteLockStore(runtime.store)
+        self._store = runtime.store.locks()
         if self.workspace is not None:
             self.workspace.ensure()
         loop = asyncio.get_running_loop()
@@ -307,7 +308,7 @@ class ResourceManager:
         return self._runtime
 
     @property
-    def store(self) -> SQLiteLockStore:
+    def store(self) -> LockStore:
         if self._store is None:
             raise WakefulError("the resource manager is not started (start the runtime)")
         return self._store
@@ -343,6 +344,10 @@ class ResourceManager:
         same two resources can never deadlock with each other.
         """
         owner = owner_of(ctx)
+        if owner.task_id not in self._stored and owner.task_id not in self._grants:
+            self._stored[owner.task_id] = [
+                (self.kinds.canonical(r), t) for r, t in await self.store.grants_of(
+                    owner.task_id)]
         planned: dict[Resource, tuple[Mode, int | None]] = {}
         for access in accesses:
             resource = self.parse(access.resource)
@@ -454,7 +459,32 @@ class ResourceManager:
             return None
         known = [g.token for g in self._grants.get(owner.task_id, {}).values()
                  if g.mode is Mode.WRITE and self.kinds.canonical(g.resource).covers(resource)]
+        known += [t for r, t in self._stored.get(owner.task_id, ()) if r.covers(resource)]
         return max(known) if known else None
+
+    async def write_fenced(self, ctx: ToolContext, resource_name: str, token: int | None,
+                           write: Callable[[], T]) -> T:
+        """Do a write (inside :meth:`guard`), fenced in the store's own transaction when
+        the task writes on the strength of a lock: the token presented, or the newest
+        write lock the task was ever granted on the resource (remembered in the store,
+        so a task resumed after a crash is fenced too). A stale token refuses the write
+        with no window in which a successor's lock could slip in."""
+        owner = owner_of(ctx)
+        resource = self.parse(resource_name)
+        fence = token if token is not None else self._implicit_token(owner, resource,
+                                                                      Mode.WRITE)
+        if fence is None:
+            return await asyncio.to_thread(write)
+        return await self.store.fenced(fence, owner.task_id, write, str(resource))
+
+    async def kv_set(self, ctx: ToolContext, key: str, value: object, token: int | None
+                     ) -> KVEntry:
+        """Set a shared value (inside :meth:`guard`), fenced like :meth:`write_fenced`."""
+        owner = owner_of(ctx)
+        fence = token if token is not None else self._implicit_token(
+            owner, self.parse(f"kv:{key}"), Mode.WRITE)
+        return await self.store.kv_set(key, value, f"{ctx.agent}/{ctx.task_id}",
+                                       None if fence is None else (fence, owner.task_id))
 
     async def _check_token(self, owner: Owner, resource: Resource, mode: Mode, token: int,
                            now: float, named: list[tuple[Resource, LockRow]]) -> None:
@@ -811,9 +841,10 @@ class ResourceManager:
 
     async def _release_task(self, event: Event) -> None:
         task_id = event.task_id
-        if task_id is None or task_id not in self._grants:
+        if task_id is None or (task_id not in self._grants and task_id not in self._stored):
             return
         self._grants.pop(task_id, None)
+        self._stored.pop(task_id, None)
         try:
             rows = await self.store.release_all(task_id)
         except WakefulError as exc:

@@ -18,8 +18,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from wakeful.resources.errors import ResourceError
-from wakeful.resources.names import Access, Mode, Resource
+from wakeful.core.resources import Access, Mode, Resource
+from wakeful.errors import ResourceError
 from wakeful.runtime.context import ToolContext
 from wakeful.tools.registry import Tool, tool
 
@@ -122,7 +122,8 @@ async def write_file(
     """Create or replace a text file of the shared workspace (folders are created)."""
     real = ctx.runtime.resources.path(path)
     shown = _shown(ctx, real)
-    await asyncio.to_thread(_write_atomically, real, shown, content)
+    await ctx.runtime.resources.write_fenced(ctx, f"file:{path}", fencing_token,
+                                             lambda: _write_atomically(real, shown, content))
     return f"wrote {len(content)} characters to {shown}"
 
 
@@ -137,7 +138,8 @@ async def append_file(
     real = ctx.runtime.resources.path(path)
     shown = _shown(ctx, real)
     line = text if text.endswith("\n") else text + "\n"
-    await asyncio.to_thread(_append, real, shown, line)
+    await ctx.runtime.resources.write_fenced(ctx, f"file:{path}", fencing_token,
+                                             lambda: _append(real, shown, line))
     return f"appended {len(line)} characters to {shown}"
 
 
@@ -162,7 +164,7 @@ async def edit_file(
         _write_atomically(real, shown, text.replace(old, new, 1))
         return f"edited {shown}"
 
-    return await asyncio.to_thread(edit)
+    return await ctx.runtime.resources.write_fenced(ctx, f"file:{path}", fencing_token, edit)
 
 
 @tool(resources=_file(Mode.READ))
@@ -214,7 +216,7 @@ async def kv_set(
     if size > MAX_KV_VALUE_CHARS:
         raise ResourceError(f"the value for key {key!r} is {size} characters of JSON; the "
                             f"limit is {MAX_KV_VALUE_CHARS}")
-    entry = await ctx.runtime.resources.store.kv_set(key, value, f"{ctx.agent}/{ctx.task_id}")
+    entry = await ctx.runtime.resources.kv_set(ctx, key, value, fencing_token)
     return {"key": key, "version": entry.version}
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from wakeful.resources.errors import PathEscapeError, ResourceError
-from wakeful.resources.names import ROOT
+from wakeful.core.resources import ROOT
+from wakeful.errors import PathEscapeError, ResourceError
 
 MAX_PATH_CHARS = 1024
 

@@ -1,7 +1,7 @@
 """Agents, tasks, loops, lifecycle, supervision."""
 
+from wakeful.core.states import AgentState, TaskState
 from wakeful.runtime.context import ToolContext
 from wakeful.runtime.runtime import AgentStatus, Runtime
-from wakeful.runtime.states import AgentState, TaskState
 
 __all__ = ["AgentState", "AgentStatus", "Runtime", "TaskState", "ToolContext"]

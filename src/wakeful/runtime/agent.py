@@ -15,15 +15,15 @@ import traceback
 from collections import deque
 from typing import TYPE_CHECKING
 
+from wakeful.core.records import AgentRecord, Fence, TaskRecord
+from wakeful.core.states import AgentState, TaskState, check_agent_transition
 from wakeful.errors import WakefulError
 from wakeful.ids import new_id
 from wakeful.models.base import Model
 from wakeful.project.definitions import AgentDefinition
 from wakeful.runtime.accounting import AgentLedger
 from wakeful.runtime.scope import TaskScope
-from wakeful.runtime.states import AgentState, TaskState, check_agent_transition
 from wakeful.runtime.task_loop import TaskLoop
-from wakeful.store.records import AgentRecord, TaskRecord
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime
@@ -45,6 +45,9 @@ class AgentRunner:
         self._kick = asyncio.Event()
         self._open = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        # This worker's lease on the agent: every write for it carries the fence. It is
+        # kept after the lease is lost, so that late writes are refused, not unfenced.
+        self.fence: Fence | None = None
 
     # identity and status -------------------------------------------------
     @property
@@ -80,6 +83,9 @@ class AgentRunner:
         self.runtime.changed()
 
     async def set_state(self, target: AgentState, reason: str = "") -> None:
+        if not self.runtime.owns_agent(self.name):
+            raise WakefulError(f"agent {self.name!r} is run by another worker now; change "
+                               "its state through that worker")
         current = self.record.state
         check_agent_transition(self.name, current, target)
         self.record.state = target
@@ -89,7 +95,7 @@ class AgentRunner:
             self._open.set()
         else:
             self._open.clear()
-        await self.runtime.store.save_agent(self.record)
+        await self.runtime.store.save_agent(self.record, self.fence)
         self.runtime.events.emit("agent.state", agent=self.name, data={
             "from": current.value, "to": target.value, "reason": reason})
         self.changed()
@@ -125,6 +131,12 @@ class AgentRunner:
             self._kick.set()
             self.changed()
             raise
+        if loop.lost:  # another claim won, or the agent's lease moved: not ours to settle
+            self._loops.pop(loop.id, None)
+            self.runtime.forget_task(loop.id)
+            self._kick.set()
+            self.changed()
+            return
         # Until the restart policy has been applied the agent still counts as busy,
         # so that nobody sees it idle in between.
         self._settling.add(loop.id)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from wakeful.core.records import TaskRecord
 from wakeful.project.definitions import Budget, BudgetLimits
 from wakeful.runtime.accounting import Spend
-from wakeful.store.records import TaskRecord
 
 _UNITS = {"max_tokens": "tokens", "max_cost": "", "max_wall_s": "s", "max_tool_calls": "calls"}
 

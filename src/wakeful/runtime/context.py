@@ -27,6 +27,20 @@ class ToolContext:
     # Like scratch, but never saved: it lives as long as this run of the task (a task
     # resumed after a restart starts with an empty one).
     local: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Which call of the model's reply is running (0, 1, ...): with the task and its
+    # step, the key that makes a repeated call (a resumed task) find its first effect.
+    call_index: int = 0
+    # Store changes (mail acks) to commit in the same transaction as the result of the
+    # call that made them.
+    _changes: list[Any] = field(default_factory=list, repr=False)
+
+    def commit_with_result(self, change: Any) -> None:
+        """Commit ``change`` together with the result of the running tool call."""
+        self._changes.append(change)
+
+    def take_changes(self) -> list[Any]:
+        changes, self._changes = self._changes, []
+        return changes
 
     def emit(self, type: str, **data: Any) -> None:
         """Record an event attributed to this task."""

@@ -13,34 +13,33 @@ background task, and closes the store: nothing is left running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
 
-from wakeful.errors import UnknownAgentError, UnknownTaskError, WakefulError
+from wakeful.core.context import CURRENT_TASK, CURRENT_TRACE
+from wakeful.core.records import AgentGrant, AgentRecord, Fence, RunRecord, TaskRecord
+from wakeful.core.states import AgentState, TaskState, check_task_transition
+from wakeful.errors import FenceError, UnknownAgentError, UnknownTaskError, WakefulError
 from wakeful.ids import new_id
 from wakeful.mailbox.responder import Responder
 from wakeful.mailbox.service import Mailbox
-from wakeful.mailbox.store import MailStore, MemoryMailStore
 from wakeful.models.registry import ModelRegistry
-from wakeful.observe.context import CURRENT_TASK, CURRENT_TRACE
 from wakeful.observe.events import EventLog
 from wakeful.project.definitions import AgentDefinition, MailboxConfig, StartupTask
 from wakeful.project.loader import Project
 from wakeful.runtime.accounting import RunUsage
 from wakeful.runtime.agent import AgentRunner, new_task_record
+from wakeful.runtime.ownership import Ownership
 from wakeful.runtime.scope import TaskScope
 from wakeful.runtime.service import Service
 from wakeful.runtime.signal import Signal
-from wakeful.runtime.states import AgentState, TaskState, check_task_transition
 from wakeful.store.base import Store
-from wakeful.store.records import AgentRecord, RunRecord, TaskRecord
-from wakeful.store.sqlite import SQLiteStore
-from wakeful.store.sqlite_mail import SQLiteMailStore
 from wakeful.tools.builtin import default_tools
 from wakeful.tools.registry import ToolRegistry
 
@@ -86,8 +85,11 @@ class Runtime:
         mailbox_config: MailboxConfig | None = None,
         clock: Clock | None = None,
         scheduler: Scheduler | None = None,
+        lease_s: float = 10.0,
     ) -> None:
         self.store = store
+        # This process as a worker: the agents it runs are those whose lease it holds.
+        self.ownership = Ownership(store, lease_s=lease_s)
         self.models = models
         self.tools = tools if tools is not None else default_tools()
         self.default_model = default_model
@@ -107,14 +109,7 @@ class Runtime:
         # The mailbox and shared resources are services like any other, started first
         # (mailbox, then resources) so that every other service and agent can rely on them.
         if mailbox is None:
-            if isinstance(store, SQLiteStore):
-                mail_store: MailStore = SQLiteMailStore(store)
-            else:
-                log.warning("this store has no mail tables: mail is kept in memory only "
-                            "(pass mailbox=Mailbox(...) with a durable MailStore)",
-                            store=type(store).__name__)
-                mail_store = MemoryMailStore()
-            mailbox = Mailbox(mail_store, mailbox_config)
+            mailbox = Mailbox(store.mail(), mailbox_config)
         self.mailbox = mailbox
         if resources is None:
             from wakeful.resources.manager import ResourceManager
@@ -151,20 +146,23 @@ class Runtime:
 
     @classmethod
     def from_project(cls, project: Project, *, tools: ToolRegistry | None = None) -> Runtime:
-        from wakeful.resources.manager import ResourceManager
+        """The runtime of a project folder (see :mod:`wakeful.runtime.build`)."""
+        from wakeful.runtime.build import runtime_for_project
 
-        config = project.config
-        return cls(
-            store=SQLiteStore(project.store_path(), config.store.synchronous),
-            models=ModelRegistry(project.scripts_dir, providers=config.providers),
-            tools=tools,
-            agents=project.agents.values(),
-            default_model=config.default_model,
-            startup_tasks=config.startup_tasks,
-            poll_interval_s=config.poll_interval_s,
-            resources=ResourceManager(project.workspace_path, config.resources),
-            mailbox_config=config.mailbox,
-        )
+        return runtime_for_project(project, tools=tools)
+
+    async def run_until_idle(self, tasks: Iterable[tuple[str, str]] = (),
+                             timeout: float | None = None) -> list[TaskRecord]:
+        """Start, queue ``tasks`` ((agent, instruction) pairs), wait until no agent has
+        work left, stop; return those tasks as they ended (in order)."""
+        await self.start()
+        try:
+            records = [await self.create_task(agent, instruction)
+                       for agent, instruction in tasks]
+            await self.wait_idle(timeout)
+            return [await self.get_task(r.id) for r in records]
+        finally:
+            await self.stop()
 
     # lifecycle of the whole runtime --------------------------------------
     async def __aenter__(self) -> Runtime:
@@ -183,20 +181,19 @@ class Runtime:
         first_run = await self.store.begin_run(run)
         self.run_id = self.events.run_id = run.id
         self.events.emit("run.started", data={"pid": run.pid, "first_run": first_run,
+                                              "worker": self.ownership.worker_id,
                                               "agents": sorted(self._definitions)})
-        recovered = await self.store.requeue_interrupted()
-        for task_id in recovered:
-            self.events.emit("task.recovered", task_id=task_id,
-                             data={"reason": "the previous process stopped while it ran"})
         for service in self.services:
             await service.start(self)
             self._running_services.append(service)
         saved = await self.store.load_agents()
-        # Concurrently, so that their state writes share group commits.
-        await asyncio.gather(*(self._launch_agent(d, saved.get(d.name))
-                               for d in self._definitions.values()))
-        await self._load_queued()
+        for definition in self._definitions.values():
+            self._make_agent(definition, saved.get(definition.name))
         self.responder.begin()
+        # Take this worker's share of the agents (all of them when it is alone); their
+        # interrupted tasks are requeued as each lease is taken.
+        await self.ownership.start(lambda: list(self._definitions), self._adopt,
+                                   self._lost, self._hand_over)
         if first_run:
             for startup in self._startup_tasks:
                 if startup.agent in self.agents:
@@ -213,9 +210,15 @@ class Runtime:
         await asyncio.gather(*(agent.close() for agent in self.agents.values()))
         # Record that agents are no longer running (not a person's stop: they start
         # again with the next run). Paused and sleeping agents keep their state.
-        await asyncio.gather(*(agent.set_state(AgentState.STOPPED, RUNTIME_STOP)
+        await asyncio.gather(*(self._quietly(agent.set_state(AgentState.STOPPED, RUNTIME_STOP))
                                for agent in self.agents.values()
-                               if agent.state is AgentState.RUNNING))
+                               if agent.state is AgentState.RUNNING
+                               and self.ownership.owns(agent.name)))
+        # Hand every agent over at once: another worker may take them now.
+        held = await self.ownership.stop()
+        with contextlib.suppress(Exception):
+            await self.ownership.release(held)
+        await self.ownership.retire()
         await self._scope.aclose()
         while self._running_services:
             await self._running_services.pop().stop()
@@ -229,10 +232,39 @@ class Runtime:
         await self.models.aclose()
         await self.store.close()
 
-    async def _launch_agent(self, definition: AgentDefinition, saved: AgentRecord | None) -> None:
+    @staticmethod
+    async def _quietly(write: Awaitable[None]) -> None:
+        with contextlib.suppress(FenceError):
+            await write
+
+    def _make_agent(self, definition: AgentDefinition, saved: AgentRecord | None) -> None:
+        """An agent this runtime knows; it runs only while this worker holds its lease."""
         record = AgentRecord(name=definition.name, restarts=saved.restarts if saved else 0)
-        agent = AgentRunner(self, definition, record)
-        self.agents[definition.name] = agent
+        if saved is not None:
+            record.state, record.reason = saved.state, saved.reason
+        self.agents[definition.name] = AgentRunner(self, definition, record)
+
+    async def _adopt(self, grants: list[AgentGrant]) -> None:
+        """This worker took agents' leases: run them from where the store says they
+        are. All at once, so that a thousand agents cost a few reads and commits."""
+        saved = await self.store.load_agents()
+        for grant in grants:
+            agent = self.agents[grant.agent]
+            agent.fence = Fence(grant.agent, self.ownership.worker_id, grant.epoch)
+            agent.record.state = AgentState.CREATED
+            for task_id in grant.requeued:
+                self.events.emit("task.recovered", agent=agent.name, task_id=task_id,
+                                 data={"reason": "its previous worker stopped while it ran",
+                                       "epoch": grant.epoch})
+            self.events.emit("agent.adopted", agent=agent.name, data={
+                "worker": self.ownership.worker_id, "epoch": grant.epoch,
+                "requeued": len(grant.requeued)})
+        await self.mailbox.adopt([g.agent for g in grants])
+        await asyncio.gather(*(self._resume_agent(self.agents[g.agent], saved.get(g.agent))
+                               for g in grants))
+        await self._load_queued(agents={g.agent for g in grants})
+
+    async def _resume_agent(self, agent: AgentRunner, saved: AgentRecord | None) -> None:
         if saved is not None and saved.state is AgentState.STOPPED and saved.reason == USER_STOP:
             await agent.set_state(AgentState.STOPPED, USER_STOP)
             return
@@ -241,13 +273,45 @@ class Runtime:
             await agent.set_state(saved.state, saved.reason)
         agent.launch(self._scope)
 
-    async def _load_queued(self, agent: str | None = None) -> None:
+    async def _lost(self, name: str) -> None:
+        """Another worker took this agent (this one stalled past its lease): stop its
+        loops; their writes are refused by the fence, so nothing lands twice."""
+        await self._release_agent(name)
+        self.events.emit("agent.lease_lost", agent=name,
+                         data={"worker": self.ownership.worker_id})
+
+    async def _hand_over(self, name: str) -> None:
+        """Give an agent to another worker (rebalancing): interrupt its tasks (back to
+        the queue), then the caller releases the lease."""
+        await self._release_agent(name)
+        self.events.emit("agent.handed_over", agent=name,
+                         data={"worker": self.ownership.worker_id})
+
+    async def _release_agent(self, name: str) -> None:
+        agent = self.agents[name]
+        await agent.halt()
+        for record in agent.take_queue():
+            self._known.discard(record.id)
+        self.mailbox.forget(name)
+        self.changed()
+
+    def owns_agent(self, name: str) -> bool:
+        """Does this worker run ``name`` now (hold its lease)?"""
+        return self.ownership.owns(name)
+
+    def forget_task(self, task_id: str) -> None:
+        """A task this worker saw but does not run (another claim won it)."""
+        self._known.discard(task_id)
+
+    async def _load_queued(self, agent: str | None = None,
+                           agents: Collection[str] | None = None) -> None:
         for record in await self.store.list_tasks(agent=agent, states=[TaskState.QUEUED]):
-            self._accept(record)
+            if agents is None or record.agent in agents:
+                self._accept(record)
 
     def _accept(self, record: TaskRecord) -> None:
-        """Hand a queued task from the store to its agent (once)."""
-        if record.id in self._known:
+        """Hand a queued task from the store to its agent (once), if this worker runs it."""
+        if record.id in self._known or not self.ownership.owns(record.agent):
             return
         agent = self.agents.get(record.agent)
         if agent is None:
@@ -256,11 +320,16 @@ class Runtime:
         agent.submit(record)
 
     async def _watch_store(self) -> None:
-        """Pick up tasks that other processes queued (``wakeful start-task``)."""
+        """Pick up tasks queued by other processes for the agents this worker runs."""
         while True:
             await asyncio.sleep(self.poll_interval_s)
-            for record in await self.store.list_tasks(states=[TaskState.QUEUED]):
-                if record.id not in self._known:
+            try:
+                queued = await self.store.list_tasks(states=[TaskState.QUEUED])
+            except Exception as exc:  # the store is busy: look again next time
+                log.warning("runtime: reading queued tasks failed", error=repr(exc))
+                continue
+            for record in queued:
+                if record.id not in self._known and self.ownership.owns(record.agent):
                     self.events.emit("task.accepted", agent=record.agent, task_id=record.id,
                                      data={"created_by": record.created_by})
                     self._accept(record)
@@ -284,7 +353,8 @@ class Runtime:
         if definition.name in self.agents:
             raise WakefulError(f"an agent named {definition.name!r} already exists")
         self._definitions[definition.name] = definition
-        await self._launch_agent(definition, None)
+        self._make_agent(definition, None)
+        await self.ownership.round()
         if self.scheduler.agent_schedules:
             await self.scheduler.register_schedules(definition)
         return self.agents[definition.name]
@@ -402,7 +472,7 @@ class Runtime:
             "instruction": record.instruction[:500], "created_by": record.created_by,
             "parent_id": record.parent_id}, correlation_id=record.trace_id,
             causation_id=record.cause_id)
-        if submit:
+        if submit and self.ownership.owns(record.agent):
             self.agent(record.agent).submit(record)
 
     async def cancel_task(self, task_id: str) -> TaskRecord:
@@ -427,8 +497,9 @@ class Runtime:
         previous = record.state
         record.state = TaskState.CANCELLED
         record.finished_at = time.time()
-        await self.store.update_task(record.id, state=record.state.value,
-                                     finished_at=record.finished_at)
+        # Only a task nobody runs: a claim that won first makes this a no-op.
+        await self.store.update_task(record.id, expect_state=previous.value,
+                                     state=record.state.value, finished_at=record.finished_at)
         self.events.emit("task.state", agent=record.agent, task_id=record.id,
                          data={"from": previous.value, "to": "cancelled"})
         self.settle(record)
@@ -475,7 +546,18 @@ class Runtime:
             return record
         future: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
         self._settled.setdefault(task_id, []).append(future)
-        return await asyncio.wait_for(future, timeout)
+        async with asyncio.timeout(timeout):
+            while True:
+                # Settled here, or (run by another worker) seen final in the store.
+                done, _ = await asyncio.wait([future], timeout=self.poll_interval_s)
+                if done:
+                    return future.result()
+                stored = await self.store.get_task(task_id)
+                if stored is not None and (
+                        stored.state in (TaskState.DONE, TaskState.CANCELLED)
+                        or (stored.state is TaskState.FAILED
+                            and not self.ownership.owns(stored.agent))):
+                    return stored
 
     # idleness ------------------------------------------------------------
     def changed(self) -> None:

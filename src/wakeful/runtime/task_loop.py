@@ -13,17 +13,18 @@ import contextlib
 import json
 import time
 import traceback
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from wakeful.errors import ModelError
-from wakeful.models.base import Completed, Message, ModelResponse, TextDelta
+from wakeful.core.context import CURRENT_TASK, CURRENT_TRACE
+from wakeful.core.records import TaskRecord
+from wakeful.core.states import TaskState, check_task_transition
+from wakeful.errors import FenceError, ModelError
+from wakeful.models.base import Completed, Message, ModelResponse, TextDelta, ToolCall
 from wakeful.models.calls import reporting_to
-from wakeful.observe.context import CURRENT_TASK, CURRENT_TRACE
 from wakeful.runtime import budget
 from wakeful.runtime.context import ToolContext
 from wakeful.runtime.guards import EMPTY_REPLY_NUDGE, RepeatGuard
-from wakeful.runtime.states import TaskState, check_task_transition
-from wakeful.store.records import TaskRecord
 from wakeful.tools.registry import ToolOutcome
 
 if TYPE_CHECKING:
@@ -56,25 +57,43 @@ class TaskLoop:
         self.messages: list[Message] = []
         self.interrupted = False  # set by the owner before cancelling: requeue, not cancel
         self.retryable = False  # after a failure: may the restart policy retry it?
+        self.lost = False  # another claim won, or the agent's lease moved: not ours
+        self._tool_errors = 0
+        self._repeats = RepeatGuard(agent.definition.guards.repeated_call_limit)
 
     @property
     def id(self) -> str:
         return self.record.id
 
-    async def set_state(self, target: TaskState, reason: str = "",
-                        opening: list[Message] | None = None, **fields: Any) -> None:
-        """Change state (checked), durably; ``opening`` also stores the first messages
-        of a fresh task in the same write."""
+    async def set_state(self, target: TaskState, reason: str = "", **fields: Any) -> None:
+        """Change state (checked), durably, fenced by the agent's lease. The store must
+        agree the task is still where this loop left it: a write whose commit landed
+        just as the loop was cancelled (a final step) is never undone by a requeue."""
         current = self.record.state
         check_task_transition(self.id, current, target)
+        changed = await self.runtime.store.update_task(
+            self.id, self.agent.fence, expect_state=current.value, state=target.value, **fields)
+        if not changed:
+            await self._catch_up()
+            return
         self.record.state = target
         for name, value in fields.items():
             setattr(self.record, name, value)
-        if opening is not None:
-            await self.runtime.store.save_step(self.id, 0, [m.to_dict() for m in opening],
-                                               state=target.value, **fields)
-        else:
-            await self.runtime.store.update_task(self.id, state=target.value, **fields)
+        self._state_event(current, target, reason, fields)
+
+    async def _catch_up(self) -> None:
+        """The store is ahead of this loop (a final step committed as the loop was
+        cancelled): take the stored state, and settle the task if it has ended."""
+        stored = await self.runtime.store.get_task(self.id)
+        if stored is None or stored.state is self.record.state:
+            return
+        self.record.state = stored.state
+        self.record.result, self.record.error = stored.result, stored.error
+        if stored.state in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED):
+            self.runtime.settle(self.record)
+
+    def _state_event(self, current: TaskState, target: TaskState, reason: str,
+                     fields: dict[str, Any]) -> None:
         data: dict[str, Any] = {"from": current.value, "to": target.value}
         if reason:
             data["reason"] = reason
@@ -96,24 +115,51 @@ class TaskLoop:
         return [Message(role="system", content=self.agent.definition.system_prompt()),
                 Message(role="user", content=self.record.instruction)]
 
-    async def _load_conversation(self) -> bool:
-        """Take up a task that ran before (interrupted, retried): its stored messages."""
-        stored = await self.runtime.store.load_messages(self.id)
+    async def _claim(self) -> bool:
+        """Win this run of the task in the store (queued -> running), or leave it: a
+        task is run only by the one claim that wins, whoever else saw it queued."""
+        fence = self.agent.fence
+        if fence is None:
+            return False
+        opening = self._opening()
+        claimed = await self.runtime.store.claim_task(
+            self.id, fence, [m.to_dict() for m in opening], started_at=time.time())
+        if claimed is None:
+            return False
+        previous = self.record.state
+        stored, resumed = claimed
+        for name in ("state", "owner", "step", "input_tokens", "output_tokens", "tool_calls",
+                     "cost", "scratch", "started_at", "attempt", "progress", "progress_note"):
+            setattr(self.record, name, getattr(stored, name))
         if self.record.scratch:
             self.ctx.scratch.update(json.loads(self.record.scratch))
-        if stored:
-            self.messages = [Message.from_dict(m) for m in stored]
-            return True
-        self.messages = self._opening()
-        await self.runtime.store.save_step(self.id, 0, [m.to_dict() for m in self.messages])
-        return False
+        if resumed:
+            self.messages = [Message.from_dict(m)
+                             for m in await self.runtime.store.load_messages(self.id)]
+        else:
+            self.messages = opening
+        self._state_event(previous, TaskState.RUNNING, "", {})
+        if resumed:
+            self.runtime.events.emit("task.resumed", agent=self.agent.name, task_id=self.id,
+                                     data={"from_step": self.record.step})
+        return True
 
     async def run(self) -> None:
         """Run to a final state; never raises except CancelledError."""
         CURRENT_TASK.set(self.id)
         CURRENT_TRACE.set(self.record.trace_id or self.id)
         try:
+            await self._guarded()
+        except FenceError as exc:  # the agent moved to another worker: stop, write nothing
+            self.lost = True
+            self.runtime.events.emit("task.fenced_out", agent=self.agent.name,
+                                     task_id=self.id, data={"error": str(exc)})
+
+    async def _guarded(self) -> None:
+        try:
             await self._run()
+        except FenceError:
+            raise
         except TaskFailure as failure:
             await self._fail(failure)
         except ModelError as exc:
@@ -125,32 +171,38 @@ class TaskLoop:
         except BaseException:  # CancelledError: interrupted (resume later) or cancelled
             target = TaskState.QUEUED if self.interrupted else TaskState.CANCELLED
             if self.record.state in (TaskState.RUNNING, TaskState.WAITING):
-                if self.interrupted:
-                    await self.set_state(target, reason="interrupted; will resume")
-                else:
-                    await self.set_state(target, reason="cancelled", finished_at=time.time())
+                with contextlib.suppress(FenceError):
+                    if self.interrupted:
+                        await self.set_state(target, reason="interrupted; will resume",
+                                             owner=None)
+                    else:
+                        await self.set_state(target, reason="cancelled",
+                                             finished_at=time.time())
             raise
 
+    def _unanswered(self) -> list[ToolCall]:
+        """The calls of the last stored reply that have no stored result yet (a task
+        stopped while its tools ran): only these run again."""
+        for i in range(len(self.messages) - 1, -1, -1):
+            message = self.messages[i]
+            if message.role == "assistant":
+                done = {m.tool_call_id for m in self.messages[i + 1:] if m.role == "tool"}
+                return [c for c in message.tool_calls if c.id not in done]
+            if message.role != "tool":
+                return []
+        return []
+
     async def _run(self) -> None:
-        if self.record.started_at is None:
-            # A fresh task has nothing stored: start it and store its opening messages
-            # in one write (at a thousand tasks, each saved round trip counts).
-            self.messages = self._opening()
-            await self.set_state(TaskState.RUNNING, opening=self.messages,
-                                 started_at=time.time())
-            resumed = False
-        else:
-            await self.set_state(TaskState.RUNNING)
-            resumed = await self._load_conversation()
-        if resumed:
-            self.runtime.events.emit("task.resumed", agent=self.agent.name, task_id=self.id,
-                                     data={"from_step": self.record.step})
+        if not await self._claim():
+            self.lost = True
+            return
         definition = self.agent.definition
-        allowed = self.agent.allowed_tools
-        specs = self.runtime.tools.specs(sorted(allowed))
         guards = definition.guards
-        repeats = RepeatGuard(guards.repeated_call_limit)
-        tool_errors = 0
+        self._repeats = RepeatGuard(guards.repeated_call_limit)
+        specs = self.runtime.tools.specs(sorted(self.agent.allowed_tools))
+        unanswered = self._unanswered()
+        if unanswered:
+            await self._run_calls(unanswered)
         empty_replies = 0
         while True:
             await self.agent.gate(self)
@@ -162,16 +214,13 @@ class TaskLoop:
             response = await self._call_model(specs)
             reply = response.message
             new: list[Message] = [reply]
-            self.messages.append(reply)
             if not reply.tool_calls and not (reply.content or "").strip():
                 empty_replies += 1
                 self.runtime.events.emit("model.empty_reply", agent=self.agent.name,
                                          task_id=self.id, data={
                                              "count": empty_replies,
                                              "max_empty_replies": guards.max_empty_replies})
-                nudge = Message(role="user", content=EMPTY_REPLY_NUDGE)
-                self.messages.append(nudge)
-                new.append(nudge)
+                new.append(Message(role="user", content=EMPTY_REPLY_NUDGE))
                 await self._commit(new, response, final=False, started=step_started)
                 if empty_replies > guards.max_empty_replies:
                     raise TaskFailure("empty_reply", f"task {self.id}: the model replied with "
@@ -179,40 +228,64 @@ class TaskLoop:
                                       f"(max_empty_replies: {guards.max_empty_replies})", False)
                 continue
             empty_replies = 0
+            # The reply is stored before its tools run: a resumed task never asks the
+            # model again for a step it answered.
+            await self._commit(new, response, final=not reply.tool_calls,
+                               tool_calls=len(reply.tool_calls), started=step_started)
             if not reply.tool_calls:
-                await self._commit(new, response, final=True, started=step_started)
                 return
-            for call in reply.tool_calls:
-                if repeats.observe(call):
-                    outcome = ToolOutcome(False, repeats.message(call), "error")
-                    self.runtime.events.emit("tool.loop", agent=self.agent.name,
-                                             task_id=self.id, data={
-                                                 "tool": call.name,
-                                                 "arguments": call.arguments[:_RESULT_EXCERPT],
-                                                 "repeats": repeats.streak,
-                                                 "warning": repeats.warnings,
-                                                 "max_loop_warnings": guards.max_loop_warnings})
-                else:
-                    started = time.perf_counter()
-                    outcome = await self.runtime.tools.call(self.ctx, allowed, call)
-                    self._record_tool(call.name, call.arguments, outcome,
-                                      (time.perf_counter() - started) * 1000)
-                    tool_errors = 0 if outcome.ok else tool_errors + 1
-                tool_message = Message(role="tool", content=outcome.content,
-                                       tool_call_id=call.id, name=call.name)
-                self.messages.append(tool_message)
-                new.append(tool_message)
-            await self._commit(new, response, final=False, tool_calls=len(reply.tool_calls),
-                               started=step_started)
-            if tool_errors >= MAX_CONSECUTIVE_TOOL_ERRORS:
-                raise TaskFailure("tool", f"task {self.id} gave up after {tool_errors} "
-                                  "consecutive failed tool calls", False)
-            if repeats.warnings > guards.max_loop_warnings:
-                raise TaskFailure("tool_loop", f"task {self.id}: the model kept repeating the "
-                                  f"same call to tool {reply.tool_calls[-1].name!r} after "
-                                  f"{repeats.warnings - 1} warnings (repeated_call_limit: "
-                                  f"{guards.repeated_call_limit}, max_loop_warnings: "
-                                  f"{guards.max_loop_warnings})", False)
+            await self._run_calls(reply.tool_calls)
+
+    async def _run_calls(self, calls: Sequence[ToolCall]) -> None:
+        """Run tool calls in order, storing each result (with the mail acks it made) as
+        it completes; an interrupted call runs again on resume (at-least-once)."""
+        guards = self.agent.definition.guards
+        repeats = self._repeats
+        in_reply = next((m.tool_calls for m in reversed(self.messages)
+                         if m.role == "assistant"), calls)
+        positions = {c.id: i for i, c in enumerate(in_reply)}
+        for call in calls:
+            self.ctx.call_index = positions.get(call.id, 0)
+            if repeats.observe(call):
+                outcome = ToolOutcome(False, repeats.message(call), "error")
+                self.runtime.events.emit("tool.loop", agent=self.agent.name,
+                                         task_id=self.id, data={
+                                             "tool": call.name,
+                                             "arguments": call.arguments[:_RESULT_EXCERPT],
+                                             "repeats": repeats.streak,
+                                             "warning": repeats.warnings,
+                                             "max_loop_warnings": guards.max_loop_warnings})
+            else:
+                started = time.perf_counter()
+                outcome = await self.runtime.tools.call(self.ctx, self.agent.allowed_tools,
+                                                        call)
+                self._record_tool(call.name, call.arguments, outcome,
+                                  (time.perf_counter() - started) * 1000)
+                self._tool_errors = 0 if outcome.ok else self._tool_errors + 1
+            message = Message(role="tool", content=outcome.content, tool_call_id=call.id,
+                              name=call.name)
+            await self._save_result(message)
+        if self._tool_errors >= MAX_CONSECUTIVE_TOOL_ERRORS:
+            raise TaskFailure("tool", f"task {self.id} gave up after {self._tool_errors} "
+                              "consecutive failed tool calls", False)
+        if repeats.warnings > guards.max_loop_warnings:
+            raise TaskFailure("tool_loop", f"task {self.id}: the model kept repeating the "
+                              f"same call to tool {calls[-1].name!r} after "
+                              f"{repeats.warnings - 1} warnings (repeated_call_limit: "
+                              f"{guards.repeated_call_limit}, max_loop_warnings: "
+                              f"{guards.max_loop_warnings})", False)
+
+    async def _save_result(self, message: Message) -> None:
+        record = self.record
+        fields: dict[str, Any] = {"tool_calls": record.tool_calls + 1}
+        if self.ctx.scratch:
+            fields["scratch"] = json.dumps(self.ctx.scratch, default=str)
+        await self.runtime.store.save_step(self.id, len(self.messages), [message.to_dict()],
+                                           fence=self.agent.fence,
+                                           mail=self.ctx.take_changes(), **fields)
+        self.messages.append(message)
+        record.tool_calls = fields["tool_calls"]
+        record.scratch = fields.get("scratch", record.scratch)
 
     async def _check_budget(self) -> None:
         """Fail the task, for good, if it or its agent has spent its budget."""
@@ -263,6 +336,7 @@ class TaskLoop:
             raise ModelError(f"model {self.agent.model.name!r} ended its stream without a reply")
         events.emit("model.call", agent=self.agent.name, task_id=self.id, data={
             "model": response.model or self.agent.model.name,
+            "step": self.record.step + 1,
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
             "input_tokens": response.usage.input_tokens,
             "output_tokens": response.usage.output_tokens,
@@ -288,38 +362,32 @@ class TaskLoop:
 
     async def _commit(self, new: list[Message], response: ModelResponse, *, final: bool,
                       started: float, tool_calls: int = 0) -> None:
+        """Store a model reply (and, for an empty one, the nudge after it) as a step."""
         record = self.record
         usage = response.usage
-        record.step += 1
-        record.input_tokens += usage.input_tokens
-        record.output_tokens += usage.output_tokens
-        record.tool_calls += tool_calls
-        record.cost += response.cost or 0.0
         step = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                 "cost": response.cost, "tool_calls": tool_calls,
                 "wall_s": time.perf_counter() - started}
-        self.agent.ledger.add(**step)
-        self.runtime.usage.add(self.agent.name, **step)
         fields: dict[str, Any] = {
-            "step": record.step, "input_tokens": record.input_tokens,
-            "output_tokens": record.output_tokens, "tool_calls": record.tool_calls,
-            "cost": record.cost,
+            "step": record.step + 1, "input_tokens": record.input_tokens + usage.input_tokens,
+            "output_tokens": record.output_tokens + usage.output_tokens,
+            "cost": record.cost + (response.cost or 0.0),
         }
-        if self.ctx.scratch:
-            record.scratch = json.dumps(self.ctx.scratch, default=str)
-            fields["scratch"] = record.scratch
-        first_seq = len(self.messages) - len(new)
         if final:
             check_task_transition(self.id, record.state, TaskState.DONE)
-            record.result = new[-1].content or ""
-            record.finished_at = time.time()
-            fields.update(state=TaskState.DONE.value, result=record.result,
-                          finished_at=record.finished_at)
-        await self.runtime.store.save_step(self.id, first_seq, [m.to_dict() for m in new],
-                                           **fields)
+            fields.update(state=TaskState.DONE.value, result=new[-1].content or "",
+                          finished_at=time.time())
+        # Spent as soon as the reply arrived: budgets see it before the write lands.
+        self.agent.ledger.add(**step)
+        self.runtime.usage.add(self.agent.name, **step)
+        await self.runtime.store.save_step(self.id, len(self.messages),
+                                           [m.to_dict() for m in new],
+                                           fence=self.agent.fence, **fields)
+        self.messages.extend(new)
+        previous = record.state
+        for name, value in fields.items():
+            setattr(record, name, TaskState(value) if name == "state" else value)
         if final:
-            previous = record.state
-            record.state = TaskState.DONE
             self.runtime.events.emit("task.state", agent=self.agent.name, task_id=self.id,
                                      data={"from": previous.value, "to": "done",
                                            "result": (record.result or "")[:_RESULT_EXCERPT]})

@@ -1,8 +1,8 @@
 """Sleep and wake: durable timers, cron, event waits, and watching other agents' progress."""
 
+from wakeful.core.timespecs import TimerSpec
 from wakeful.schedule.clock import Clock, FakeClock, RealClock
 from wakeful.schedule.progress import Progress
-from wakeful.schedule.specs import TimerSpec
 from wakeful.schedule.timers import Scheduler
 from wakeful.schedule.waits import (
     AgentChanges,

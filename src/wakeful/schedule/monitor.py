@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from wakeful.runtime.states import AgentState
+from wakeful.core.states import AgentState
 from wakeful.schedule.timers import MISFIRE_GRACE_S
 
 if TYPE_CHECKING:

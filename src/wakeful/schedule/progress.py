@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from wakeful.core.records import Event, TaskRecord
+from wakeful.core.states import TaskState
+from wakeful.core.timespecs import stamp
 from wakeful.errors import WakefulError
-from wakeful.runtime.states import TaskState
-from wakeful.schedule.specs import stamp
-from wakeful.store.records import Event, TaskRecord
-from wakeful.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime
@@ -138,7 +137,7 @@ class Progress:
     # status ----------------------------------------------------------------
     async def recent_events(self, *, agent: str | None = None, task_id: str | None = None,
                             limit: int = 5) -> list[str]:
-        from wakeful.console import describe_event
+        from wakeful.observe.describe import describe_event
 
         runtime = self.runtime
         await runtime.store.flush()
@@ -197,19 +196,8 @@ class Progress:
 
     async def _totals(self) -> dict[str, tuple[int, int, int]]:
         """Per agent: tokens used, tasks finished (done/failed/cancelled), all tasks."""
-        store = self.runtime.store
-        if isinstance(store, SQLiteStore):
-            rows = await store.read(lambda c: c.execute(
-                "SELECT agent, SUM(input_tokens + output_tokens), "
-                "SUM(state IN ('done', 'failed', 'cancelled')), COUNT(*) FROM tasks "
-                "GROUP BY agent").fetchall())
-            return {r[0]: (int(r[1] or 0), int(r[2] or 0), int(r[3] or 0)) for r in rows}
-        totals: dict[str, tuple[int, int, int]] = {}
-        for task in await store.list_tasks():
-            tokens, ended, count = totals.get(task.agent, (0, 0, 0))
-            totals[task.agent] = (tokens + task.input_tokens + task.output_tokens,
-                                  ended + (task.state.value in _ENDS), count + 1)
-        return totals
+        totals = await self.runtime.store.agent_totals()
+        return {agent: (t.tokens, t.ended, t.tasks) for agent, t in totals.items()}
 
     async def agent_status(self, name: str, *, events: int = 5,
                            totals: dict[str, tuple[int, int, int]] | None = None

@@ -10,7 +10,7 @@ How it works, and why:
   a thousand timers, or ten thousand sleeping tasks, cost one heap entry each.
 * **Exactly once.** A schedule's firing is claimed in the store with a compare-and-set
   on its due time, in the same transaction as the tasks it starts and its
-  ``timer.fired`` event (:func:`wakeful.store.sqlite_timers.SQLiteTimerStore.claim_firings`).
+  ``timer.fired`` event (:meth:`wakeful.store.timers.TimerStore.claim_firings`).
   Another process that shares the store cannot fire the same due time, and a process
   killed mid-firing leaves all of it or none of it.
 * **Misfires.** A timer whose due time passed while no process ran it (or that is
@@ -41,17 +41,16 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from wakeful.core.states import AgentState
+from wakeful.core.timers import Claim, Timer, TimerAction
+from wakeful.core.timespecs import MisfirePolicy, TimerSpec, stamp, to_timestamp
 from wakeful.errors import ScheduleError, WakefulError
 from wakeful.ids import new_id
 from wakeful.project.definitions import AgentDefinition, ScheduleEntry
 from wakeful.runtime.scope import TaskScope
-from wakeful.runtime.states import AgentState
 from wakeful.schedule.clock import Clock, Handle
-from wakeful.schedule.records import Timer, TimerAction
-from wakeful.schedule.specs import MisfirePolicy, TimerSpec, stamp, to_timestamp
 from wakeful.schedule.wake import Wake
-from wakeful.store.sqlite import SQLiteStore
-from wakeful.store.sqlite_timers import Claim, SQLiteTimerStore
+from wakeful.store.timers import TimerStore
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime
@@ -136,7 +135,7 @@ class Scheduler:
         # the runs they started are replayed from the recording instead).
         self.agent_schedules = agent_schedules
         self._runtime: Runtime | None = None
-        self._store: SQLiteTimerStore | None = None
+        self._store: TimerStore | None = None
         self._clock: Clock | None = None
         self._timers: dict[str, Timer] = {}  # the active timers this process knows
         self._heap: list[tuple[float, int, str]] = []
@@ -154,12 +153,9 @@ class Scheduler:
 
     # lifecycle -----------------------------------------------------------
     async def start(self, runtime: Runtime) -> None:
-        if not isinstance(runtime.store, SQLiteStore):
-            raise WakefulError(f"timers need a store that can hold them; "
-                               f"{type(runtime.store).__name__} cannot yet")
         self._runtime = runtime
         self._clock = runtime.clock
-        self._store = SQLiteTimerStore(runtime.store)
+        self._store = runtime.store.timers()
         self._parked = asyncio.Event()
         for timer in await self._store.active():
             self._remember(timer)
@@ -195,7 +191,7 @@ class Scheduler:
         return self._clock
 
     @property
-    def store(self) -> SQLiteTimerStore:
+    def store(self) -> TimerStore:
         if self._store is None:
             raise WakefulError("the scheduler is not started (start the runtime)")
         return self._store

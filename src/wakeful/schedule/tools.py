@@ -25,11 +25,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
+from wakeful.core.timespecs import parse_seconds, parse_when
 from wakeful.errors import AccessDeniedError, ScheduleError, WakefulError
 from wakeful.project.definitions import ScheduleEntry
 from wakeful.runtime.context import ToolContext
 from wakeful.schedule.monitor import Problem, find_problems, summary
-from wakeful.schedule.specs import parse_seconds, parse_when
 from wakeful.schedule.timers import schedule_spec
 from wakeful.schedule.waits import EventSpec, PendingWait, Who, condition_of
 from wakeful.tools.registry import Tool, tool
@@ -48,9 +48,7 @@ def _key(ctx: ToolContext, kind: str, *parts: Any) -> str | None:
     if ctx.loop is None:
         return None
     step = ctx.loop.record.step
-    counter = f"calls:{step}:{kind}"
-    n = ctx.local.get(counter, 0)
-    ctx.local[counter] = n + 1
+    n = ctx.call_index  # the call's place in the model's reply: the same when resumed
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
     return f"{kind}:{ctx.task_id}:{step}:{n}:{digest.hexdigest()[:16]}"
 

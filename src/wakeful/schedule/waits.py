@@ -13,7 +13,7 @@ looking at the store again, which the resource watcher does at the lock's lease 
 and every ``resources.poll_interval_s`` while such a lock is in the way.
 
 A task's wait is also a row of the ``timers`` table (see
-:mod:`wakeful.schedule.records`), keyed by the task, its step and the call, so that a
+:mod:`wakeful.core.timers`), keyed by the task, its step and the call, so that a
 task resumed after a restart sleeps only the time that is left, or, if its wait had
 already ended, wakes at once with the same message.
 """
@@ -31,15 +31,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from wakeful.core.mail import MailFilter
+from wakeful.core.mail_records import Delivery
+from wakeful.core.records import Event, TaskRecord
+from wakeful.core.states import AgentState
+from wakeful.core.timers import Timer
+from wakeful.core.timespecs import TimerSpec, stamp
 from wakeful.errors import ScheduleError, WakefulError
-from wakeful.mailbox.model import MailFilter
-from wakeful.mailbox.records import Delivery
 from wakeful.runtime.scope import TaskScope
-from wakeful.runtime.states import AgentState
-from wakeful.schedule.records import Timer
-from wakeful.schedule.specs import TimerSpec, stamp
 from wakeful.schedule.wake import Wake, describe_event
-from wakeful.store.records import Event, TaskRecord
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime
@@ -607,7 +607,7 @@ class Waits:
         if agent.state is AgentState.SLEEPING:  # asleep already: a new wake-up, same sleep
             agent.record.reason = text
             agent.record.updated_at = time.time()
-            await runtime.store.save_agent(agent.record)
+            await runtime.store.save_agent(agent.record, agent.fence)
             runtime.events.emit("agent.sleep_changed", agent=name, data={"reason": text})
             runtime.changed()
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from wakeful.schedule.specs import stamp
+from wakeful.core.timespecs import stamp
 
 WakeReason = Literal["timer", "event", "timeout"]
 

@@ -22,7 +22,7 @@ from wakeful.interop.caller import ask_caller
 from wakeful.project.interop import A2AServerConfig, McpServerConfig, RemoteAgentConfig
 from wakeful.server.a2a.handler import WakefulRequestHandler
 from wakeful.server.a2a.push import PushConfigs
-from wakeful.server.a2a.records import A2ARecords
+from wakeful.store.a2a import A2AStore, a2a_store
 
 if TYPE_CHECKING:
     from a2a.types import Task
@@ -44,7 +44,7 @@ class InteropService:
         self.mcp_servers = list(mcp_servers or [])
         self.remote_agents = list(remote_agents or [])
         self.project_dir = project_dir
-        self.records: A2ARecords | None = None
+        self.records: A2AStore | None = None
         self.push: PushConfigs | None = None
         self.mcp: McpTools | None = None
         self.mcp_endpoint: McpEndpoint | None = None
@@ -56,7 +56,7 @@ class InteropService:
             runtime.tools.register(ask_caller)
         for remote in self.remote_agents:
             runtime.models.register(model_spec(remote.name), RemoteA2AModel(remote, runtime))
-        self.records = A2ARecords(runtime.store)
+        self.records = a2a_store(runtime.store)
         self.push = PushConfigs(self.records)
         self._handler = WakefulRequestHandler(runtime, self.records, self.push)
         await self.push.begin(runtime.events, self._view)

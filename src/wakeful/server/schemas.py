@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
-from wakeful.mailbox.model import AddressKind, Priority, parse_address, parse_member
+from wakeful.core.mail import AddressKind, Priority, parse_address, parse_member
 
 DEFAULT_PERSON = "person:operator"
 

@@ -20,11 +20,11 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
+from wakeful.core.records import Event
 from wakeful.observe.events import EventLog, Subscription
 from wakeful.server import views
 from wakeful.server.auth import token_matches
 from wakeful.server.schemas import error_body
-from wakeful.store.records import Event
 
 router = APIRouter(tags=["stream"])
 

@@ -8,14 +8,12 @@ skipped when it is not.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
-from wakeful.mailbox.model import Mail
+from wakeful.core.mail import Mail
+from wakeful.core.records import AgentTotals, Event, TaskRecord
 from wakeful.runtime.agent import AgentRunner
 from wakeful.runtime.runtime import Runtime
-from wakeful.store.records import Event, TaskRecord
-from wakeful.store.sqlite import SQLiteStore
 
 
 def _scheduler(runtime: Runtime) -> Any:
@@ -135,22 +133,9 @@ def mail_view(mail: Mail) -> dict[str, Any]:
 async def agent_usage(runtime: Runtime, agent: str) -> dict[str, Any]:
     """Tokens and cost over every task the agent ever ran (from the store), and this
     run's share (from memory)."""
-    store = runtime.store
-    if isinstance(store, SQLiteStore):
-        def query(conn: sqlite3.Connection) -> tuple[Any, ...]:
-            row: tuple[Any, ...] = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), "
-                "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cost), 0), "
-                "COALESCE(SUM(tool_calls), 0) FROM tasks WHERE agent = ?", (agent,)).fetchone()
-            return row
-        tasks, input_tokens, output_tokens, cost, tool_calls = await store.read(query)
-    else:
-        records = await store.list_tasks(agent=agent)
-        tasks = len(records)
-        input_tokens = sum(t.input_tokens for t in records)
-        output_tokens = sum(t.output_tokens for t in records)
-        cost = sum(t.cost for t in records)
-        tool_calls = sum(t.tool_calls for t in records)
+    totals = (await runtime.store.agent_totals(agent)).get(agent, AgentTotals())
+    tasks, cost, tool_calls = totals.tasks, totals.cost, totals.tool_calls
+    input_tokens, output_tokens = totals.input_tokens, totals.output_tokens
     this_run = runtime.usage.by_agent.get(agent)
     return {"tasks": tasks, "input_tokens": input_tokens, "output_tokens": output_tokens,
             "tokens": input_tokens + output_tokens, "cost": round(cost, 8),

@@ -9,13 +9,42 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wakeful.runtime.states import TaskState
-from wakeful.store.records import AgentRecord, Event, RunRecord, TaskRecord
+from wakeful.core.records import (
+    AgentGrant,
+    AgentRecord,
+    AgentTotals,
+    Event,
+    Fence,
+    RunRecord,
+    TaskRecord,
+)
+
+if TYPE_CHECKING:
+    from wakeful.store.locks import LockStore
+    from wakeful.store.mail import MailStore
+    from wakeful.store.timers import TimerStore
+from wakeful.core.states import TaskState
 
 
 class Store(abc.ABC):
+    """The runs, tasks, events, agents and leases families; the mail, locks and timers
+    families are reached through :meth:`mail`, :meth:`locks` and :meth:`timers` (ports
+    of their own, in the same database, so that one transaction can span families)."""
+
+    @abc.abstractmethod
+    def mail(self) -> MailStore:
+        """The mail family of this store."""
+
+    @abc.abstractmethod
+    def locks(self) -> LockStore:
+        """The locks and shared scratchpad family of this store."""
+
+    @abc.abstractmethod
+    def timers(self) -> TimerStore:
+        """The timers and waits family of this store."""
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect, create the schema, apply pending migrations."""
@@ -35,19 +64,42 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def latest_run(self) -> RunRecord | None: ...
 
+    @abc.abstractmethod
+    async def list_runs(self) -> list[RunRecord]:
+        """Every run, oldest first."""
+
     # agents ------------------------------------------------------------
     @abc.abstractmethod
-    async def save_agent(self, record: AgentRecord) -> None: ...
+    async def save_agent(self, record: AgentRecord, fence: Fence | None = None) -> None:
+        """Store an agent's lifecycle state; with ``fence``, only while that lease holds
+        (else FenceError, and nothing is written)."""
 
     @abc.abstractmethod
     async def load_agents(self) -> dict[str, AgentRecord]: ...
 
     # tasks -------------------------------------------------------------
     @abc.abstractmethod
-    async def create_task(self, record: TaskRecord) -> None: ...
+    async def create_task(self, record: TaskRecord, mail: Sequence[Any] = ()) -> None:
+        """Store a new task, durably, with ``mail`` (mailbox changes: a delegation) in
+        the same transaction: both or neither."""
 
     @abc.abstractmethod
-    async def update_task(self, task_id: str, **fields: Any) -> None: ...
+    async def update_task(self, task_id: str, fence: Fence | None = None, *,
+                          expect_state: str | Sequence[str] | None = None, **fields: Any
+                          ) -> bool:
+        """Change a task's fields; with ``fence``, only while that agent lease holds
+        (else FenceError, and nothing is written); with ``expect_state``, only if the
+        task is in that state. Returns whether a row changed."""
+
+    @abc.abstractmethod
+    async def claim_task(self, task_id: str, fence: Fence,
+                         opening: Sequence[dict[str, Any]] = (), **fields: Any
+                         ) -> tuple[TaskRecord, bool] | None:
+        """Start a run of a queued task: queued -> running, owner = the fence's worker,
+        only if it is still queued and the fence holds. Exactly one claim wins and gets
+        the task as stored and whether it ran before (resumed); the losers get None
+        (someone else runs it, or it was cancelled). A task that never ran gets its
+        ``opening`` messages in the same transaction."""
 
     @abc.abstractmethod
     async def get_task(self, task_id: str) -> TaskRecord | None: ...
@@ -67,6 +119,10 @@ class Store(abc.ABC):
         """How many tasks each agent has in each state."""
 
     @abc.abstractmethod
+    async def agent_totals(self, agent: str | None = None) -> dict[str, AgentTotals]:
+        """Per agent (or for one): its tasks, how many ended, tokens, cost, tool calls."""
+
+    @abc.abstractmethod
     async def tasks_caused_by(self, cause_id: str, agent: str | None = None
                               ) -> list[TaskRecord]:
         """Tasks started because of ``cause_id`` (a mail, a timer, a task)."""
@@ -77,16 +133,57 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def save_step(
-        self, task_id: str, first_seq: int, messages: Sequence[dict[str, Any]], **fields: Any
+        self, task_id: str, first_seq: int, messages: Sequence[dict[str, Any]], *,
+        fence: Fence | None = None, mail: Sequence[Any] = (), **fields: Any
     ) -> None:
-        """Append conversation messages and update the task row in one transaction."""
+        """Store conversation messages from ``first_seq`` on, update the task row and
+        apply ``mail`` (acks of the mail this step took) in one transaction, fenced."""
 
     @abc.abstractmethod
     async def load_messages(self, task_id: str) -> list[dict[str, Any]]: ...
 
     @abc.abstractmethod
     async def requeue_interrupted(self) -> list[str]:
-        """Put tasks a dead process left running or waiting back in the queue."""
+        """Put every task left running or waiting back in the queue (offline tools
+        only: a live worker's tasks would be taken from it; workers requeue an agent's
+        tasks when they take its lease)."""
+
+    # workers and agent leases --------------------------------------------
+    @abc.abstractmethod
+    async def heartbeat(self, worker: str, pid: int, host: str, lease_s: float) -> int:
+        """Record that ``worker`` lives for ``lease_s`` more seconds (store's clock);
+        return how many workers live."""
+
+    @abc.abstractmethod
+    async def acquire_agents(self, worker: str, agents: Sequence[str], lease_s: float,
+                             limit: int) -> list[AgentGrant]:
+        """Take up to ``limit`` agents no live worker owns (compare-and-set on the
+        epoch, raised by one); requeue their interrupted tasks in the same transaction."""
+
+    @abc.abstractmethod
+    async def renew_agents(self, worker: str, held: dict[str, int], lease_s: float
+                           ) -> list[str]:
+        """Extend the leases held (agent -> epoch); return those no longer held."""
+
+    @abc.abstractmethod
+    async def release_agents(self, worker: str, held: dict[str, int]) -> list[str]:
+        """Give leases up now, requeueing what their agents left running; returns the
+        requeued task ids."""
+
+    @abc.abstractmethod
+    async def retire_worker(self, worker: str) -> None: ...
+
+    @abc.abstractmethod
+    async def list_workers(self) -> list[tuple[str, int, str, float]]:
+        """Workers seen lately: (id, pid, host, lease expiry on the store's clock)."""
+
+    @abc.abstractmethod
+    async def expire_workers(self, workers: Sequence[str]) -> None:
+        """End now the leases of workers known to be dead."""
+
+    @abc.abstractmethod
+    async def agent_owners(self) -> dict[str, tuple[str | None, int, float]]:
+        """agent -> (owning worker or None, epoch, lease expiry)."""
 
     # events ------------------------------------------------------------
     @abc.abstractmethod

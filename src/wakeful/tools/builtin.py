@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from wakeful.core.states import TaskState
 from wakeful.runtime.context import ToolContext
-from wakeful.runtime.states import TaskState
 from wakeful.tools.registry import Tool, ToolRegistry, tool
 
 

@@ -22,7 +22,7 @@ from wakeful.errors import WakefulError
 from wakeful.models.base import ToolCall, ToolSpec
 
 if TYPE_CHECKING:
-    from wakeful.resources.names import Access
+    from wakeful.core.resources import Access
     from wakeful.runtime.context import ToolContext
 
 ToolFunction = Callable[..., Any]

@@ -24,10 +24,10 @@ from a2a.types import (
 from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from wakeful.core.a2a import A2ATaskRow
+from wakeful.core.records import TaskRecord
+from wakeful.core.states import TaskState as WState
 from wakeful.interop.caller import caller_address
-from wakeful.runtime.states import TaskState as WState
-from wakeful.server.a2a.records import A2ATaskRow
-from wakeful.store.records import TaskRecord
 
 RESULT_ARTIFACT = "result"
 STREAM_ARTIFACT = "stream"

@@ -46,17 +46,18 @@ from a2a.types import (
 )
 from google.protobuf.json_format import MessageToDict
 
+from wakeful.core.a2a import A2ATaskRow
+from wakeful.core.records import Event as WEvent
+from wakeful.core.records import TaskRecord
+from wakeful.core.states import TaskState as WState
 from wakeful.errors import IllegalTransitionError
 from wakeful.interop.caller import caller_address
 from wakeful.observe.events import Subscription
 from wakeful.runtime.runtime import Runtime
-from wakeful.runtime.states import TaskState as WState
 from wakeful.server.a2a import convert
 from wakeful.server.a2a.convert import INTERRUPTED, TERMINAL
 from wakeful.server.a2a.push import PushConfigs
-from wakeful.server.a2a.records import A2ARecords, A2ATaskRow
-from wakeful.store.records import Event as WEvent
-from wakeful.store.records import TaskRecord
+from wakeful.store.a2a import A2AStore
 
 MAX_PAGE = 100
 DEFAULT_PAGE = 50
@@ -73,7 +74,7 @@ class _Accepted:
 class WakefulRequestHandler(RequestHandler):
     """Serves every exposed agent; the agent comes from the route (``/a2a/{agent}``)."""
 
-    def __init__(self, runtime: Runtime, records: A2ARecords, push: PushConfigs) -> None:
+    def __init__(self, runtime: Runtime, records: A2AStore, push: PushConfigs) -> None:
         self.runtime = runtime
         self.records = records
         self.push = push

@@ -26,11 +26,11 @@ from a2a.types import (
 )
 from google.protobuf.json_format import MessageToDict, ParseDict
 
+from wakeful.core.records import Event
 from wakeful.observe.events import EventLog
 from wakeful.runtime.scope import TaskScope
 from wakeful.server.a2a.convert import state_name
-from wakeful.server.a2a.records import A2ARecords
-from wakeful.store.records import Event
+from wakeful.store.a2a import A2AStore
 
 log = structlog.get_logger("wakeful.a2a.push")
 
@@ -48,7 +48,7 @@ def _check_url(url: str) -> None:
 class PushConfigs:
     """The configs (durable) and, once :meth:`begin` is called, their delivery."""
 
-    def __init__(self, records: A2ARecords, *, retry_delays_s: tuple[float, ...] =
+    def __init__(self, records: A2AStore, *, retry_delays_s: tuple[float, ...] =
                  RETRY_DELAYS_S) -> None:
         self.records = records
         self.retry_delays_s = retry_delays_s

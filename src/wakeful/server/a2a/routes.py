@@ -30,9 +30,9 @@ from wakeful.runtime.runtime import Runtime
 from wakeful.server.a2a.cards import agent_card
 from wakeful.server.a2a.handler import WakefulRequestHandler
 from wakeful.server.a2a.push import PushConfigs
-from wakeful.server.a2a.records import A2ARecords
 from wakeful.server.auth import bearer, token_matches
 from wakeful.server.schemas import error_body
+from wakeful.store.a2a import A2AStore, a2a_store
 
 PREFIX = "/a2a"
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -51,11 +51,11 @@ class A2AServer:
     """The pieces behind ``/a2a``: which agents are exposed, the handler, the guard."""
 
     def __init__(self, runtime: Runtime, token: str, config: A2AServerConfig,
-                 records: A2ARecords | None = None, push: PushConfigs | None = None) -> None:
+                 records: A2AStore | None = None, push: PushConfigs | None = None) -> None:
         self.runtime = runtime
         self.token = token
         self.config = config
-        self.records = records or A2ARecords(runtime.store)
+        self.records = records or a2a_store(runtime.store)
         self.push = push or PushConfigs(self.records)
         self.handler = WakefulRequestHandler(runtime, self.records, self.push)
 

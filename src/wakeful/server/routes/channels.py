@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from wakeful.mailbox.records import Channel
+from wakeful.core.mail_records import Channel
 from wakeful.runtime.runtime import Runtime
 from wakeful.server import views
 from wakeful.server.errors import NotFound

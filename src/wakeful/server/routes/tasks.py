@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from wakeful.core.states import TaskState
 from wakeful.runtime.runtime import MAX_INSTRUCTION_CHARS
-from wakeful.runtime.states import TaskState
 from wakeful.server import views
 from wakeful.server.errors import TooLarge
 from wakeful.server.routes.deps import Limit, RuntimeDep

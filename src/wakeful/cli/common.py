@@ -1,0 +1,62 @@
+"""What every command shares: the app, the consoles, the project option, one-line
+errors, and opening a project or its store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from wakeful.errors import ConfigError, WakefulError
+from wakeful.project.loader import Project, load_project
+from wakeful.store import Store, open_store
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+T = TypeVar("T")
+app = typer.Typer(name="wakeful", help="Run teams of LLM agents, each in its own loop.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True)
+
+ProjectOption = Annotated[Path, typer.Option("--project", "-p", help="The project folder.",
+                                             show_default="current folder")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    try:
+        return asyncio.run(main())
+    except WakefulError as exc:
+        raise fail(str(exc)) from None
+
+
+def open_project(path: Path) -> Project:
+    try:
+        project = load_project(path)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    for problem in project.errors:
+        err.print(f"[yellow]warning:[/] {problem} (this agent is skipped)", highlight=False,
+                  soft_wrap=True)
+    return project
+
+
+async def with_store(project: Project, action: Callable[[Store], Awaitable[T]]) -> T:
+    store = open_store(project.store_path(), project.config.store.synchronous)
+    await store.open()
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+

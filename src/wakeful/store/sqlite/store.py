@@ -1,0 +1,519 @@
+"""SQLite store: one file, WAL mode, group commit.
+
+Why not one transaction per write: at hundreds of agents, a commit per state change is
+the bottleneck. Writes are queued and a single writer drains the queue, applying
+everything that accumulated as one transaction in one hop to its thread (each write in
+its own savepoint, so one bad write fails alone). Under no load a write commits at
+once; under load, batches grow and the cost per write falls. A write's awaiter resumes
+only after its batch has committed, so an awaited write survives a killed process
+(WAL with ``synchronous=NORMAL``; ``full`` also survives power loss).
+
+The connection lives on a dedicated thread (sqlite3 objects must stay on one thread);
+reads use a second connection on another thread, which WAL lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields as dc_fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from wakeful.core.records import AgentRecord, AgentTotals, Event, Fence, RunRecord, TaskRecord
+from wakeful.core.states import AgentState, TaskState
+from wakeful.errors import FenceError, StoreError
+from wakeful.store.base import Store
+from wakeful.store.sqlite.leases import FENCE_SQL, SQLiteLeases, check_fenced, fence_params
+from wakeful.store.sqlite.migrations import MIGRATIONS
+
+if TYPE_CHECKING:
+    from wakeful.store.locks import LockStore
+    from wakeful.store.mail import MailStore
+    from wakeful.store.timers import TimerStore
+
+T = TypeVar("T")
+WriteOp = Callable[[sqlite3.Connection], Any]
+
+_TASK_COLUMNS = [f.name for f in dc_fields(TaskRecord)]
+_TASK_SELECT = "SELECT " + ", ".join(_TASK_COLUMNS) + " FROM tasks"
+_EVENT_SELECT = ("SELECT id, ts, run_id, type, agent, task_id, correlation_id, causation_id, "
+                 "data FROM events")
+
+
+EVENT_INSERT = ("INSERT INTO events (ts, run_id, type, agent, task_id, correlation_id, "
+                "causation_id, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def event_row(event: Event) -> tuple[Any, ...]:
+    """An event as the values of :data:`EVENT_INSERT` (shared by writers of the log)."""
+    return (event.ts, event.run_id, event.type, event.agent, event.task_id,
+            event.correlation_id, event.causation_id, json.dumps(event.data, default=str))
+
+
+_TASK_INSERT = (f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _TASK_COLUMNS)})")
+
+
+def task_insert(record: TaskRecord) -> tuple[str, list[Any]]:
+    """The statement that inserts ``record``, for writers that create a task in the same
+    transaction as something else (a timer firing that starts it)."""
+    return _TASK_INSERT, [getattr(record, name) for name in _TASK_COLUMNS]
+
+
+def _task_from_row(row: Sequence[Any]) -> TaskRecord:
+    record = TaskRecord(**dict(zip(_TASK_COLUMNS, row, strict=True)))
+    record.state = TaskState(record.state)
+    return record
+
+
+def _event_from_row(row: Sequence[Any]) -> Event:
+    return Event(id=row[0], ts=row[1], run_id=row[2], type=row[3], agent=row[4],
+                 task_id=row[5], correlation_id=row[6], causation_id=row[7],
+                 data=json.loads(row[8]))
+
+
+def apply_mail_changes(conn: sqlite3.Connection, changes: Sequence[Any]) -> None:
+    """Mailbox changes (acks, a delegation) committed with a task's own write."""
+    from wakeful.store.sqlite.mail import apply_changes
+
+    apply_changes(conn, changes)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; return the resulting version. Each version is read
+    and applied inside one write transaction, so processes opening a fresh store at the
+    same moment apply every migration exactly once between them."""
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StoreError(f"store schema version {version} is newer than this "
+                                 f"Wakeful understands ({len(MIGRATIONS)}); upgrade wakeful")
+            if version == len(MIGRATIONS):
+                conn.execute("COMMIT")
+                return version
+            for statement in MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+class SQLiteStore(SQLiteLeases, Store):
+    def __init__(self, path: Path | str, synchronous: str = "normal") -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous.upper()
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="wakeful-sqlite-write")
+        self._reader_thread = ThreadPoolExecutor(1, thread_name_prefix="wakeful-sqlite-read")
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._pending: list[tuple[WriteOp, asyncio.Future[Any] | None]] = []
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._writer: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.writes = 0
+        self._mail: MailStore | None = None
+        self._locks: LockStore | None = None
+        self._timers: TimerStore | None = None
+
+    # lifecycle ---------------------------------------------------------
+    def _connect(self, write: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if write:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            migrate(conn)
+        else:
+            conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._wconn = await loop.run_in_executor(self._writer_thread, self._connect, True)
+            self._rconn = await loop.run_in_executor(self._reader_thread, self._connect, False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the SQLite store: {exc}") from None
+        self._writer = asyncio.create_task(self._write_loop(), name="wakeful-store-writer")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self.flush()
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+            self._writer = None
+        loop = asyncio.get_running_loop()
+        if self._wconn is not None:
+            await loop.run_in_executor(self._writer_thread, self._wconn.close)
+            self._wconn = None
+        if self._rconn is not None:
+            await loop.run_in_executor(self._reader_thread, self._rconn.close)
+            self._rconn = None
+        self._writer_thread.shutdown(wait=True)
+        self._reader_thread.shutdown(wait=True)
+
+    # the writer --------------------------------------------------------
+    def _apply(self, batch: list[tuple[WriteOp, asyncio.Future[Any] | None]]) -> list[Any]:
+        conn = self._wconn
+        assert conn is not None
+        results: list[Any] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op, _ in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append(op(conn))
+                    conn.execute("RELEASE op")
+                except Exception as exc:  # one bad write fails alone
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append(exc)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    results = await loop.run_in_executor(self._writer_thread, self._apply, batch)
+                except Exception as exc:
+                    results = [exc] * len(batch)
+                self.batches += 1
+                self.writes += len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future is None or future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+            self._idle.set()
+
+    def _enqueue(self, op: WriteOp, future: asyncio.Future[Any] | None) -> None:
+        if self._writer is None:
+            raise StoreError(f"{self.path}: the store is not open")
+        self._pending.append((op, future))
+        self._idle.clear()
+        self._wakeup.set()
+
+    async def write(self, op: WriteOp) -> Any:
+        """Run ``op`` in the next committed batch and return its result."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._enqueue(op, future)
+        return await future
+
+    def write_nowait(self, op: WriteOp) -> None:
+        self._enqueue(op, None)
+
+    async def flush(self) -> None:
+        if self._writer is not None and (self._pending or not self._idle.is_set()):
+            await self._idle.wait()
+
+    async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._rconn
+        if conn is None:
+            raise StoreError(f"{self.path}: the store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader_thread, query, conn)
+
+    # the other families, in the same database ---------------------------
+    def mail(self) -> MailStore:
+        from wakeful.store.sqlite.mail import SQLiteMailStore
+
+        if self._mail is None:
+            self._mail = SQLiteMailStore(self)
+        return self._mail
+
+    def locks(self) -> LockStore:
+        from wakeful.store.sqlite.locks import SQLiteLockStore
+
+        if self._locks is None:
+            self._locks = SQLiteLockStore(self)
+        return self._locks
+
+    def timers(self) -> TimerStore:
+        from wakeful.store.sqlite.timers import SQLiteTimerStore
+
+        if self._timers is None:
+            self._timers = SQLiteTimerStore(self)
+        return self._timers
+
+    # runs --------------------------------------------------------------
+    async def begin_run(self, run: RunRecord) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            first = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+            conn.execute("INSERT INTO runs (id, started_at, pid) VALUES (?, ?, ?)",
+                          (run.id, run.started_at, run.pid))
+            return bool(first)
+
+        result: bool = await self.write(op)
+        return result
+
+    async def end_run(self, run_id: str, ended_at: float) -> None:
+        await self.write(lambda c: c.execute("UPDATE runs SET ended_at = ? WHERE id = ?",
+                                             (ended_at, run_id)))
+
+    async def list_runs(self) -> list[RunRecord]:
+        rows = await self.read(lambda c: c.execute(
+            "SELECT id, started_at, pid, ended_at FROM runs ORDER BY started_at").fetchall())
+        return [RunRecord(id=r[0], started_at=r[1], pid=r[2], ended_at=r[3]) for r in rows]
+
+    async def latest_run(self) -> RunRecord | None:
+        row = await self.read(lambda c: c.execute(
+            "SELECT id, started_at, pid, ended_at FROM runs ORDER BY started_at DESC LIMIT 1"
+        ).fetchone())
+        return RunRecord(id=row[0], started_at=row[1], pid=row[2], ended_at=row[3]) if row else None
+
+    # agents ------------------------------------------------------------
+    async def save_agent(self, record: AgentRecord, fence: Fence | None = None) -> None:
+        values = [record.name, record.state.value, record.reason, record.restarts,
+                  record.updated_at]
+        sql = ("INSERT INTO agents (name, state, reason, restarts, updated_at) "
+               "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET state = "
+               "excluded.state, reason = excluded.reason, restarts = excluded.restarts, "
+               "updated_at = excluded.updated_at")
+
+        def op(conn: sqlite3.Connection) -> None:
+            if fence is not None and not conn.execute(
+                    FENCE_SQL.replace("EXISTS ", "SELECT EXISTS "),
+                    fence_params(fence)).fetchone()[0]:
+                raise FenceError(fence.agent, fence.owner, fence.epoch,
+                                 f"agent {record.name!r} state {record.state.value!r}")
+            conn.execute(sql, values)
+
+        await self.write(op)
+
+    async def load_agents(self) -> dict[str, AgentRecord]:
+        rows = await self.read(lambda c: c.execute(
+            "SELECT name, state, reason, restarts, updated_at FROM agents").fetchall())
+        return {r[0]: AgentRecord(r[0], AgentState(r[1]), r[2], r[3], r[4]) for r in rows}
+
+    # tasks -------------------------------------------------------------
+    async def create_task(self, record: TaskRecord, mail: Sequence[Any] = ()) -> None:
+        sql, values = task_insert(record)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, values)
+            if mail:
+                apply_mail_changes(conn, mail)
+
+        await self.write(op)
+
+    @staticmethod
+    def _update_sql(task_id: str, fields: dict[str, Any], fence: Fence | None = None
+                    ) -> tuple[str, list[Any]]:
+        unknown = set(fields) - set(_TASK_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown task fields: {sorted(unknown)}")
+        fields.setdefault("updated_at", time.time())
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        sql = f"UPDATE tasks SET {assignments} WHERE id = ?"
+        params = [*fields.values(), task_id]
+        if fence is not None:
+            sql += " AND " + FENCE_SQL
+            params.extend(fence_params(fence))
+        return sql, params
+
+    async def update_task(self, task_id: str, fence: Fence | None = None, *,
+                          expect_state: str | Sequence[str] | None = None, **fields: Any
+                          ) -> bool:
+        sql, params = self._update_sql(task_id, fields, fence)
+        if expect_state is not None:
+            wanted = [expect_state] if isinstance(expect_state, str) else list(expect_state)
+            sql += f" AND state IN ({', '.join('?' for _ in wanted)})"
+            params.extend(wanted)
+        what = f"task {task_id} update"
+        changed: bool = await self.write(
+            lambda c: check_fenced(c.execute(sql, params), fence, what))
+        return changed
+
+    async def claim_task(self, task_id: str, fence: Fence,
+                         opening: Sequence[dict[str, Any]] = (), **fields: Any
+                         ) -> tuple[TaskRecord, bool] | None:
+        started_at = fields.pop("started_at", time.time())
+        sql, params = self._update_sql(task_id, {"state": TaskState.RUNNING.value,
+                                                 "owner": fence.owner, **fields}, fence)
+        sql = sql.replace(" WHERE id = ?", ", started_at = COALESCE(started_at, ?) "
+                          "WHERE id = ? AND state = 'queued'")
+        params.insert(len(params) - 1 - 3, started_at)
+        rows = [(task_id, i, json.dumps(m)) for i, m in enumerate(opening)]
+
+        def op(conn: sqlite3.Connection) -> tuple[TaskRecord, bool] | None:
+            before = conn.execute("SELECT started_at FROM tasks WHERE id = ?",
+                                  (task_id,)).fetchone()
+            if before is None or not check_fenced(conn.execute(sql, params), fence,
+                                                   f"claim of task {task_id}"):
+                return None
+            resumed = before[0] is not None
+            if not resumed and rows:
+                conn.executemany("INSERT OR IGNORE INTO task_messages (task_id, seq, data) "
+                                 "VALUES (?, ?, ?)", rows)
+            row = conn.execute(_TASK_SELECT + " WHERE id = ?", (task_id,)).fetchone()
+            return _task_from_row(row), resumed
+
+        claimed: tuple[TaskRecord, bool] | None = await self.write(op)
+        return claimed
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        row = await self.read(lambda c: c.execute(_TASK_SELECT + " WHERE id = ?",
+                                                  (task_id,)).fetchone())
+        return _task_from_row(row) if row else None
+
+    async def list_tasks(
+        self,
+        agent: str | None = None,
+        states: Iterable[TaskState] | None = None,
+        limit: int | None = None,
+        created_after: str | None = None,
+    ) -> list[TaskRecord]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if agent is not None:
+            clauses.append("agent = ?")
+            params.append(agent)
+        if states is not None:
+            wanted = [s.value for s in states]
+            clauses.append(f"state IN ({', '.join('?' for _ in wanted)})")
+            params.extend(wanted)
+        if created_after is not None:
+            clauses.append("id > ?")
+            params.append(created_after)
+        sql = _TASK_SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        sql += " ORDER BY created_at, id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = await self.read(lambda c: c.execute(sql, params).fetchall())
+        return [_task_from_row(r) for r in rows]
+
+    async def count_tasks(self) -> dict[tuple[str, TaskState], int]:
+        rows = await self.read(lambda c: c.execute(
+            "SELECT agent, state, COUNT(*) FROM tasks GROUP BY agent, state").fetchall())
+        return {(r[0], TaskState(r[1])): r[2] for r in rows}
+
+    async def agent_totals(self, agent: str | None = None) -> dict[str, AgentTotals]:
+        where, params = (" WHERE agent = ?", [agent]) if agent is not None else ("", [])
+        rows = await self.read(lambda c: c.execute(
+            "SELECT agent, COUNT(*), SUM(state IN ('done', 'failed', 'cancelled')), "
+            "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
+            f"COALESCE(SUM(cost), 0), COALESCE(SUM(tool_calls), 0) FROM tasks{where} "
+            "GROUP BY agent", params).fetchall())
+        return {r[0]: AgentTotals(int(r[1]), int(r[2] or 0), int(r[3]), int(r[4]),
+                                  float(r[5]), int(r[6])) for r in rows}
+
+    async def tasks_caused_by(self, cause_id: str, agent: str | None = None
+                              ) -> list[TaskRecord]:
+        sql = f"{_TASK_SELECT} WHERE cause_id = ?" + (" AND agent = ?" if agent else "")
+        params = [cause_id, agent] if agent else [cause_id]
+        rows = await self.read(lambda c: c.execute(sql + " ORDER BY created_at, id",
+                                                   params).fetchall())
+        return [_task_from_row(r) for r in rows]
+
+    async def child_tasks(self, parent_ids: Iterable[str]) -> list[TaskRecord]:
+        wanted = list(parent_ids)
+        if not wanted:
+            return []
+        sql = (f"{_TASK_SELECT} WHERE parent_id IN ({', '.join('?' for _ in wanted)}) "
+               "ORDER BY created_at, id")
+        rows = await self.read(lambda c: c.execute(sql, wanted).fetchall())
+        return [_task_from_row(r) for r in rows]
+
+    async def save_step(
+        self, task_id: str, first_seq: int, messages: Sequence[dict[str, Any]], *,
+        fence: Fence | None = None, mail: Sequence[Any] = (), **fields: Any
+    ) -> None:
+        sql, params = self._update_sql(task_id, fields, fence)
+        rows = [(task_id, first_seq + i, json.dumps(m)) for i, m in enumerate(messages)]
+
+        def op(conn: sqlite3.Connection) -> None:
+            check_fenced(conn.execute(sql, params), fence, f"step of task {task_id}")
+            conn.executemany("INSERT OR REPLACE INTO task_messages (task_id, seq, data) "
+                             "VALUES (?, ?, ?)", rows)
+            if mail:
+                apply_mail_changes(conn, mail)
+
+        await self.write(op)
+
+    async def load_messages(self, task_id: str) -> list[dict[str, Any]]:
+        rows = await self.read(lambda c: c.execute(
+            "SELECT data FROM task_messages WHERE task_id = ? ORDER BY seq", (task_id,)
+        ).fetchall())
+        return [json.loads(r[0]) for r in rows]
+
+    async def requeue_interrupted(self) -> list[str]:
+        def op(conn: sqlite3.Connection) -> list[str]:
+            ids = [r[0] for r in conn.execute(
+                "SELECT id FROM tasks WHERE state IN ('running', 'waiting') ORDER BY id")]
+            conn.execute("UPDATE tasks SET state = 'queued', updated_at = ? "
+                         "WHERE state IN ('running', 'waiting')", (time.time(),))
+            return ids
+
+        result: list[str] = await self.write(op)
+        return result
+
+    # events ------------------------------------------------------------
+    def append_event(self, event: Event) -> None:
+        values = event_row(event)
+
+        def op(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(EVENT_INSERT, values)
+            event.id = cursor.lastrowid
+
+        self.write_nowait(op)
+
+    async def query_events(
+        self,
+        *,
+        agent: str | None = None,
+        task_id: str | None = None,
+        types: Iterable[str] | None = None,
+        type_prefix: str | None = None,
+        correlation_id: str | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+        newest: bool = False,
+    ) -> list[Event]:
+        clauses: list[str] = ["id > ?"]
+        params: list[Any] = [after_id]
+        if type_prefix is not None:
+            clauses.append("type >= ? AND type < ?")
+            params.extend([type_prefix, type_prefix + "\U0010ffff"])
+        if correlation_id is not None:
+            clauses.append("correlation_id = ?")
+            params.append(correlation_id)
+        if agent is not None:
+            clauses.append("agent = ?")
+            params.append(agent)
+        if task_id is not None:
+            clauses.append("task_id = ?")
+            params.append(task_id)
+        if types is not None:
+            wanted = list(types)
+            clauses.append(f"type IN ({', '.join('?' for _ in wanted)})")
+            params.extend(wanted)
+        order = "DESC" if newest else "ASC"
+        sql = (f"{_EVENT_SELECT} WHERE {' AND '.join(clauses)} ORDER BY id {order} "
+               f"LIMIT {int(limit)}")
+        rows = await self.read(lambda c: c.execute(sql, params).fetchall())
+        events = [_event_from_row(r) for r in rows]
+        return events[::-1] if newest else events
