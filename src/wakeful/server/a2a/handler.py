@@ -10,6 +10,7 @@ a ``stream`` artifact, and the task's result is the ``result`` artifact.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -116,6 +117,14 @@ class WakefulRequestHandler(RequestHandler):
             return event.task_id == task_id
 
         return self.runtime.events.subscribe(about, maxsize=10_000)
+
+    async def _next(self, feed: Subscription) -> WEvent | None:
+        """The task's next event here, or None after the poll interval: a task whose
+        agent another worker owns changes state in the store, not in this event log."""
+        try:
+            return await asyncio.wait_for(feed.get(), self.runtime.poll_interval_s)
+        except TimeoutError:
+            return None
 
     # sending ---------------------------------------------------------------------
     async def _accept(self, params: SendMessageRequest, context: ServerCallContext
@@ -226,7 +235,7 @@ class WakefulRequestHandler(RequestHandler):
                 task = await self.task_view(accepted.row, history)
                 if task.status.state in TERMINAL | INTERRUPTED:
                     return task
-                await feed.get()
+                await self._next(feed)
 
     async def on_message_send_stream(self, params: SendMessageRequest,
                                      context: ServerCallContext) -> AsyncGenerator[Event]:
@@ -243,8 +252,8 @@ class WakefulRequestHandler(RequestHandler):
         last = task.status.state
         streamed = False
         while last not in TERMINAL | INTERRUPTED:
-            event = await feed.get()
-            if event.type == "model.token":
+            event = await self._next(feed)
+            if event is not None and event.type == "model.token":
                 text = str(event.data.get("text", ""))
                 if text:
                     yield TaskArtifactUpdateEvent(
