@@ -299,3 +299,27 @@ async def test_a_context_id_alone_starts_a_new_task_in_that_context(
     assert {t.id for t in listed.tasks} == {first.task.id, second.task.id}
     record = await served.runtime.get_task(second.task.id)
     assert f"task {first.task.id} (done): {REPLY}" in record.instruction
+
+
+async def test_a_task_run_by_another_worker(make_runtime: RuntimeFactory,
+                                            agent_def: AgentFactory, db_path: Any) -> None:
+    """The A2A server's process need not own the agent: another worker on the same
+    store runs the task, and SendMessage still answers with its outcome."""
+    definition = agent_def("helper", model="scripted:helper")
+    owner = await make_runtime([definition], {"scripted:helper": helper_model()})
+    assert owner.ownership.owns("helper")
+    front = await make_runtime([definition], {"scripted:helper": helper_model()},
+                               start=False)
+    front.add_service(InteropService(serve_mcp=False))
+    await front.start()
+    assert not front.ownership.owns("helper")
+    server = await serve(front)
+    try:
+        async with sdk_client(server.url, "helper", streaming=False) as client:
+            [response] = await collect(client.send_message(send_request(
+                user_message("Capital?"))))
+        assert response.task.status.state == TaskState.TASK_STATE_COMPLETED
+        assert response.task.artifacts[0].parts[0].text == REPLY
+        assert (await owner.store.get_task(response.task.id)) is not None
+    finally:
+        await server.stop()
