@@ -252,7 +252,20 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (task_id, resource)
     ) WITHOUT ROWID;
     """,
-    # 7: A2A: which tasks were started over A2A (their context, the caller's messages
+    # 7: commands for an agent another worker owns (pause, stop, cancel a task...): any
+    # process may write one; the owner takes it (once) and carries it out
+    """
+    CREATE TABLE agent_commands (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent TEXT NOT NULL,
+        command TEXT NOT NULL,
+        argument TEXT,
+        requested_at REAL NOT NULL,
+        taken_at REAL
+    );
+    CREATE INDEX agent_commands_open ON agent_commands(agent) WHERE taken_at IS NULL;
+    """,
+    # 8: A2A: which tasks were started over A2A (their context, the caller's messages
     # and metadata) and the push-notification configs callers registered for them
     """
     CREATE TABLE a2a_tasks (
