@@ -117,7 +117,10 @@ TokenOption = Annotated[str | None, typer.Option(
 
 async def serve_runtime(project: Project, until_idle: bool, plain: bool,
                         log_json: Path | None = None, ui: UIOptions | None = None) -> Runtime:
-    runtime = Runtime.from_project(project)
+    from wakeful.server.interop import install_interop, with_remote_agents  # issue 13
+
+    runtime = Runtime.from_project(with_remote_agents(project))
+    install_interop(runtime, project)
     with observed(runtime, log_json):
         await _serve(runtime, until_idle, plain, ui)
     return runtime
@@ -442,6 +445,7 @@ def _register_commands() -> None:
     from wakeful.cli.inspect import register as register_inspector
     from wakeful.cli.locks import register as register_resources
     from wakeful.cli.mail import channel_app, mail_app
+    from wakeful.cli.mcp import register as register_mcp
     from wakeful.cli.model import register as register_models
     from wakeful.cli.timers import register as register_timers
 
@@ -449,6 +453,7 @@ def _register_commands() -> None:
     register_resources(app)
     register_timers(app)
     register_models(app)
+    register_mcp(app)
     app.add_typer(mail_app, name="mail")
     app.add_typer(channel_app, name="channel")
 

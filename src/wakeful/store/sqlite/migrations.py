@@ -265,7 +265,30 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX agent_commands_open ON agent_commands(agent) WHERE taken_at IS NULL;
     """,
-    # 8: a task whose final answer was cut off by the model's output limit says so
+    # 8: A2A: which tasks were started over A2A (their context, the caller's messages
+    # and metadata) and the push-notification configs callers registered for them
+    """
+    CREATE TABLE a2a_tasks (
+        task_id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        context_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        history TEXT NOT NULL DEFAULT '[]',
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX a2a_tasks_agent ON a2a_tasks(agent, created_at);
+    CREATE INDEX a2a_tasks_context ON a2a_tasks(context_id);
+    CREATE TABLE a2a_push_configs (
+        task_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        config TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        delivered_state TEXT,
+        PRIMARY KEY (task_id, id)
+    ) WITHOUT ROWID;
+    """,
+    # 9: a task whose final answer was cut off by the model's output limit says so
     """
     ALTER TABLE tasks ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;
     """,
