@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("wakeful.controls")
 
 USER_STOP = "stopped by a person"
+_ENDED = (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED)
 
 
 class AgentControls:
@@ -119,9 +120,20 @@ class AgentControls:
         await self.start_agent(name)
 
     async def cancel_task(self, task_id: str) -> TaskRecord:
-        """Cancel a task that has not ended: at once if this worker runs or holds it;
-        if another worker runs it, that worker is asked to (the record returned is
-        the task as it is now)."""
+        """Cancel a task that has not ended, and the tasks it delegated that have not
+        ended either (a remote A2A agent's forwarding task with them): at once if this
+        worker runs or holds them; a task another worker runs is cancelled by that
+        worker (the record returned is the task as it is now)."""
+        record = await self._cancel_one(task_id)
+        for child in await self.store.child_tasks([task_id]):
+            if child.state not in _ENDED and child.created_by.endswith(f"/{task_id}"):
+                try:
+                    await self.cancel_task(child.id)
+                except WakefulError as exc:  # ended meanwhile: nothing to cancel
+                    log.info("delegated task not cancelled", task=child.id, error=str(exc))
+        return record
+
+    async def _cancel_one(self, task_id: str) -> TaskRecord:
         for agent in self.agents.values():
             found = agent.task_loop(task_id)
             if found is not None:
