@@ -108,7 +108,8 @@ async def team(make_runtime: RuntimeFactory, agent_def: AgentFactory,
     boss = agent_def("boss", model="boss", tools=["delegate_task"])
     runtime = await make_runtime([boss, proxy_definition(config)], {"boss": script([
         {"say": "delegating", "tool_calls": [
-            {"tool": "delegate_task", "args": {"agent": "echo", "instruction": "hello"}}]},
+            {"tool": "delegate_task", "args": {"agent": "a2a:echo",
+                                               "instruction": "hello"}}]},
         {"say": "Boss got: {last_tool_result}"}])}, start=False)
     runtime.add_service(InteropService(remote_agents=[config], serve_mcp=False))
     await runtime.start()
@@ -172,3 +173,11 @@ async def test_an_unreachable_remote_agent_fails_the_task_clearly(
     done = await runtime.wait_task(record.id, 60)
     assert done.state.value == "failed"
     assert "remote A2A agent 'gone'" in (done.error or "")
+
+
+def test_a2a_addresses_name_the_remote_agent() -> None:
+    from wakeful.core.mail import AddressKind, parse_address
+
+    address = parse_address("a2a:echo")
+    assert (address.kind, address.name, str(address)) == (AddressKind.AGENT, "echo", "echo")
+    assert parse_address("a2a:echo/t_1m8q00r208fhw13fb").task_id == "t_1m8q00r208fhw13fb"

@@ -29,8 +29,10 @@ _AGENT = re.compile(AGENT_NAME)
 _TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _PERSON = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 ADDRESS_HELP = ("an agent name ('writer'), a task ('writer/t_123'), a channel ('#team'), "
-                "'*' for every agent, or a person ('person:ada')")
+                "'*' for every agent, a person ('person:ada'), or a remote A2A agent "
+                "('a2a:translator')")
 PERSON_PREFIX = "person:"
+REMOTE_PREFIX = "a2a:"  # a remote A2A agent: an agent of the team like any other
 
 
 class AddressKind(StrEnum):
@@ -80,6 +82,8 @@ def parse_address(text: str) -> Address:
             return Address(AddressKind.PERSON, name)
         raise ValueError(f"{text!r} is not a valid person: after 'person:' use letters, "
                          "digits, '.', '@', '-' and '_' (at most 64)")
+    if text.startswith(REMOTE_PREFIX):
+        text = text[len(REMOTE_PREFIX):]
     agent, slash, task = text.partition("/")
     if _AGENT.fullmatch(agent):
         if not slash:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
-from wakeful.core.mail import ADDRESS_HELP, Mail, MailFilter, Priority
+from wakeful.core.mail import ADDRESS_HELP, REMOTE_PREFIX, Mail, MailFilter, Priority
 from wakeful.core.mail_records import Delivery
 from wakeful.core.records import TaskRecord
 from wakeful.errors import MailError, MailTimeoutError
@@ -275,6 +275,7 @@ async def delegate_task(
     with wait=true this tool waits for it and returns it."""
     mailbox = _mailbox(ctx)
     me = _me(ctx)
+    agent = agent.removeprefix(REMOTE_PREFIX)  # 'a2a:NAME' is the remote agent NAME
     delegation = await mailbox.delegate(me, agent, instruction,
                                         key=_key(ctx, "delegate", agent, instruction),
                                         reply_to=me if wait else ctx.agent)
