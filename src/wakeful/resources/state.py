@@ -30,19 +30,11 @@ if TYPE_CHECKING:
     from wakeful.runtime.context import ToolContext
     from wakeful.runtime.runtime import Runtime
 
-
 log = structlog.get_logger("wakeful.resources")
 
-
 KEEP_ALIVE_S = 10.0  # a place in line lapses this long after its runtime stops renewing it
-
-
 MAINTAIN_EVERY_S = 1.0
-
-
 REAP_EVERY_S = 5.0
-
-
 _TASK_ENDS = frozenset({"done", "failed", "cancelled"})
 
 

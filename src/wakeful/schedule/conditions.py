@@ -64,7 +64,6 @@ class ResourceEvent(_Spec):
 EventSpec = Annotated[MailEvent | TaskEvent | AgentEvent | ResourceEvent,
                       Field(discriminator="kind")]
 
-
 _SPECS: TypeAdapter[list[EventSpec]] = TypeAdapter(list[EventSpec])
 
 

@@ -25,10 +25,8 @@ from wakeful.schedule.wake import Wake
 
 log = structlog.get_logger("wakeful.schedule")
 
-
 BATCH = 5000
-
-
+"""At most this many due timers are handled in one round (one transaction)."""
 RETRY_AFTER_S = 1.0
 
 

@@ -12,9 +12,9 @@ from wakeful.core.timespecs import MisfirePolicy, TimerSpec, to_timestamp
 from wakeful.project.definitions import AgentDefinition, ScheduleEntry
 
 MISFIRE_GRACE_S = 1.0
-
-
+"""A run more than this late counts as missed (its timer's misfire policy applies)."""
 MAX_CATCH_UP = 1000
+"""Under misfire policy ``all``, at most this many missed runs fire at once."""
 
 
 @dataclass(frozen=True, slots=True)
