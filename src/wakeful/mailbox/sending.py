@@ -41,6 +41,7 @@ def _describe(error: ValidationError, sender: str) -> str:
 class Sending(Delivering):
     """The mailbox's sending side: validation and storing new mail."""
 
+    # validation --------------------------------------------------------------
     def _check_sender(self, sender: str) -> Address:
         address = self._senders.get(sender)
         if address is not None:
