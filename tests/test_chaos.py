@@ -1,7 +1,8 @@
 """Exactly once in effect, shown like Jepsen shows it: real worker processes on one
 SQLite store, SIGKILL and SIGSTOP at random moments, then the recorded history checked
 (see wakeful.testing.chaos for what each count means). The seed is random each run and
-printed, so a failure can be replayed with the same fault schedule."""
+printed, so a failure can be replayed with the same fault schedule. The deadline is a
+safety net for a hung run, not a speed bound: alone, each test takes 15-30 s."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ def _check(report: ChaosReport) -> None:
 def test_three_workers_under_random_sigkill_and_sigstop(tmp_path: Path) -> None:
     seed = random.randrange(1 << 30)
     print(f"chaos seed {seed}")
-    report = Chaos(tmp_path, workers=3, jobs=60, faults=10, seed=seed,
-                   deadline_s=240).run()
+    report = Chaos(tmp_path, workers=3, jobs=40, faults=10, seed=seed,
+                   deadline_s=600).run()
     _check(report)
     assert report.kills + report.stops >= 1
 
@@ -39,7 +40,7 @@ def test_three_workers_under_random_sigkill_and_sigstop(tmp_path: Path) -> None:
 def test_one_worker_under_random_sigkill(tmp_path: Path) -> None:
     seed = random.randrange(1 << 30)
     print(f"chaos seed {seed}")
-    report = Chaos(tmp_path, workers=1, jobs=30, faults=5, seed=seed, kill_share=1.0,
-                   deadline_s=240).run()
+    report = Chaos(tmp_path, workers=1, jobs=20, faults=5, seed=seed, kill_share=1.0,
+                   deadline_s=600).run()
     _check(report)
     assert report.kills >= 1

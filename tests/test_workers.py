@@ -138,3 +138,48 @@ async def test_claims_are_won_once(tmp_path: Path) -> None:
             await store.claim_task(record.id, Fence("a", "w2", grant.epoch))
     finally:
         await store.close()
+
+
+async def test_status_lists_live_workers_and_their_agents(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from wakeful.cli import app
+    from wakeful.cli.main import copy_example
+    from wakeful.project.loader import load_project
+
+    copy_example(tmp_path)
+    runtime = Runtime.from_project(load_project(tmp_path))
+    await runtime.start()
+    try:
+        result = await asyncio.to_thread(CliRunner().invoke, app, ["status", "-p",
+                                                                   str(tmp_path)])
+    finally:
+        await runtime.stop()
+    assert result.exit_code == 0, result.output
+    line = next(li for li in result.output.splitlines() if li.startswith("Workers:"))
+    assert runtime.ownership.worker_id in line
+    assert "coordinator" in line and "monitor" in line
+
+
+async def test_commands_for_another_workers_agent_are_carried_out_by_its_owner(
+        make: Make) -> None:
+    owner = make(latency_ms=50)
+    await owner.start()
+    other = make(lease_s=10.0)
+    other.ownership.round = _never  # type: ignore[method-assign]  # owns nothing
+    await other.start()
+    assert not other.ownership.held and set(owner.ownership.held) == set(NAMES)
+    await other.pause_agent("a")
+    await until(lambda: owner.agents["a"].state.value == "paused", 10, "a paused by its owner")
+    long = await owner.create_task("c", "to be cancelled")
+    await until(lambda: owner.agents["c"].running_tasks, 10, "the task running")
+    await other.cancel_task(long.id)
+    assert (await owner.wait_task(long.id, 10)).state is TaskState.CANCELLED
+    await other.stop_agent("d")
+    await until(lambda: owner.agents["d"].state.value == "stopped", 10, "d stopped")
+    events = await owner.store.query_events(types=["agent.command_forwarded"])
+    assert [e.data["command"] for e in events] == ["pause", "cancel", "stop"]
+
+
+async def _never() -> None:
+    return None

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -38,6 +38,7 @@ from wakeful.core.states import AgentState, TaskState
 from wakeful.errors import WakefulError
 from wakeful.observe.describe import clip
 from wakeful.project.loader import PROJECT_FILE, Project
+from wakeful.runtime.ownership import process_alive
 from wakeful.runtime.runtime import AgentStatus, Runtime
 from wakeful.server.auth import Token
 from wakeful.store import Store
@@ -65,6 +66,13 @@ def init(
     copy_example(folder)
     out.print(f"Created [bold]{folder}[/] with the example team. "
               f"Run it: [bold]wakeful run -p {folder} --until-idle[/]")
+
+
+PlainOption = Annotated[bool | None, typer.Option(
+    "--plain/--live", help="One line per event instead of the live view.",
+    show_default="plain when not a terminal")]
+LogJsonOption = Annotated[Path | None, typer.Option(
+    help="Also write every event as a JSON log line to this file.")]
 
 
 @contextlib.contextmanager
@@ -109,7 +117,10 @@ TokenOption = Annotated[str | None, typer.Option(
 
 async def serve_runtime(project: Project, until_idle: bool, plain: bool,
                         log_json: Path | None = None, ui: UIOptions | None = None) -> Runtime:
-    runtime = Runtime.from_project(project)
+    from wakeful.server.interop import install_interop, with_remote_agents  # issue 13
+
+    runtime = Runtime.from_project(with_remote_agents(project))
+    install_interop(runtime, project)
     with observed(runtime, log_json):
         await _serve(runtime, until_idle, plain, ui)
     return runtime
@@ -186,11 +197,8 @@ def run(
     project: ProjectOption = Path("."),
     until_idle: Annotated[bool, typer.Option(
         "--until-idle", help="Exit once no agent has work left.")] = False,
-    plain: Annotated[bool | None, typer.Option(
-        "--plain/--live", help="One line per event instead of the live view.",
-        show_default="plain when not a terminal")] = None,
-    log_json: Annotated[Path | None, typer.Option(
-        help="Also write every event as a JSON log line to this file.")] = None,
+    plain: PlainOption = None,
+    log_json: LogJsonOption = None,
     ui: Annotated[bool, typer.Option("--ui", help="Also serve the web UI and API.")] = False,
     host: HostOption = DEFAULT_HOST,
     port: PortOption = DEFAULT_PORT,
@@ -216,11 +224,8 @@ def serve(
     host: HostOption = DEFAULT_HOST,
     port: PortOption = DEFAULT_PORT,
     token: TokenOption = None,
-    plain: Annotated[bool | None, typer.Option(
-        "--plain/--live", help="One line per event instead of the live view.",
-        show_default="plain when not a terminal")] = None,
-    log_json: Annotated[Path | None, typer.Option(
-        help="Also write every event as a JSON log line to this file.")] = None,
+    plain: PlainOption = None,
+    log_json: LogJsonOption = None,
 ) -> None:
     """Start the runtime with the web UI and API (what `wakeful run --ui` does).
 
@@ -235,11 +240,8 @@ def serve(
 @app.command()
 def worker(
     project: ProjectOption = Path("."),
-    plain: Annotated[bool | None, typer.Option(
-        "--plain/--live", help="One line per event instead of the live view.",
-        show_default="plain when not a terminal")] = None,
-    log_json: Annotated[Path | None, typer.Option(
-        help="Also write every event as a JSON log line to this file.")] = None,
+    plain: PlainOption = None,
+    log_json: LogJsonOption = None,
 ) -> None:
     """Start a worker: it runs its share of the project's agents beside any other
     workers on the same store, until Ctrl-C or SIGTERM (which hands its agents over).
@@ -273,8 +275,13 @@ def demo(
         "--ui", help="Serve the web UI and keep running until Ctrl-C.")] = False,
     host: HostOption = DEFAULT_HOST,
     port: PortOption = DEFAULT_PORT,
+    local: Annotated[bool, typer.Option("--local", help="On a real model, offline "
+                                        "(SmolLM2-135M via xllamacpp), with the web UI.")] = False,
 ) -> None:
     """Run the example team offline (scripted models, no API key) from a fresh start."""
+    if local:  # the local model's demo lives beside `wakeful model serve`
+        from wakeful.cli.model import demo_local
+        return demo_local(folder, host, port)
     if not (folder / PROJECT_FILE).exists():
         copy_example(folder)
     for suffix in ("", "-wal", "-shm"):
@@ -283,31 +290,22 @@ def demo(
         port=port, token=None)
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @app.command()
 def status(project: ProjectOption = Path(".")) -> None:
     """Whether the runtime is running, and each agent's state and task counts."""
     loaded = open_project(project)
 
-    async def gather() -> tuple[Any, Any, Any]:
-        async def read(store: Store) -> tuple[Any, Any, Any]:
+    async def gather() -> tuple[Any, Any, Any, Any, Any]:
+        async def read(store: Store) -> tuple[Any, Any, Any, Any, Any]:
             return (await store.latest_run(), await store.load_agents(),
-                    await store.count_tasks())
+                    await store.count_tasks(), await store.list_workers(),
+                    await store.agent_owners())
         return await with_store(loaded, read)
 
-    run_record, agents, counts = run_async(gather)
+    run_record, agents, counts, workers, owners = run_async(gather)
     if run_record is None:
         out.print("Never run. Start it with [bold]wakeful run[/].")
-    elif run_record.ended_at is None and _process_alive(run_record.pid):
+    elif run_record.ended_at is None and process_alive(run_record.pid):
         out.print(f"Running (pid {run_record.pid}, run {run_record.id}).", highlight=False)
     elif run_record.ended_at is None:
         out.print(f"Not running: the last run (pid {run_record.pid}) stopped without shutting "
@@ -323,11 +321,27 @@ def status(project: ProjectOption = Path(".")) -> None:
             counts.get((name, TaskState.RUNNING), 0) + counts.get((name, TaskState.WAITING), 0),
             counts.get((name, TaskState.QUEUED), 0), definition.max_concurrent_tasks))
     out.print(agents_table(statuses))
+    _print_workers(workers, owners)
     totals: dict[str, int] = {}
     for (_, state), n in counts.items():
         totals[state.value] = totals.get(state.value, 0) + n
     out.print("Tasks: " + (", ".join(f"{n} {s}" for s, n in sorted(totals.items()))
                            or "none"), highlight=False)
+
+
+def _print_workers(workers: list[tuple[str, int, str, float]],
+                   owners: dict[str, tuple[str | None, int, float]]) -> None:
+    """Live workers (lease not lapsed) and the agents each one owns."""
+    now = time.time()
+    live = [(w, pid, host) for w, pid, host, expires in workers if expires > now]
+    if not live:
+        return
+    parts = []
+    for worker, pid, host in live:
+        mine = sorted(a for a, (owner, _, expires) in owners.items()
+                      if owner == worker and expires > now)
+        parts.append(f"{worker} (pid {pid} on {host}): {', '.join(mine) or 'no agents'}")
+    out.print("Workers: " + "; ".join(parts), highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -431,11 +445,15 @@ def _register_commands() -> None:
     from wakeful.cli.inspect import register as register_inspector
     from wakeful.cli.locks import register as register_resources
     from wakeful.cli.mail import channel_app, mail_app
+    from wakeful.cli.mcp import register as register_mcp
+    from wakeful.cli.model import register as register_models
     from wakeful.cli.timers import register as register_timers
 
     register_inspector(app)
     register_resources(app)
     register_timers(app)
+    register_models(app)
+    register_mcp(app)
     app.add_typer(mail_app, name="mail")
     app.add_typer(channel_app, name="channel")
 

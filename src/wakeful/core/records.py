@@ -45,6 +45,7 @@ class TaskRecord:
     progress: float | None = None  # percent done, as the task last reported it
     progress_note: str | None = None  # what the task said about its progress
     owner: str | None = None  # the worker whose claim runs it now (None: nobody)
+    truncated: bool = False  # its final answer was cut off (the model's output limit)
 
 
 @dataclass(slots=True)

@@ -59,20 +59,27 @@ class Delivering(MailboxState):
             self._arrive(delivery)
         self._order = itertools.count(highest + 1)
 
-    async def adopt(self, agent: str) -> None:
-        """This worker now runs ``agent``: deliver its mail from the store, giving the
+    async def adopt(self, agents: Collection[str]) -> None:
+        """This worker now runs ``agents``: deliver their mail from the store, giving the
         tasks that will resume the mail they held when their last worker stopped."""
         if self._owned is None:
             return
-        self._owned.add(agent)
+        self._owned.update(agents)
         if not self.live or not self._opened:
             return
         runtime = self._runtime
         resuming: set[str] = set()
         if runtime is not None:
             resuming = {t.id for t in await runtime.store.list_tasks(
-                agent=agent, states=[TaskState.QUEUED, TaskState.RUNNING, TaskState.WAITING])}
-        self._take_in(await self.store.load_open(agent), resuming)
+                states=[TaskState.QUEUED, TaskState.RUNNING, TaskState.WAITING])
+                if t.agent in agents}
+        wanted = set(agents)
+        if len(wanted) == 1:
+            deliveries = await self.store.load_open(next(iter(wanted)))
+        else:  # one read for them all
+            deliveries = [d for d in await self.store.load_open()
+                          if d.owner.split("/", 1)[0] in wanted]
+        self._take_in(deliveries, resuming)
 
     def forget(self, agent: str) -> None:
         """Another worker runs ``agent`` now: drop its mail from memory (the store keeps

@@ -10,7 +10,8 @@ reply tool) stands between a person and an answer.
 Contract for live views (the web UI): when an answer starts, an ``mail.answering``
 event names the mail and the task (``{"mail_id", "task_id", "agent", "channel" |
 "person"}``); that task's ``model.token`` events stream the answer; the answer mail's
-payload is ``{"task_id", "in_reply_to"}``.
+payload is ``{"task_id", "in_reply_to"}``, plus ``"truncated": true`` when the model's
+final answer was cut off by its output-token limit (the body then says so too).
 
 Only mail from people is answered. Mail between agents is for their tasks to read with
 the mail tools; answering it automatically would let two agents talk in circles.
@@ -24,13 +25,13 @@ key so that it is sent once.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from wakeful.core.mail import AddressKind, parse_address
 from wakeful.core.mail_records import PENDING, Delivery, Envelope
-from wakeful.core.records import TaskRecord
+from wakeful.core.records import Event, TaskRecord
 from wakeful.core.states import AgentState, TaskState
 from wakeful.runtime.scope import TaskScope
 
@@ -41,14 +42,34 @@ log = structlog.get_logger("wakeful.responder")
 
 PERSON = "person:"
 _ANSWER_LIMIT = 60_000
+TRUNCATED_NOTE = "\n\n(cut off: the model reached its output-token limit, max_output_tokens)"
 
 
 def instruction_for(mail: Envelope, channel: str | None) -> str:
-    """What the answering task is asked to do."""
-    where = f"in #{channel}" if channel else "to you directly"
-    subject = f" (subject: {mail.subject})" if mail.subject else ""
-    return (f"{mail.sender} wrote {where}{subject}:\n\n{mail.body}\n\n"
-            "Answer them. Your final reply is sent back to them as your answer.")
+    """What the answering task is asked: the person's own words, as they wrote them.
+
+    Who wrote and how the answer travels go in the system prompt (see
+    :func:`answering_note`): framing the words themselves ("X wrote ... Answer them")
+    sent small models off topic, answering the frame instead of the person.
+    """
+    if mail.subject and mail.subject.strip() not in mail.body:
+        return f"{mail.subject}\n\n{mail.body}"
+    return mail.body
+
+
+def answers_a_person(record: TaskRecord) -> bool:
+    """Was this task started to answer a person's mail?"""
+    return record.created_by.startswith(PERSON) and bool(record.cause_id)
+
+
+def answering_note(record: TaskRecord) -> str | None:
+    """The system prompt's note for a task that answers a person (else None): who wrote
+    the user message, and that the final reply goes back to them by itself."""
+    if not answers_a_person(record):
+        return None
+    return (f"The user message is mail from {record.created_by}, a person. Answer it "
+            "directly in your final reply: that reply is sent back to them as your answer "
+            "(you need no tool to send it).")
 
 
 class Responder:
@@ -62,6 +83,7 @@ class Responder:
         self._queue: asyncio.Queue[Delivery | TaskRecord] = asyncio.Queue()
         self._answering: dict[str, tuple[Envelope, str | None]] = {}  # task -> mail, channel
         self._working = False
+        self._truncated: set[str] = set()  # tasks whose final answer was cut off
 
     @property
     def runtime(self) -> Runtime:
@@ -74,6 +96,14 @@ class Responder:
         self._runtime = runtime
         runtime.mailbox.on_arrival(self._arrived)
         runtime.on_settle(self._settled)
+        runtime.events.add_listener(self._observe)
+
+    def _observe(self, event: Event) -> None:
+        """Remember answers cut off by max_tokens (the task loop marks the final
+        ``task.state`` event ``truncated``), to say so in the answer."""
+        if (event.type == "task.state" and event.task_id and event.data.get("truncated")
+                and event.data.get("to") == TaskState.DONE.value):
+            self._truncated.add(event.task_id)
 
     async def start(self, runtime: Runtime) -> None:
         self._runtime = runtime
@@ -98,8 +128,7 @@ class Responder:
             self._queue.put_nowait(delivery)
 
     def _settled(self, record: TaskRecord) -> None:
-        if record.id in self._answering or (
-                record.created_by.startswith(PERSON) and record.cause_id):
+        if record.id in self._answering or answers_a_person(record):
             self._queue.put_nowait(record)
 
     def busy(self) -> bool:
@@ -162,13 +191,17 @@ class Responder:
             channel = stored.recipient[1:] if stored.recipient.startswith("#") else None
             found = (stored, channel)
         mail, channel = found
+        payload: dict[str, Any] = {"task_id": record.id, "in_reply_to": mail.id}
         if record.state is TaskState.DONE:
             body = record.result or "(no answer)"
+            if record.id in self._truncated:
+                self._truncated.discard(record.id)
+                body = body[:_ANSWER_LIMIT - len(TRUNCATED_NOTE)] + TRUNCATED_NOTE
+                payload["truncated"] = True
         elif record.state is TaskState.CANCELLED:
             body = "I stopped before answering: the task was cancelled."
         else:
             body = f"I could not answer: {record.error or 'the task failed'}"
-        payload = {"task_id": record.id, "in_reply_to": mail.id}
         key = f"answer:{record.id}"
         if channel:
             await mailbox.post(record.agent, channel, body[:_ANSWER_LIMIT], payload=payload,

@@ -154,8 +154,17 @@ class AnthropicModel(RemoteModel):
         if tools:
             params["tools"] = [{"name": t.name, "description": t.description,
                                 "input_schema": t.parameters} for t in tools]
+        if config.stop:
+            params["stop_sequences"] = config.stop
+        # Fields the SDK's ``create`` has no argument for go in its ``extra_body``,
+        # merged into the request body (sampling fields, server-specific ones).
+        extra: dict[str, Any] = dict(config.extra_body)
         if config.temperature is not None:
-            params["temperature"] = min(1.0, config.temperature)
+            extra["temperature"] = min(1.0, config.temperature)
+        if config.top_p is not None:
+            extra["top_p"] = config.top_p
+        if extra:
+            params["extra_body"] = extra
         return params
 
     async def _attempt(self, messages: list[Message], tools: list[ToolSpec], *, stream: bool

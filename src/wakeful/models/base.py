@@ -79,6 +79,16 @@ class ModelResponse:
     finish_reason: str = "stop"
     model: str = ""
     cost: float | None = None  # from the provider's price table; None: no price known
+    # What the provider measured about the call, recorded on the ``model.call`` event:
+    # ``latency_ms`` (the model's own time, one attempt), ``queued_ms`` (waiting for a
+    # concurrency slot or a rate limit), ``attempts``, ``configured_model``,
+    # ``truncated`` (cut off by max_tokens) and the like. Empty for scripted models.
+    call_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def truncated(self) -> bool:
+        """The reply was cut off by the output-token limit (``finish_reason: length``)."""
+        return self.finish_reason == "length"
 
 
 @dataclass(frozen=True, slots=True)

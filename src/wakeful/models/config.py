@@ -10,9 +10,9 @@ files, the store or the event log.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 KIND_DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -55,11 +55,37 @@ class ProviderConfig(BaseModel):
     # The HTTP stack under the SDK: aiohttp (default; about half the CPU per request
     # of httpx under load) or httpx.
     http_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    # Reuse connections between requests. llama.cpp's server closes the connection after
+    # each streamed reply while announcing keep-alive, so the next request on it fails
+    # (retried at once, but wasted): ``false`` sends ``Connection: close``, one fresh
+    # connection per request (a fraction of a millisecond on loopback).
+    keep_alive: bool = True
     stream: bool = True
     # Ask for token usage in streamed replies (OpenAI ``stream_options``).
     stream_usage: bool = True
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    # Further sampling parameters, sent only when set (OpenAI-compatible endpoints).
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    stop: list[str] | None = Field(default=None, max_length=16)
+    seed: int | None = None
+    # Server-specific fields merged into every request body as they are (e.g. llama.cpp's
+    # ``repeat_penalty``); Wakeful's own fields (model, messages, tools, stream) win.
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    # How tools reach the model. ``native``: the API's tool calling. ``json_schema``: for
+    # models without it, the reply is a JSON object constrained by a schema built from the
+    # granted tools (a call to one of them, or a final answer), turned back into ordinary
+    # tool calls. ``auto``: ``json_schema`` when the server says its chat template has no
+    # tool calling (llama.cpp's ``/props``), else ``native``.
+    tool_calls: Literal["native", "json_schema", "auto"] = "native"
+    # json_schema mode: after this many tool calls in a row, the schema allows only a
+    # final answer (a small model otherwise calls tools in a circle). None: no limit.
+    max_tool_rounds: int | None = Field(default=None, ge=1)
+    # json_schema mode: the longest free-text tool argument, in characters, so that a
+    # model repeating itself still closes its JSON before max_output_tokens.
+    max_argument_chars: int = Field(default=1000, ge=1)
     # Price per model name; "*" applies to models not listed.
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
@@ -69,6 +95,19 @@ class ProviderConfig(BaseModel):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _fits_the_kind(self) -> ProviderConfig:
+        """Options the Messages API has no field for are refused, not silently dropped."""
+        if self.kind == "anthropic":
+            unsupported = [name for name in ("frequency_penalty", "presence_penalty", "seed")
+                           if getattr(self, name) is not None]
+            if self.tool_calls != "native":
+                unsupported.append(f"tool_calls: {self.tool_calls}")
+            if unsupported:
+                raise ValueError(f"not available with kind: anthropic: "
+                                 f"{', '.join(unsupported)}")
+        return self
 
     @property
     def key_env(self) -> str:

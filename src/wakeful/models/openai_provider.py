@@ -25,6 +25,7 @@ import httpx2
 import openai
 
 from wakeful.ids import new_id
+from wakeful.models import json_tools
 from wakeful.models.base import (
     Completed,
     Message,
@@ -155,6 +156,33 @@ def from_completion(completion: Any, fallback_model: str) -> ModelResponse:
 
 
 class OpenAIProvider(Provider):
+    _tool_mode: str | None = None  # "native" or "json_schema", once ``auto`` has asked
+
+    async def tool_mode(self) -> str:
+        """``native`` or ``json_schema`` (``auto`` asks the server once)."""
+        configured = self.config.tool_calls
+        if configured != "auto":
+            return configured
+        if self._tool_mode is None:
+            self._tool_mode = await self._probe_tool_mode()
+        return self._tool_mode
+
+    async def _probe_tool_mode(self) -> str:
+        """llama.cpp's ``/props`` says whether the chat template supports tool calls;
+        a server without that endpoint is assumed to have native tool calling."""
+        root = (self.config.base_url or "").removesuffix("/v1")
+        if not root:
+            return "native"
+        try:
+            with self.clients.lease() as client:
+                props = await client.get(f"{root}/props", cast_to=object)
+        except Exception:
+            return "native"
+        caps = props.get("chat_template_caps") if isinstance(props, dict) else None
+        if isinstance(caps, dict) and caps.get("supports_tool_calls") is False:
+            return "json_schema"
+        return "native"
+
     def _make_client(self, api_key: str | None, http_client: httpx2.AsyncClient) -> Any:
         return openai.AsyncOpenAI(api_key=api_key or "not-needed", base_url=self.config.base_url,
                                   max_retries=0, http_client=http_client)
@@ -166,23 +194,58 @@ class OpenAIProvider(Provider):
         return OpenAIModel(self, model)
 
 
+_SAMPLING = ("temperature", "top_p", "frequency_penalty", "presence_penalty", "stop", "seed")
+
+
 class OpenAIModel(RemoteModel):
-    def params(self, messages: list[Message], tools: list[ToolSpec]) -> dict[str, Any]:
+    provider: OpenAIProvider
+
+    def params(self, messages: list[Message], tools: list[ToolSpec],
+               tool_mode: str = "native") -> dict[str, Any]:
         """The request body, exactly as sent."""
         config = self.provider.config
-        params: dict[str, Any] = {"model": self.model,
-                                  "messages": [to_openai_message(m) for m in messages]}
-        if tools:
-            params["tools"] = [t.to_openai() for t in tools]
+        params: dict[str, Any] = dict(config.extra_body)
+        params["model"] = self.model
+        if tools and tool_mode == "json_schema":
+            params["messages"] = json_tools.plain_messages(messages, tools)
+            params["response_format"] = json_tools.response_format(
+                tools, messages, config.max_tool_rounds, config.max_argument_chars)
+        else:
+            params["messages"] = [to_openai_message(m) for m in messages]
+            if tools:
+                params["tools"] = [t.to_openai() for t in tools]
         if config.max_output_tokens is not None:
             params["max_tokens"] = config.max_output_tokens
-        if config.temperature is not None:
-            params["temperature"] = config.temperature
+        for name in _SAMPLING:
+            value = getattr(config, name)
+            if value is not None:
+                params[name] = value
         return params
 
     async def _attempt(self, messages: list[Message], tools: list[ToolSpec], *, stream: bool
                        ) -> AsyncIterator[StreamEvent]:
-        body = self.params(messages, tools)
+        mode = await self.provider.tool_mode() if tools else "native"
+        if mode == "json_schema":
+            async for event in self._json_attempt(messages, tools, stream=stream):
+                yield event
+            return
+        async for event in self._request(self.params(messages, tools), stream=stream):
+            yield event
+
+    async def _json_attempt(self, messages: list[Message], tools: list[ToolSpec], *,
+                            stream: bool) -> AsyncIterator[StreamEvent]:
+        """One request in ``json_schema`` mode: the streamed JSON is not shown as text;
+        a final answer is, once parsed."""
+        body = self.params(messages, tools, "json_schema")
+        async for event in self._request(body, stream=stream):
+            if isinstance(event, Completed):
+                response = json_tools.parse_reply(event.response)
+                if response.message.content and not response.message.tool_calls:
+                    yield TextDelta(response.message.content)
+                yield Completed(response)
+
+    async def _request(self, body: dict[str, Any], *, stream: bool
+                       ) -> AsyncIterator[StreamEvent]:
         with self.provider.clients.lease() as client:
             if not stream:
                 completion = await client.post("/chat/completions", body=body, cast_to=object)

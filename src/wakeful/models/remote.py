@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -103,6 +104,8 @@ class ClientPool:
             "follow_redirects": True,
             "trust_env": not loopback,  # an environment proxy never applies to loopback
         }
+        if not config.keep_alive:
+            options["headers"] = {"Connection": "close"}
         if config.http_client == "aiohttp":
             return self._aiohttp_client(**options)
         return httpx2.AsyncClient(**options)
@@ -206,19 +209,39 @@ class RemoteModel(Model):
         # A prompt-size estimate is needed only to reserve tokens per minute up front.
         estimate = (estimate_tokens(messages, tools) + (provider.config.max_output_tokens or 0)
                     if provider.limits.tokens is not None else 0)
-        attempt = 0
+        began = time.perf_counter()
+        queued = 0.0
+        attempts = 0  # requests made
+        counted = 0  # those that count against max_retries
+        free_retry = True  # one dropped connection is retried at once, not counted
         while True:
-            attempt += 1
+            attempts += 1
+            counted += 1
             yielded = False
             try:
                 async with provider.limits.slot(estimate) as waited:
+                    queued += waited
                     if waited >= THROTTLE_REPORT_S:
                         report("model.throttled", model=self.name, waited_s=round(waited, 3),
                                in_flight=provider.limits.in_flight)
+                    started = time.perf_counter()
+                    first: float | None = None
                     async for event in self._attempt(messages, tools, stream=stream):
                         if isinstance(event, Completed):
+                            done = time.perf_counter()
+                            info: dict[str, Any] = {
+                                "configured_model": self.name,
+                                "latency_ms": round((done - started) * 1000, 3),
+                                "queued_ms": round(queued * 1000, 3),
+                                "total_ms": round((done - began) * 1000, 3),
+                                "attempts": attempts,
+                                "truncated": event.response.truncated}
+                            if first is not None:
+                                info["first_token_ms"] = round((first - started) * 1000, 3)
                             event = Completed(self._account(event.response, messages, tools,
-                                                            estimate))
+                                                            estimate, info))
+                        elif first is None:
+                            first = time.perf_counter()
                         yield event
                         yielded = True
                 return
@@ -226,38 +249,53 @@ class RemoteModel(Model):
                 raise
             except Exception as exc:
                 failure = classify(exc, provider.config.timeout_s)
-                await self._before_retry(failure, attempt, policy, partial=yielded)
+                if failure.dropped and free_retry and not yielded:
+                    free_retry = False
+                    counted -= 1
+                    report("model.retry", model=self.name, attempt=attempts,
+                           max_retries=policy.max_retries, delay_s=0.0,
+                           error=provider.redact(failure.description), status=None,
+                           retry_after_s=None, restarted_stream=False, counted=False)
+                    continue
+                await self._before_retry(failure, counted, policy, partial=yielded,
+                                         attempts=attempts)
 
     async def _before_retry(self, failure: Failure, attempt: int, policy: RetryPolicy,
-                            *, partial: bool) -> None:
-        """Raise if this failure is final; otherwise report it and wait."""
+                            *, partial: bool, attempts: int | None = None) -> None:
+        """Raise if this failure is final; otherwise report it and wait.
+
+        ``attempt`` counts against ``max_retries``; ``attempts`` (default: the same) is
+        every request made, including a free retry after a dropped connection.
+        """
         provider = self.provider
+        made = attempts or attempt
         description = provider.redact(failure.description)
         where = f"model {self.name!r} at {provider.where}"
         if not failure.retryable:
             raise ProviderError(f"{where}: {description} (not retried)", retryable=False,
-                                status=failure.status, attempts=attempt)
+                                status=failure.status, attempts=made)
         if attempt > policy.max_retries:
             raise ProviderError(
-                f"{where}: gave up after {attempt} attempts ({policy.max_retries} retries, "
+                f"{where}: gave up after {made} attempts ({policy.max_retries} retries, "
                 f"max_retries): last error: {description}",
-                retryable=True, status=failure.status, attempts=attempt)
+                retryable=True, status=failure.status, attempts=made)
         if failure.retry_after is not None and failure.retry_after > policy.max_retry_after_s:
             raise ProviderError(
                 f"{where}: {description}; the server asks to wait {failure.retry_after:g} s, "
                 f"more than max_retry_after_s ({policy.max_retry_after_s:g} s)",
-                retryable=True, status=failure.status, attempts=attempt)
+                retryable=True, status=failure.status, attempts=made)
         delay = policy.delay(attempt, failure.retry_after)
         if failure.status == 429:
             provider.limits.hold(delay)
-        report("model.retry", model=self.name, attempt=attempt,
+        report("model.retry", model=self.name, attempt=made,
                max_retries=policy.max_retries, delay_s=round(delay, 3), error=description,
                status=failure.status, retry_after_s=failure.retry_after,
                restarted_stream=partial)
         await asyncio.sleep(delay)
 
     def _account(self, response: ModelResponse, messages: list[Message],
-                 tools: list[ToolSpec], estimate: int) -> ModelResponse:
+                 tools: list[ToolSpec], estimate: int,
+                 info: dict[str, Any] | None = None) -> ModelResponse:
         """Fill in usage the server did not report, settle the token bucket, price it."""
         usage = response.usage
         if usage.input_tokens == 0 and usage.output_tokens == 0:
@@ -270,4 +308,5 @@ class RemoteModel(Model):
         cost = price.cost(usage.input_tokens, usage.output_tokens) if price else None
         return ModelResponse(message=response.message, usage=usage,
                              finish_reason=response.finish_reason,
-                             model=response.model or self.name, cost=cost)
+                             model=response.model or self.name, cost=cost,
+                             call_info={**response.call_info, **(info or {})})

@@ -31,6 +31,9 @@ class Failure:
     retryable: bool
     status: int | None = None
     retry_after: float | None = None
+    # The server closed the connection before answering: typically a kept-alive
+    # connection it had already closed. Retried once at once, outside max_retries.
+    dropped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,44 @@ def parse_retry_after(headers: Any) -> float | None:
         return max(0.0, email.utils.mktime_tz(parsed) - time.time())
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what caused it, outermost first (the SDKs wrap the real cause)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 16:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+_DROPPED = ("ServerDisconnectedError", "RemoteProtocolError")
+_CONNECT_FAILED = ("ClientConnectorError", "ClientConnectorDNSError", "ConnectError")
+
+
+def _network_failure(chain: list[BaseException]) -> Failure | None:
+    """A refused or dropped connection, found anywhere in the chain.
+
+    The SDKs' aiohttp transport reports every network error as a *timeout*
+    (``APITimeoutError`` over ``ConnectTimeout``), so the cause, not the outer type,
+    says what happened.
+    """
+    for cause in chain:
+        if isinstance(cause, ConnectionRefusedError):
+            return Failure(f"connection refused: nothing is listening there "
+                           f"(is the server running?) ({cause})", True)
+    for cause in chain:
+        name = type(cause).__name__
+        if isinstance(cause, ConnectionResetError | BrokenPipeError) or (
+                name in _DROPPED and "disconnect" in str(cause).lower()):
+            return Failure(f"the server closed the connection without answering "
+                           f"({name}: {cause})", True, dropped=True)
+    for cause in chain:
+        name = type(cause).__name__
+        if name in _CONNECT_FAILED:
+            return Failure(f"could not connect ({name}: {cause})", True)
+    return None
+
+
 def classify(exc: BaseException, timeout_s: float) -> Failure:
     """Turn an SDK or network exception into a :class:`Failure`.
 
@@ -82,6 +123,10 @@ def classify(exc: BaseException, timeout_s: float) -> Failure:
     ``message`` (status errors), or named ``*TimeoutError`` / ``*ConnectionError``
     types, so one function serves both without importing either.
     """
+    chain = _chain(exc)
+    network = _network_failure(chain)
+    if network is not None:
+        return network
     if isinstance(exc, TimeoutError) or type(exc).__name__ == "APITimeoutError":
         return Failure(f"no response within {timeout_s:g} s (timeout_s)", True)
     status = getattr(exc, "status_code", None)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from wakeful.core.timespecs import parse_duration
 from wakeful.models.config import ProviderConfig
+from wakeful.project.interop import A2AServerConfig, McpServerConfig, RemoteAgentConfig
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 class _Strict(BaseModel):
@@ -273,3 +274,17 @@ class ProjectConfig(_Strict):
                                  "'-' and '_' ('scripted' is reserved)")
         return value
     mailbox: MailboxConfig = Field(default_factory=MailboxConfig)
+    # Open protocols (see wakeful.project.interop): serve agents over A2A, call remote
+    # A2A agents, use tools of MCP servers.
+    a2a: A2AServerConfig = Field(default_factory=A2AServerConfig)
+    remote_agents: list[RemoteAgentConfig] = Field(default_factory=list)
+    mcp_servers: list[McpServerConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_interop_names(self) -> ProjectConfig:
+        for what, names in (("remote agent", [r.name for r in self.remote_agents]),
+                            ("MCP server", [m.name for m in self.mcp_servers])):
+            seen = {n for n in names if names.count(n) > 1}
+            if seen:
+                raise ValueError(f"{what} names must be unique; repeated: {sorted(seen)}")
+        return self

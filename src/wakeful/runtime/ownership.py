@@ -31,7 +31,8 @@ from wakeful.store.base import Store
 log = structlog.get_logger("wakeful.ownership")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Is process ``pid`` (on this machine) still there?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -40,7 +41,7 @@ def _alive(pid: int) -> bool:
         return True
     return True
 
-Adopt = Callable[[AgentGrant], Awaitable[None]]
+Adopt = Callable[[list[AgentGrant]], Awaitable[None]]
 Drop = Callable[[str], Awaitable[None]]
 
 
@@ -111,7 +112,7 @@ class Ownership:
         host is judged by its lease alone."""
         dead = [w for w, pid, host, expires_at in await self.store.list_workers()
                 if w != self.worker_id and host == self.host and expires_at > 0
-                and not _alive(pid)]
+                and not process_alive(pid)]
         if dead:
             log.info("ownership: workers gone", workers=dead)
             await self.store.expire_workers(dead)
@@ -139,8 +140,9 @@ class Ownership:
                                                          fair - len(self.held))
                 for grant in grants:
                     self.held[grant.agent] = grant.epoch
+                if grants:
                     assert self._adopt is not None
-                    await self._adopt(grant)
+                    await self._adopt(grants)  # all at once: their writes share commits
             elif len(self.held) > fair + 1 or (len(self.held) > fair and self.live_workers > 1
                                                and random.random() < 0.5):
                 extra = sorted(self.held)[: len(self.held) - fair]

@@ -35,6 +35,7 @@ from wakeful.project.definitions import AgentDefinition, MailboxConfig, StartupT
 from wakeful.project.loader import Project
 from wakeful.runtime.accounting import RunUsage
 from wakeful.runtime.agent import AgentRunner, new_task_record
+from wakeful.runtime.controls import USER_STOP, AgentControls
 from wakeful.runtime.ownership import Ownership
 from wakeful.runtime.scope import TaskScope
 from wakeful.runtime.service import Service
@@ -48,12 +49,11 @@ if TYPE_CHECKING:
     from wakeful.schedule.clock import Clock
     from wakeful.schedule.progress import Progress
     from wakeful.schedule.timers import Scheduler
-    from wakeful.schedule.waits import Condition, Waits
+    from wakeful.schedule.waits import Waits
 
 log = structlog.get_logger("wakeful.runtime")
 
 MAX_INSTRUCTION_CHARS = 100_000
-USER_STOP = "stopped by a person"
 RUNTIME_STOP = "the runtime stopped"
 
 
@@ -68,7 +68,7 @@ class AgentStatus:
     max_concurrent_tasks: int
 
 
-class Runtime:
+class Runtime(AgentControls):
     def __init__(
         self,
         *,
@@ -244,27 +244,33 @@ class Runtime:
             record.state, record.reason = saved.state, saved.reason
         self.agents[definition.name] = AgentRunner(self, definition, record)
 
-    async def _adopt(self, grant: AgentGrant) -> None:
-        """This worker took an agent's lease: run it from where the store says it is."""
-        agent = self.agents[grant.agent]
-        agent.fence = Fence(grant.agent, self.ownership.worker_id, grant.epoch)
-        for task_id in grant.requeued:
-            self.events.emit("task.recovered", agent=agent.name, task_id=task_id,
-                             data={"reason": "its previous worker stopped while it ran",
-                                   "epoch": grant.epoch})
-        saved = (await self.store.load_agents()).get(agent.name)
-        agent.record.state = AgentState.CREATED
-        self.events.emit("agent.adopted", agent=agent.name, data={
-            "worker": self.ownership.worker_id, "epoch": grant.epoch,
-            "requeued": len(grant.requeued)})
-        await self.mailbox.adopt(agent.name)
+    async def _adopt(self, grants: list[AgentGrant]) -> None:
+        """This worker took agents' leases: run them from where the store says they
+        are. All at once, so that a thousand agents cost a few reads and commits."""
+        saved = await self.store.load_agents()
+        for grant in grants:
+            agent = self.agents[grant.agent]
+            agent.fence = Fence(grant.agent, self.ownership.worker_id, grant.epoch)
+            agent.record.state = AgentState.CREATED
+            for task_id in grant.requeued:
+                self.events.emit("task.recovered", agent=agent.name, task_id=task_id,
+                                 data={"reason": "its previous worker stopped while it ran",
+                                       "epoch": grant.epoch})
+            self.events.emit("agent.adopted", agent=agent.name, data={
+                "worker": self.ownership.worker_id, "epoch": grant.epoch,
+                "requeued": len(grant.requeued)})
+        await self.mailbox.adopt([g.agent for g in grants])
+        await asyncio.gather(*(self._resume_agent(self.agents[g.agent], saved.get(g.agent))
+                               for g in grants))
+        await self._load_queued(agents={g.agent for g in grants})
+
+    async def _resume_agent(self, agent: AgentRunner, saved: AgentRecord | None) -> None:
         if saved is not None and saved.state is AgentState.STOPPED and saved.reason == USER_STOP:
             await agent.set_state(AgentState.STOPPED, USER_STOP)
             return
         await agent.set_state(AgentState.RUNNING, "started")
         if saved is not None and saved.state in (AgentState.PAUSED, AgentState.SLEEPING):
             await agent.set_state(saved.state, saved.reason)
-        await self._load_queued(agent=agent.name)
         agent.launch(self._scope)
 
     async def _lost(self, name: str) -> None:
@@ -297,9 +303,11 @@ class Runtime:
         """A task this worker saw but does not run (another claim won it)."""
         self._known.discard(task_id)
 
-    async def _load_queued(self, agent: str | None = None) -> None:
+    async def _load_queued(self, agent: str | None = None,
+                           agents: Collection[str] | None = None) -> None:
         for record in await self.store.list_tasks(agent=agent, states=[TaskState.QUEUED]):
-            self._accept(record)
+            if agents is None or record.agent in agents:
+                self._accept(record)
 
     def _accept(self, record: TaskRecord) -> None:
         """Hand a queued task from the store to its agent (once), if this worker runs it."""
@@ -316,9 +324,11 @@ class Runtime:
         while True:
             await asyncio.sleep(self.poll_interval_s)
             try:
+                await self.apply_commands()
                 queued = await self.store.list_tasks(states=[TaskState.QUEUED])
             except Exception as exc:  # the store is busy: look again next time
-                log.warning("runtime: reading queued tasks failed", error=repr(exc))
+                log.warning("runtime: reading queued tasks or commands failed",
+                            error=repr(exc))
                 continue
             for record in queued:
                 if record.id not in self._known and self.ownership.owns(record.agent):
@@ -350,46 +360,6 @@ class Runtime:
         if self.scheduler.agent_schedules:
             await self.scheduler.register_schedules(definition)
         return self.agents[definition.name]
-
-    async def pause_agent(self, name: str) -> None:
-        await self.agent(name).set_state(AgentState.PAUSED, "paused by a person")
-
-    async def resume_agent(self, name: str) -> None:
-        await self.agent(name).set_state(AgentState.RUNNING, "resumed")
-
-    async def sleep_agent(self, name: str, reason: str = "asleep", *,
-                          until: float | None = None,
-                          wake_on: Iterable[Condition] = ()) -> None:
-        """Put an agent to sleep: its tasks stop at their next step boundary and no new
-        one starts. It wakes when a person (or :meth:`wake_agent`) wakes it, at
-        ``until`` (epoch seconds, on the runtime's clock; a durable timer), at the first
-        of the ``wake_on`` events, or when one of its schedules comes due."""
-        await self.waits.sleep_agent(name, reason, until=until, wake_on=list(wake_on))
-
-    async def wake_agent(self, name: str, reason: str = "woken") -> None:
-        await self.waits.wake_agent(name, reason)
-
-    async def stop_agent(self, name: str) -> None:
-        """Stop an agent: its running tasks go back to its queue and stay there."""
-        agent = self.agent(name)
-        await agent.set_state(AgentState.STOPPED, USER_STOP)
-        await agent.halt()
-        for record in agent.take_queue():
-            self._known.discard(record.id)
-
-    async def start_agent(self, name: str) -> None:
-        """Start a stopped or failed agent again; its queued tasks resume."""
-        agent = self.agent(name)
-        await agent.set_state(AgentState.RUNNING, "started by a person")
-        await agent.halt()
-        agent.record.restarts = 0
-        await self._load_queued(agent=name)
-        agent.launch(self._scope)
-
-    async def restart_agent(self, name: str) -> None:
-        if self.agent(name).state is not AgentState.STOPPED:
-            await self.stop_agent(name)
-        await self.start_agent(name)
 
     def statuses(self) -> list[AgentStatus]:
         return [
@@ -466,23 +436,6 @@ class Runtime:
             causation_id=record.cause_id)
         if submit and self.ownership.owns(record.agent):
             self.agent(record.agent).submit(record)
-
-    async def cancel_task(self, task_id: str) -> TaskRecord:
-        for agent in self.agents.values():
-            found = agent.task_loop(task_id)
-            if found is not None:
-                loop, task = found
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                self.settle(loop.record)
-                return loop.record
-            queued = await agent.drop_queued(task_id)
-            if queued is not None:
-                return await self._cancel_stored(queued)
-        record = await self.store.get_task(task_id)
-        if record is None:
-            raise UnknownTaskError(task_id)
-        return await self._cancel_stored(record)
 
     async def _cancel_stored(self, record: TaskRecord) -> TaskRecord:
         check_task_transition(record.id, record.state, TaskState.CANCELLED)

@@ -20,6 +20,7 @@ from wakeful.core.context import CURRENT_TASK, CURRENT_TRACE
 from wakeful.core.records import TaskRecord
 from wakeful.core.states import TaskState, check_task_transition
 from wakeful.errors import FenceError, ModelError
+from wakeful.mailbox.responder import answering_note
 from wakeful.models.base import Completed, Message, ModelResponse, TextDelta, ToolCall
 from wakeful.models.calls import reporting_to
 from wakeful.runtime import budget
@@ -112,7 +113,9 @@ class TaskLoop:
             await self.set_state(TaskState.RUNNING)
 
     def _opening(self) -> list[Message]:
-        return [Message(role="system", content=self.agent.definition.system_prompt()),
+        system = self.agent.definition.system_prompt()
+        note = answering_note(self.record)  # a person's mail: who wrote, where answers go
+        return [Message(role="system", content=f"{system}\n\n{note}" if note else system),
                 Message(role="user", content=self.record.instruction)]
 
     async def _claim(self) -> bool:
@@ -343,6 +346,7 @@ class TaskLoop:
             "cost": response.cost,
             "finish_reason": response.finish_reason,
             "tool_calls": [c.name for c in response.message.tool_calls],
+            **response.call_info,  # the provider's own figures: latency_ms, queued_ms...
         })
         return response
 
@@ -377,6 +381,8 @@ class TaskLoop:
             check_task_transition(self.id, record.state, TaskState.DONE)
             fields.update(state=TaskState.DONE.value, result=new[-1].content or "",
                           finished_at=time.time())
+            if response.truncated:
+                fields["truncated"] = True
         # Spent as soon as the reply arrived: budgets see it before the write lands.
         self.agent.ledger.add(**step)
         self.runtime.usage.add(self.agent.name, **step)
@@ -390,7 +396,9 @@ class TaskLoop:
         if final:
             self.runtime.events.emit("task.state", agent=self.agent.name, task_id=self.id,
                                      data={"from": previous.value, "to": "done",
-                                           "result": (record.result or "")[:_RESULT_EXCERPT]})
+                                           "result": (record.result or "")[:_RESULT_EXCERPT],
+                                           **({"truncated": True} if response.truncated
+                                              else {})})
             self.agent.changed()
 
     async def _fail(self, failure: TaskFailure) -> None:

@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from wakeful import __version__
 from wakeful.runtime.runtime import Runtime
 from wakeful.server import errors
+from wakeful.server.mounts import mount_interop
 from wakeful.server.routes import agents, channels, events, locks, mail, tasks
 from wakeful.server.routes.deps import require_token
 from wakeful.server.schemas import error_body
@@ -57,6 +58,7 @@ def create_app(runtime: Runtime, token: str, *, stream_interval_s: float = INTER
         return JSONResponse(error_body(
             f"no such endpoint: {request.method} /api/{rest}", 404), status_code=404)
 
+    mount_interop(app, runtime, token)  # /a2a and /mcp (see wakeful.server.interop)
     static = web_dir()
 
     @app.get("/", include_in_schema=False)

@@ -20,6 +20,7 @@ from wakeful.runtime.runtime import Runtime
 from wakeful.runtime.scope import TaskScope
 from wakeful.server.app import create_app
 from wakeful.server.auth import is_loopback
+from wakeful.server.mounts import check_exposure
 from wakeful.server.stream import INTERVAL_S
 
 DEFAULT_HOST = "127.0.0.1"
@@ -43,6 +44,7 @@ class WebServer:
         self.token = token
         self.host = host
         self.app = create_app(runtime, token, stream_interval_s=stream_interval_s)
+        check_exposure(runtime, host)  # public A2A agents: loopback only (issue 13)
         config = uvicorn.Config(self.app, host=host, port=port, log_level="warning",
                                 lifespan="off", access_log=False, ws="websockets-sansio",
                                 timeout_graceful_shutdown=2, ws_ping_interval=20)

@@ -8,7 +8,7 @@ write durable against a process crash before it returns, because crash recovery
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from wakeful.core.records import (
@@ -172,6 +172,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def retire_worker(self, worker: str) -> None: ...
+
+    @abc.abstractmethod
+    async def request_command(self, agent: str, command: str,
+                              argument: str | None = None) -> None:
+        """Ask whichever worker owns ``agent`` to carry out ``command`` (durable)."""
+
+    @abc.abstractmethod
+    async def take_commands(self, agents: Collection[str]
+                            ) -> list[tuple[str, str, str | None]]:
+        """Take the open commands for ``agents`` (agent, command, argument), oldest
+        first; each command is taken by exactly one caller."""
 
     @abc.abstractmethod
     async def list_workers(self) -> list[tuple[str, int, str, float]]:

@@ -215,24 +215,24 @@ class Chaos:
                 for m in messages.get(task_id, []):
                     if m["role"] == "tool":
                         taken.update(_MAIL_ID.findall(m.get("content") or ""))
-        for mail_id, _ in notes:
-            if taken[mail_id] == 0:
-                r.lost_mails += 1
-                r.problems.append(f"note {mail_id} was taken by no sweep")
-            elif taken[mail_id] > 1:
-                r.duplicate_effects += taken[mail_id] - 1
-                r.problems.append(f"note {mail_id} was taken by {taken[mail_id]} sweeps")
-        people = self._rows("SELECT id FROM mail WHERE sender = 'person:ops'")
+        self._once([m for m, _ in notes], taken, "note", "taken by {n} sweeps")
+        people = [row[0] for row in self._rows("SELECT id FROM mail WHERE sender = "
+                                               "'person:ops'")]
         answers = Counter(row[0] for row in self._rows(
             "SELECT in_reply_to FROM mail WHERE sender = 'clerk' AND recipient = "
             "'person:ops'"))
-        for (mail_id,) in people:
-            if answers[mail_id] == 0:
-                r.lost_mails += 1
-                r.problems.append(f"person mail {mail_id} got no answer")
-            elif answers[mail_id] > 1:
-                r.duplicate_effects += answers[mail_id] - 1
-                r.problems.append(f"person mail {mail_id} got {answers[mail_id]} answers")
+        self._once(people, answers, "person mail", "answered {n} times")
+
+    def _once(self, mail_ids: list[str], seen: Counter[str], what: str, twice: str) -> None:
+        """Each mail must have been handled exactly once: none is lost, none twice."""
+        for mail_id in mail_ids:
+            n = seen[mail_id]
+            if n == 0:
+                self.report.lost_mails += 1
+                self.report.problems.append(f"{what} {mail_id} was never handled")
+            elif n > 1:
+                self.report.duplicate_effects += n - 1
+                self.report.problems.append(f"{what} {mail_id} {twice.format(n=n)}")
 
     def _check_schedule(self) -> None:
         dues: Counter[str] = Counter()

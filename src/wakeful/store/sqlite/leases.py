@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol
 
 from wakeful.core.records import AgentGrant, Fence
@@ -165,6 +165,30 @@ class SQLiteLeases:
 
         if ids:
             await self.write(op)
+
+    async def request_command(self: _Writes, agent: str, command: str,
+                              argument: str | None = None) -> None:
+        await self.write(lambda c: c.execute(
+            "INSERT INTO agent_commands (agent, command, argument, requested_at) "
+            "VALUES (?, ?, ?, ?)", (agent, command, argument, time.time())))
+
+    async def take_commands(self: _Writes, agents: Collection[str]
+                            ) -> list[tuple[str, str, str | None]]:
+        """Take (once) the open commands for ``agents``, oldest first."""
+        wanted = list(agents)
+
+        def op(conn: sqlite3.Connection) -> list[tuple[str, str, str | None]]:
+            marks = ", ".join("?" for _ in wanted)
+            rows = conn.execute(
+                f"UPDATE agent_commands SET taken_at = ? WHERE taken_at IS NULL AND agent IN "
+                f"({marks}) RETURNING seq, agent, command, argument",
+                [time.time(), *wanted]).fetchall()
+            return [(r[1], r[2], r[3]) for r in sorted(rows)]
+
+        if not wanted:
+            return []
+        result: list[tuple[str, str, str | None]] = await self.write(op)
+        return result
 
     async def retire_worker(self: _Writes, worker: str) -> None:
         await self.write(lambda c: c.execute("DELETE FROM workers WHERE id = ?", (worker,)))

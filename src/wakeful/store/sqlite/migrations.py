@@ -252,4 +252,44 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (task_id, resource)
     ) WITHOUT ROWID;
     """,
+    # 7: commands for an agent another worker owns (pause, stop, cancel a task...): any
+    # process may write one; the owner takes it (once) and carries it out
+    """
+    CREATE TABLE agent_commands (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent TEXT NOT NULL,
+        command TEXT NOT NULL,
+        argument TEXT,
+        requested_at REAL NOT NULL,
+        taken_at REAL
+    );
+    CREATE INDEX agent_commands_open ON agent_commands(agent) WHERE taken_at IS NULL;
+    """,
+    # 8: A2A: which tasks were started over A2A (their context, the caller's messages
+    # and metadata) and the push-notification configs callers registered for them
+    """
+    CREATE TABLE a2a_tasks (
+        task_id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        context_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        history TEXT NOT NULL DEFAULT '[]',
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX a2a_tasks_agent ON a2a_tasks(agent, created_at);
+    CREATE INDEX a2a_tasks_context ON a2a_tasks(context_id);
+    CREATE TABLE a2a_push_configs (
+        task_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        config TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        delivered_state TEXT,
+        PRIMARY KEY (task_id, id)
+    ) WITHOUT ROWID;
+    """,
+    # 9: a task whose final answer was cut off by the model's output limit says so
+    """
+    ALTER TABLE tasks ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;
+    """,
 ]

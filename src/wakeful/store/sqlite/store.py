@@ -68,6 +68,7 @@ def task_insert(record: TaskRecord) -> tuple[str, list[Any]]:
 def _task_from_row(row: Sequence[Any]) -> TaskRecord:
     record = TaskRecord(**dict(zip(_TASK_COLUMNS, row, strict=True)))
     record.state = TaskState(record.state)
+    record.truncated = bool(record.truncated)
     return record
 
 

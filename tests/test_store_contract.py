@@ -1,0 +1,114 @@
+"""The ownership contract of the store port, run against every backend.
+
+Each backend must keep it whatever else it does: a task run is claimed by exactly one
+caller, a lease is taken by exactly one worker and only when free, a write carrying a
+fence that no longer holds is refused whole, a command is taken once. The fixture is
+parametrized by backend so that a new one (PostgreSQL) is held to the same contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from wakeful.core.records import Fence
+from wakeful.core.states import TaskState
+from wakeful.errors import FenceError
+from wakeful.runtime.agent import new_task_record
+from wakeful.store import Store, open_store
+
+
+@pytest.fixture(params=["sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    opened = open_store(f"sqlite:///{tmp_path / 'wakeful.db'}")
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def test_a_free_agent_is_taken_by_one_worker_only(store: Store) -> None:
+    results = await asyncio.gather(*(store.acquire_agents(f"w{i}", ["a", "b"], 60, 2)
+                                     for i in range(4)))
+    taken = [(g.agent, g.epoch) for grants in results for g in grants]
+    assert sorted(taken) == [("a", 1), ("b", 1)]
+    # Held and live: nobody else takes it; lapsed: the next one does, at a higher epoch.
+    assert await store.acquire_agents("w9", ["a"], 60, 1) == []
+    owner = next(f"w{i}" for i, grants in enumerate(results) if any(
+        g.agent == "a" for g in grants))
+    await store.expire_workers([owner])
+    [grant] = await store.acquire_agents("w9", ["a"], 60, 1)
+    assert (grant.agent, grant.epoch) == ("a", 2)
+    assert await store.renew_agents(owner, {"a": 1}, 60) == ["a"]
+    assert await store.renew_agents("w9", {"a": 2}, 60) == []
+
+
+async def test_taking_an_agent_requeues_what_its_last_owner_left_running(
+        store: Store) -> None:
+    [grant] = await store.acquire_agents("w1", ["a"], 60, 1)
+    fence = Fence("a", "w1", grant.epoch)
+    record = new_task_record("a", "work")
+    await store.create_task(record)
+    assert await store.claim_task(record.id, fence) is not None
+    await store.expire_workers(["w1"])
+    [taken] = await store.acquire_agents("w2", ["a"], 60, 1)
+    assert taken.requeued == (record.id,)
+    stored = await store.get_task(record.id)
+    assert stored is not None and stored.state is TaskState.QUEUED and stored.owner is None
+    with pytest.raises(FenceError):  # the old owner's late write lands nothing
+        await store.save_step(record.id, 2, [{"role": "assistant", "content": "late"}],
+                              fence=fence, step=1)
+    assert await store.load_messages(record.id) == []
+
+
+async def test_a_task_run_is_claimed_once_and_resumes_where_it_was(store: Store) -> None:
+    [grant] = await store.acquire_agents("w1", ["a"], 60, 1)
+    fence = Fence("a", "w1", grant.epoch)
+    record = new_task_record("a", "work")
+    await store.create_task(record)
+    opening = [{"role": "system", "content": "s"}, {"role": "user", "content": "work"}]
+    claims = await asyncio.gather(*(store.claim_task(record.id, fence, opening)
+                                    for _ in range(8)))
+    won = [c for c in claims if c is not None]
+    assert len(won) == 1 and won[0][1] is False  # a fresh run
+    assert [m["content"] for m in await store.load_messages(record.id)] == ["s", "work"]
+    await store.save_step(record.id, 2, [{"role": "assistant", "content": "one"}],
+                          fence=fence, step=1)
+    await store.update_task(record.id, fence, state="queued")
+    again = await store.claim_task(record.id, fence, opening)
+    assert again is not None and again[1] is True and again[0].step == 1
+    assert len(await store.load_messages(record.id)) == 3  # the opening kept, not redone
+
+
+async def test_an_update_expecting_a_state_changes_nothing_otherwise(store: Store) -> None:
+    record = new_task_record("a", "work")
+    await store.create_task(record)
+    await store.update_task(record.id, state="done", result="ok")
+    assert await store.update_task(record.id, expect_state="running", state="queued") is False
+    stored = await store.get_task(record.id)
+    assert stored is not None and stored.state is TaskState.DONE
+
+
+async def test_commands_are_taken_once(store: Store) -> None:
+    await store.request_command("a", "pause")
+    await store.request_command("b", "stop")
+    await store.request_command("a", "cancel", "t_1")
+    taken = await asyncio.gather(*(store.take_commands(["a"]) for _ in range(4)))
+    assert sorted(c for batch in taken for c in batch) == [
+        ("a", "cancel", "t_1"), ("a", "pause", None)]
+    assert await store.take_commands(["a", "b"]) == [("b", "stop", None)]
+
+
+async def test_agent_totals_add_up_tasks(store: Store) -> None:
+    for state in ("done", "failed", "queued"):
+        record = new_task_record("a", state)
+        await store.create_task(record)
+        await store.update_task(record.id, state=state, input_tokens=10, output_tokens=5,
+                                cost=0.5, tool_calls=2)
+    totals = (await store.agent_totals("a"))["a"]
+    assert (totals.tasks, totals.ended, totals.tokens, totals.tool_calls) == (3, 2, 45, 6)
+    assert totals.cost == pytest.approx(1.5)
