@@ -105,7 +105,7 @@ async def check_done(runtime: Any, n: int) -> None:
 
 async def measure_lateness(burst: bool) -> dict[str, Any]:
     """1,000 sleeping tasks on durable timers due within one second (or at once)."""
-    from wakeful.schedule.waits import Who
+    from wakeful.schedule.conditions import Who
     from wakeful.tools.registry import tool
 
     fired: list[float] = []
@@ -149,7 +149,7 @@ async def measure_lateness(burst: bool) -> dict[str, Any]:
 async def measure_events() -> dict[str, Any]:
     """1,000 tasks waiting for their own mail; mails sent one at a time."""
     from wakeful.core.mail import MailFilter
-    from wakeful.schedule.waits import MailArrives, Who
+    from wakeful.schedule.conditions import MailArrives, Who
     from wakeful.tools.registry import tool
 
     woken: dict[str, asyncio.Future[tuple[float, float]]] = {}

@@ -13,7 +13,7 @@ from wakeful.core.timespecs import TimerSpec, format_seconds, parse_seconds, par
 from wakeful.errors import ConfigError, ScheduleError
 from wakeful.project.loader import load_agent_file
 from wakeful.schedule.clock import FakeClock, RealClock
-from wakeful.schedule.timers import MAX_CATCH_UP, plan
+from wakeful.schedule.plans import MAX_CATCH_UP, plan
 
 
 def ts(text: str) -> float:

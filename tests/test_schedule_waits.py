@@ -26,7 +26,7 @@ from wakeful.resources import Access
 from wakeful.runtime.context import ToolContext
 from wakeful.runtime.runtime import Runtime
 from wakeful.schedule.clock import FakeClock, RealClock
-from wakeful.schedule.waits import AgentChanges, ResourceFree, TaskReaches, Who
+from wakeful.schedule.conditions import AgentChanges, ResourceFree, TaskReaches, Who
 
 WAIT_TOOLS = ["sleep_for", "sleep_until", "wait_for_event", "check_mail"]
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from wakeful.resources.manager import describe_lock, describe_waiter
+from wakeful.resources.views import describe_lock, describe_waiter
 from wakeful.store import Store
 
 

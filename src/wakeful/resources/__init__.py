@@ -11,7 +11,8 @@ from wakeful.errors import (
     StaleTokenError,
     WaitTimeoutError,
 )
-from wakeful.resources.manager import LockResult, LocksView, ResourceManager
+from wakeful.resources.manager import ResourceManager
+from wakeful.resources.views import LockResult, LocksView
 from wakeful.resources.workspace import Workspace
 
 __all__ = [

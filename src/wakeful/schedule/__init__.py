@@ -2,17 +2,17 @@
 
 from wakeful.core.timespecs import TimerSpec
 from wakeful.schedule.clock import Clock, FakeClock, RealClock
-from wakeful.schedule.progress import Progress
-from wakeful.schedule.timers import Scheduler
-from wakeful.schedule.waits import (
+from wakeful.schedule.conditions import (
     AgentChanges,
     Condition,
     MailArrives,
     ResourceFree,
     TaskReaches,
-    Waits,
     Who,
 )
+from wakeful.schedule.progress import Progress
+from wakeful.schedule.timers import Scheduler
+from wakeful.schedule.waits import Waits
 from wakeful.schedule.wake import Wake
 
 __all__ = [

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from wakeful.core.states import AgentState
-from wakeful.schedule.timers import MISFIRE_GRACE_S
+from wakeful.schedule.plans import MISFIRE_GRACE_S
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime

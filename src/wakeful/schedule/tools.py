@@ -29,9 +29,10 @@ from wakeful.core.timespecs import parse_seconds, parse_when
 from wakeful.errors import AccessDeniedError, ScheduleError, WakefulError
 from wakeful.project.definitions import ScheduleEntry
 from wakeful.runtime.context import ToolContext
+from wakeful.schedule.conditions import EventSpec, Who, condition_of
 from wakeful.schedule.monitor import Problem, find_problems, summary
-from wakeful.schedule.timers import schedule_spec
-from wakeful.schedule.waits import EventSpec, PendingWait, Who, condition_of
+from wakeful.schedule.plans import schedule_spec
+from wakeful.schedule.waits import PendingWait
 from wakeful.tools.registry import Tool, tool
 
 _PROBLEMS = "monitor:problems"  # scratch: what this task's last check_agents found

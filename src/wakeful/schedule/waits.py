@@ -24,201 +24,30 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import structlog
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-
-from wakeful.core.mail import MailFilter
-from wakeful.core.mail_records import Delivery
-from wakeful.core.records import Event, TaskRecord
 from wakeful.core.states import AgentState
 from wakeful.core.timers import Timer
 from wakeful.core.timespecs import TimerSpec, stamp
 from wakeful.errors import ScheduleError, WakefulError
-from wakeful.runtime.scope import TaskScope
+from wakeful.schedule.conditions import (
+    Condition,
+    WaitInfo,
+    Who,
+    condition_of,
+    describe_all,
+    parse_events,
+    spec_of,
+)
+from wakeful.schedule.signals import WaitsBase, log
 from wakeful.schedule.wake import Wake, describe_event
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime
 
-log = structlog.get_logger("wakeful.schedule")
-
-
-# what a model (or a caller) asks to wait for: pydantic at the edge -----------------
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MailEvent(_Spec):
-    """Mail for you (your task's mailbox or your agent's) that matches every field given."""
-
-    kind: Literal["mail"]
-    sender: str | None = Field(default=None, description="from this address (an agent "
-                               "name also matches its tasks)")
-    subject: str | None = Field(default=None, description="subject contains this")
-    thread_id: str | None = None
-    correlation_id: str | None = None
-    payload: dict[str, Any] | None = Field(default=None, description="payload fields "
-                                           "(dotted paths) with these values")
-
-
-class TaskEvent(_Spec):
-    """A task reaching a state; ``finished`` (the default) is its final outcome: done,
-    cancelled, or failed with no retry to come."""
-
-    kind: Literal["task"]
-    task_id: str
-    state: Literal["done", "failed", "cancelled", "finished"] = "finished"
-
-
-class AgentEvent(_Spec):
-    """An agent changing state (to ``state``, or to anything when it is not given)."""
-
-    kind: Literal["agent"]
-    agent: str
-    state: Literal["created", "running", "sleeping", "paused", "stopped", "failed"] | None \
-        = None
-
-
-class ResourceEvent(_Spec):
-    """A resource (e.g. 'file:docs/plan.md') becoming free: no operation and no lock on
-    it or on anything inside or around it."""
-
-    kind: Literal["resource"]
-    resource: str
-
-
-EventSpec = Annotated[MailEvent | TaskEvent | AgentEvent | ResourceEvent,
-                      Field(discriminator="kind")]
-_SPECS: TypeAdapter[list[EventSpec]] = TypeAdapter(list[EventSpec])
-
-
-def parse_events(data: Any) -> list[EventSpec]:
-    """Validate a list of events to wait for; ScheduleError names what was wrong."""
-    try:
-        return _SPECS.validate_python(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(events)'}: "
-                             f"{e['msg']}" for e in exc.errors())
-        raise ScheduleError(f"events to wait for are not valid: {problems}") from None
-
-
-# what the runtime waits for: plain dataclasses inside -------------------------------
-@dataclass(frozen=True, slots=True)
-class MailArrives:
-    filter: MailFilter | None = None
-
-    def describe(self) -> str:
-        return f"mail {self.filter.describe()}" if self.filter else "mail"
-
-
-@dataclass(frozen=True, slots=True)
-class TaskReaches:
-    task_id: str
-    state: str = "finished"
-
-    def describe(self) -> str:
-        return f"task {self.task_id} {self.state}"
-
-
-@dataclass(frozen=True, slots=True)
-class AgentChanges:
-    agent: str
-    state: str | None = None
-
-    def describe(self) -> str:
-        return f"agent {self.agent} " + (f"{self.state}" if self.state else "changing state")
-
-
-@dataclass(frozen=True, slots=True)
-class ResourceFree:
-    resource: str
-
-    def describe(self) -> str:
-        return f"{self.resource} free"
-
-
-Condition = MailArrives | TaskReaches | AgentChanges | ResourceFree
-
-
-def condition_of(spec: EventSpec) -> Condition:
-    if isinstance(spec, MailEvent):
-        try:
-            found = MailFilter.of(sender=spec.sender, subject=spec.subject,
-                                  thread_id=spec.thread_id,
-                                  correlation_id=spec.correlation_id, payload=spec.payload)
-        except ValueError as exc:
-            raise ScheduleError(f"mail to wait for: {exc}") from None
-        return MailArrives(found)
-    if isinstance(spec, TaskEvent):
-        return TaskReaches(spec.task_id, spec.state)
-    if isinstance(spec, AgentEvent):
-        return AgentChanges(spec.agent, spec.state)
-    return ResourceFree(spec.resource)
-
-
-def spec_of(condition: Condition) -> dict[str, Any]:
-    """A condition as JSON (stored with a wait, read back by :func:`parse_events`)."""
-    if isinstance(condition, MailArrives):
-        f = condition.filter
-        data: dict[str, Any] = {"kind": "mail"}
-        if f is not None:
-            for name in ("sender", "subject", "thread_id", "correlation_id"):
-                if getattr(f, name) is not None:
-                    data[name] = getattr(f, name)
-            if f.payload:
-                data["payload"] = dict(f.payload)
-        return data
-    if isinstance(condition, TaskReaches):
-        return {"kind": "task", "task_id": condition.task_id, "state": condition.state}
-    if isinstance(condition, AgentChanges):
-        return {"kind": "agent", "agent": condition.agent, **(
-            {"state": condition.state} if condition.state else {})}
-    return {"kind": "resource", "resource": condition.resource}
-
-
-def describe_all(conditions: Sequence[Condition]) -> str:
-    return " or ".join(c.describe() for c in conditions)
-
-
-@dataclass(frozen=True, slots=True)
-class Who:
-    """Who waits: an agent, or one of its tasks (``task_id``)."""
-
-    agent: str
-    task_id: str | None = None
-
-    @property
-    def reader(self) -> str:
-        return f"{self.agent}/{self.task_id}" if self.task_id else self.agent
-
-    @property
-    def mailboxes(self) -> tuple[str, ...]:
-        return (self.reader, self.agent) if self.task_id else (self.agent,)
-
-
-@dataclass(frozen=True, slots=True)
-class WaitInfo:
-    """What a task is waiting for right now (for status views and the monitor)."""
-
-    task_id: str
-    agent: str
-    what: str
-    since: float
-    until: float | None
-    timer_id: str | None
-
-    @property
-    def sleeping(self) -> bool:
-        """A plain sleep: it waits for time only, on purpose."""
-        return self.what.startswith("sleeping")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"waiting_for": self.what, "since": stamp(self.since),
-                "wakes_at": stamp(self.until), "timer_id": self.timer_id}
+__all__ = ["Condition", "PendingWait", "Waits"]  # Condition: the runtime's import
 
 
 @dataclass(slots=True, eq=False)
@@ -251,29 +80,10 @@ class PendingWait:
         return await self.waits._wait(self)
 
 
-@dataclass(slots=True, eq=False)
-class _Reg:
-    condition: Condition
-    resolve: Callable[[dict[str, Any]], None]
-
-
-class Waits:
+class Waits(WaitsBase):
     """The ``waits`` service: reachable as ``runtime.waits``."""
 
     name = "waits"
-
-    def __init__(self) -> None:
-        self._runtime: Runtime | None = None
-        self._mail: dict[str, list[_Reg]] = {}
-        self._tasks: dict[str, list[_Reg]] = {}
-        self._agents: dict[str, list[_Reg]] = {}
-        self._resources: list[_Reg] = []
-        self._current: dict[str, WaitInfo] = {}
-        self._agent_sleeps: dict[str, asyncio.Task[None]] = {}
-        self._scope = TaskScope("waits")
-        self._resource_watch: asyncio.Task[None] | None = None
-        self._resource_kick: asyncio.Future[None] | None = None
-        self.woken = 0
 
     # lifecycle -------------------------------------------------------------
     async def start(self, runtime: Runtime) -> None:
@@ -304,12 +114,6 @@ class Waits:
             with contextlib.suppress(ValueError):
                 self._runtime.events.remove_listener(self._on_event)
 
-    @property
-    def runtime(self) -> Runtime:
-        if self._runtime is None:
-            raise WakefulError("the waits service is not started (start the runtime)")
-        return self._runtime
-
     # status ----------------------------------------------------------------
     def waiting(self, task_id: str) -> WaitInfo | None:
         """What this task waits for in ``sleep_for`` / ``sleep_until`` /
@@ -318,122 +122,6 @@ class Waits:
 
     def sleepers(self) -> int:
         return len(self._current)
-
-    # the runtime's signals -------------------------------------------------
-    def _on_mail(self, delivery: Delivery) -> None:
-        regs = self._mail.get(delivery.owner)
-        if not regs:
-            return
-        mail = delivery.mail
-        for reg in tuple(regs):
-            wanted = reg.condition.filter  # type: ignore[union-attr]
-            if wanted is None or wanted.matches(mail):
-                reg.resolve({"kind": "mail", "mail_id": mail.id, "from": mail.sender,
-                             "subject": mail.subject, "to": delivery.owner})
-
-    def _on_event(self, event: Event) -> None:
-        kind = event.type
-        if kind == "task.state":
-            regs = self._tasks.get(event.task_id or "")
-            if regs:
-                to = event.data.get("to")
-                for reg in tuple(regs):
-                    if reg.condition.state == to:  # type: ignore[union-attr]
-                        reg.resolve({"kind": "task", "task_id": event.task_id,
-                                     "agent": event.agent, "state": to})
-        elif kind == "agent.state":
-            regs = self._agents.get(event.agent or "")
-            if regs:
-                to = event.data.get("to")
-                for reg in tuple(regs):
-                    wanted = reg.condition.state  # type: ignore[union-attr]
-                    if wanted is None or wanted == to:
-                        reg.resolve({"kind": "agent", "agent": event.agent,
-                                     "from": event.data.get("from"), "to": to,
-                                     "reason": event.data.get("reason", "")})
-
-    def _on_settle(self, record: TaskRecord) -> None:
-        regs = self._tasks.get(record.id)
-        if regs:
-            for reg in tuple(regs):
-                if reg.condition.state == "finished":  # type: ignore[union-attr]
-                    reg.resolve({"kind": "task", "task_id": record.id, "agent": record.agent,
-                                 "state": record.state.value})
-
-    def _on_resources(self) -> None:
-        kick = self._resource_kick
-        if kick is not None and not kick.done():
-            kick.set_result(None)
-
-    # registration ----------------------------------------------------------
-    def _register(self, condition: Condition, who: Who,
-                  resolve: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
-        reg = _Reg(condition, resolve)
-        if isinstance(condition, ResourceFree):
-            self._resources.append(reg)
-            self._watch_resources()
-            self._on_resources()  # a watcher already running looks at it now
-
-            def unwatch() -> None:
-                with contextlib.suppress(ValueError):
-                    self._resources.remove(reg)
-
-            return unwatch
-        if isinstance(condition, MailArrives):
-            table, keys = self._mail, who.mailboxes
-        elif isinstance(condition, TaskReaches):
-            table, keys = self._tasks, (condition.task_id,)
-        else:
-            table, keys = self._agents, (condition.agent,)
-        for key in keys:
-            table.setdefault(key, []).append(reg)
-
-        def unregister() -> None:
-            for key in keys:
-                regs = table.get(key)
-                if regs is None:
-                    continue
-                with contextlib.suppress(ValueError):
-                    regs.remove(reg)
-                if not regs:  # a dict must not grow with every task ever waited on
-                    del table[key]
-
-        return unregister
-
-    async def _validate(self, condition: Condition) -> None:
-        runtime = self.runtime
-        if isinstance(condition, TaskReaches):
-            await runtime.get_task(condition.task_id)  # UnknownTaskError names it
-        elif isinstance(condition, AgentChanges):
-            runtime.agent(condition.agent)
-        elif isinstance(condition, ResourceFree):
-            runtime.resources.parse(condition.resource)
-
-    async def _happened(self, condition: Condition, who: Who) -> dict[str, Any] | None:
-        """Is what this condition waits for already the case?"""
-        runtime = self.runtime
-        if isinstance(condition, MailArrives):
-            pending = runtime.mailbox.pending(who.reader, condition.filter)
-            if pending:
-                return {"kind": "mail", "pending": pending,
-                        "matching": condition.filter.describe() if condition.filter else ""}
-            return None
-        if isinstance(condition, TaskReaches):
-            record = await runtime.get_task(condition.task_id)
-            reached = (runtime.finished(record) if condition.state == "finished"
-                       else record.state.value == condition.state)
-            if reached:
-                return {"kind": "task", "task_id": record.id, "agent": record.agent,
-                        "state": record.state.value}
-            return None
-        if isinstance(condition, AgentChanges):
-            agent = runtime.agent(condition.agent)
-            if condition.state is not None and agent.state.value == condition.state:
-                return {"kind": "agent", "agent": agent.name, "from": None,
-                        "to": agent.state.value, "reason": agent.record.reason}
-            return None
-        use = await runtime.resources.users(condition.resource)
-        return {"kind": "resource", "resource": use.resource} if use.free else None
 
     # waiting ---------------------------------------------------------------
     async def prepare(
@@ -546,43 +234,6 @@ class Waits:
                 "late_ms": late})
         return wake
 
-    # the resource watcher --------------------------------------------------
-    def _watch_resources(self) -> None:
-        if self._resource_watch is None or self._resource_watch.done():
-            self._resource_watch = self._scope.spawn(self._watch(), name="waits:resources")
-
-    async def _watch(self) -> None:
-        """Resolve resource waits as their resources come free (see the module doc)."""
-        loop = asyncio.get_running_loop()
-        resources = self.runtime.resources
-        try:
-            while self._resources:
-                self._resource_kick = loop.create_future()
-                recheck: float | None = None
-                for reg in tuple(self._resources):
-                    condition = reg.condition
-                    assert isinstance(condition, ResourceFree)
-                    try:
-                        use = await resources.users(condition.resource)
-                    except WakefulError as exc:
-                        log.error("cannot check a resource", resource=condition.resource,
-                                  error=str(exc))
-                        continue
-                    if use.free:
-                        reg.resolve({"kind": "resource", "resource": use.resource})
-                        continue
-                    times = [] if use.expires_at is None else [use.expires_at - time.time()]
-                    if use.foreign:
-                        times.append(resources.config.poll_interval_s)
-                    if times:
-                        recheck = min([*times, recheck] if recheck is not None else times)
-                if not self._resources:
-                    break
-                timeout = None if recheck is None else max(0.0, recheck) + 0.01
-                await asyncio.wait({self._resource_kick}, timeout=timeout)
-        finally:
-            self._resource_kick = None
-
     # agents asleep ---------------------------------------------------------
     async def sleep_agent(self, name: str, reason: str = "asleep", *,
                           until: float | None = None,
@@ -646,4 +297,3 @@ class Waits:
         agent = self.runtime.agent(name)
         await self._end_agent_sleep(name, f"the agent was woken ({reason})")
         await agent.set_state(AgentState.RUNNING, reason)
-
