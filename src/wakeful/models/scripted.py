@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wakeful.errors import ConfigError, ModelError
@@ -46,6 +45,7 @@ from wakeful.models.base import (
     Usage,
 )
 from wakeful.observe.context import CURRENT_TASK
+from wakeful.yamlfile import read_yaml
 
 
 class ScriptedToolCall(BaseModel):
@@ -111,12 +111,7 @@ class ScriptedModel(Model):
 
     @classmethod
     def from_file(cls, path: Path, name: str) -> ScriptedModel:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read script for model {name!r}: {exc}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML in script: {exc}") from None
+        data = read_yaml(path, f"the script for model {name!r}")
         try:
             return cls(ScriptFile.model_validate(data), name=name)
         except ValidationError as exc:
