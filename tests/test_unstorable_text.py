@@ -77,7 +77,7 @@ async def client(make_runtime: RuntimeFactory, agent_def: AgentFactory
     runtime = await make_runtime(built.agents, built.models)
     app = create_app(runtime, TOKEN)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://test",
+                                 base_url="http://127.0.0.1",
                                  headers={"Authorization": f"Bearer {TOKEN}",
                                           "Content-Type": "application/json"}) as client:
         yield client
