@@ -61,6 +61,8 @@ def test_reasonable_aliases_still_work(tmp_path: Path) -> None:
     ("name: team\nx: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
     ("name: team\nx: &x [*x]\n", "YAML"),
     ("name: team\n  bad: indent\n", "invalid YAML at line 2"),
+    ('name: "team\\ud800"\n', "name: contains a lone surrogate"),
+    ("name: team\nx: \x1f\n", "invalid YAML"),
 ])
 def test_broken_project_files_are_one_line_errors(tmp_path: Path, text: str | bytes,
                                                   expected: str) -> None:

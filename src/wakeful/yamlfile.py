@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from wakeful.errors import ConfigError
+from wakeful.text import unstorable
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_EXPANDED_NODES = 100_000
@@ -67,20 +68,25 @@ def parse_yaml(text: str, path: Path | str) -> Any:
     """Parse YAML ``text`` (from ``path``, for messages); ConfigError if it is malformed,
     expands too far or nests too deep."""
     where = Path(path)
-    loader = yaml.SafeLoader(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _expanded_size(node, where)
-        return loader.construct_document(node)
+        loader = yaml.SafeLoader(text)  # checks the characters: may raise already
+        try:
+            node = loader.get_single_node()
+            data = None
+            if node is not None:
+                _expanded_size(node, where)
+                data = loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{where}: invalid YAML{_mark(exc)}: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{where}: the YAML is nested too deeply to read") from None
-    finally:
-        loader.dispose()
+    bad = unstorable(data)
+    if bad is not None:
+        raise ConfigError(f"{where}: {bad}")
+    return data
 
 
 def read_text(path: Path, what: str) -> str:
