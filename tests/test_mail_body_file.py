@@ -63,3 +63,13 @@ def test_bad_body_files_are_one_line_errors(project: Path, tmp_path: Path) -> No
     code, _, err = invoke("mail", "send", "researcher", "-f", str(big), *p)
     assert code == 1 and "max_body_chars" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_arguments_that_are_not_utf8_are_one_line_errors(project: Path) -> None:
+    """Bytes that are not UTF-8 on the command line reach Python as lone surrogates."""
+    p = ["-p", str(project)]
+    for args in (("mail", "send", "researcher", "caf\udce9"),
+                 ("channel", "create", "ops", "--topic", "caf\udce9")):
+        code, _, err = invoke(*args, *p)
+        assert code == 1 and "lone surrogate" in err, (args, err)
+        assert len(err.strip().splitlines()) == 1

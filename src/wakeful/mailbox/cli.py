@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wakeful.mailbox.model import Mail
+from wakeful.text import describe_text
 
 if TYPE_CHECKING:
     from wakeful.mailbox.service import Mailbox
@@ -111,6 +112,14 @@ def _payload(text: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise _fail(f"--payload must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def _storable(option: str, value: str) -> None:
+    """Refuse an argument the store cannot hold (bytes that are not UTF-8 reach Python
+    as lone surrogates) with one line, not a traceback from the store."""
+    why = describe_text(value)
+    if why is not None:
+        raise _fail(f"{option} {why.replace('send UTF-8 text', 'give UTF-8 text')}")
 
 
 MAX_BODY_FILE_BYTES = 64 * 1024 * 1024  # far above any mail limit: refused there, clearly
@@ -266,6 +275,7 @@ def channel_create(
 ) -> None:
     """Create a channel."""
     members = member or []
+    _storable("--topic", topic)
     _run(project, lambda m: m.create_channel(name, members, topic=topic, created_by=sender))
     _out().print(f"Created #{escape(name.removeprefix('#'))} with {len(members)} members.",
                  highlight=False)
