@@ -63,7 +63,7 @@ def test_reasonable_aliases_still_work(tmp_path: Path) -> None:
     ("name: team\n  bad: indent\n", "invalid YAML at line 2"),
     ('name: "team\\ud800"\n', "name: contains a lone surrogate"),
     ("name: team\nx: \x1f\n", "invalid YAML"),
-])
+], ids=["latin-1", "deep", "recursive", "indent", "surrogate", "control"])
 def test_broken_project_files_are_one_line_errors(tmp_path: Path, text: str | bytes,
                                                   expected: str) -> None:
     root = _project(tmp_path, text)
