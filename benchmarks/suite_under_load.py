@@ -8,7 +8,10 @@ failed in some runs and passed in others is *flaky*. Both should be zero.
     python benchmarks/suite_under_load.py                 # 3 runs, 2 busy cores
     python benchmarks/suite_under_load.py --runs 1 --load 4 -- -k mailbox
 
-Arguments after ``--`` go to pytest. Prints each run as it ends, then one JSON line:
+The slow tests run too (``WAKEFUL_RUN_SLOW=1``, as in CI; set it to 0 to leave them
+out). Arguments after ``--`` go to pytest. Three runs take several times one run of
+the suite (about 4 minutes each on a quiet 2-core machine), so this is the one
+benchmark that takes longer than five minutes. Prints each run as it ends, then one JSON line:
 ``runs``, ``failed_tests``, ``flaky_tests``, ``suite_s`` (mean seconds per run),
 ``load_processes``, and the names behind the counts.
 """
@@ -54,7 +57,8 @@ def outcomes(junit: Path) -> dict[str, bool]:
 def run_suite(index: int, pytest_args: list[str], folder: Path) -> tuple[dict[str, bool], float,
                                                                         int]:
     junit = folder / f"run-{index}.xml"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep
+    env = {"WAKEFUL_RUN_SLOW": "1",  # the whole suite, as CI runs it
+           **os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep
            + os.environ.get("PYTHONPATH", "")}
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                f"--junitxml={junit}", *pytest_args]
