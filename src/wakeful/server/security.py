@@ -5,7 +5,8 @@ rebinding) and then talk to this server as if it were same-origin. The token gua
 the API, but the UI and whatever a future route forgets should not depend on that
 alone, so a request is answered only when its ``Host`` is a name this server serves:
 loopback names (``localhost``, ``*.localhost``), any IP address (a rebinding page
-cannot make the browser send an IP as its Host), and the names the user configures
+cannot make the browser send an IP as its Host), this machine's host name (the URL
+printed when serving on 0.0.0.0), and the names the user configures
 (``allowed_hosts``, or ``WAKEFUL_ALLOWED_HOSTS=name,*.suffix`` in the environment).
 Anything else is a 403 in the API's error shape; a WebSocket is refused before it
 is accepted.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from collections.abc import Iterable
 
 from fastapi.responses import JSONResponse
@@ -69,6 +71,8 @@ def host_allowed(header: str, extra: Iterable[str] = ()) -> bool:
     if not name:
         return False
     if name == "localhost" or name.endswith(".localhost") or _is_ip(name):
+        return True
+    if name == socket.gethostname().lower():  # the URL `serve --host 0.0.0.0` prints
         return True
     for pattern in extra:
         if name == pattern or (pattern.startswith("*.") and name.endswith(pattern[1:])):
