@@ -22,6 +22,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,12 +34,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def burn(stop: StopEvent) -> None:
-    """Keep one core busy until told to stop (checked every few million steps)."""
+def burn(stop: StopEvent, parent: int) -> None:
+    """Keep one core busy until told to stop, or until the parent is gone (checked every
+    few million steps), so no burner outlives a killed benchmark."""
     x = 0
-    while not stop.is_set():
+    while not stop.is_set() and os.getppid() == parent:
         for _ in range(2_000_000):
             x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
 
 
 def outcomes(junit: Path) -> dict[str, bool]:
@@ -77,8 +83,9 @@ def main() -> None:
     parser.add_argument("--load", type=int, default=2, help="busy processes (cores loaded)")
     args, rest = parser.parse_known_args()
     pytest_args = rest[1:] if rest[:1] == ["--"] else rest
+    signal.signal(signal.SIGTERM, _terminated)  # the burners are stopped on the way out
     stop = multiprocessing.Event()
-    burners = [multiprocessing.Process(target=burn, args=(stop,), daemon=True)
+    burners = [multiprocessing.Process(target=burn, args=(stop, os.getpid()), daemon=True)
                for _ in range(args.load)]
     for process in burners:
         process.start()
@@ -92,6 +99,9 @@ def main() -> None:
                 results.append(found)
                 durations.append(seconds)
                 crashed += code not in (0, 1)  # 1: some tests failed; else pytest broke
+                if code < 0:
+                    print(f"  (run {index} was killed by signal {-code} from outside; its "
+                          "finished tests count)", flush=True)
     finally:
         stop.set()
         for process in burners:
