@@ -101,7 +101,7 @@ def main() -> None:
                 crashed += code not in (0, 1)  # 1: some tests failed; else pytest broke
                 if code < 0:
                     print(f"  (run {index} was killed by signal {-code} from outside; its "
-                          "finished tests count)", flush=True)
+                          "results are lost)", flush=True)
     finally:
         stop.set()
         for process in burners:
