@@ -165,3 +165,25 @@ async def open_mailbox(tmp_path: Path) -> AsyncIterator[OpenMailbox]:
     for mailbox, store in reversed(opened):
         await mailbox.close()
         await store.close()
+
+
+# slow tests: opt-in locally, always in CI -----------------------------------------
+RUN_SLOW_ENV = "WAKEFUL_RUN_SLOW"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help=f"also run tests marked slow (or set {RUN_SLOW_ENV}=1; CI does)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``slow`` tests (real processes, real clocks, a real model) are skipped unless asked
+    for, so a local run stays quick; .ci/run asks for them."""
+    import os
+
+    if config.getoption("--run-slow") or os.environ.get(RUN_SLOW_ENV) == "1":
+        return
+    skip = pytest.mark.skip(reason=f"slow: run with --run-slow or {RUN_SLOW_ENV}=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

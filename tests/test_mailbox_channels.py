@@ -85,7 +85,7 @@ async def test_request_waits_for_its_reply_and_times_out_without_one(
     started = time.monotonic()
     with pytest.raises(MailTimeoutError, match=r"no reply from carol .* within 0.3s"):
         await mailbox.request("alice/t_1", "carol", "anyone there?", timeout=0.3)
-    assert 0.25 < time.monotonic() - started < 3
+    assert time.monotonic() - started > 0.25  # it waited (no upper bound: a busy machine)
     # The question is still there for carol; a late answer lands in alice's task mailbox.
     [late] = mailbox.claim("carol")
     await mailbox.reply("carol", late.mail, "sorry, late")

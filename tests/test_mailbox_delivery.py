@@ -58,7 +58,7 @@ async def test_a_crashed_handler_s_mail_is_delivered_again_after_the_visibility_
     started = time.monotonic()
     again = await mailbox.receive("bob", timeout=5)
     assert again.mail.id == sent.id and again.attempts == 2
-    assert 0.1 < time.monotonic() - started < 3
+    assert time.monotonic() - started > 0.1  # not before the visibility timeout
     assert await mailbox.ack(again) is True
     assert await mailbox.ack(again) is False  # acknowledged once only
     await asyncio.sleep(0.4)  # well past the timeout: an acked mail never comes back

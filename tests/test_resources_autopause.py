@@ -127,11 +127,9 @@ class Probe:
 async def test_readers_share_and_a_writer_excludes(tmp_path: Path) -> None:
     probe = Probe()
     async with open_runtime(tmp_path, extra_tools=probe.tools()) as runtime:
-        started = time.monotonic()
         await asyncio.gather(*(call(runtime, context(runtime, f"t_r{i}"), "slow_read",
                                     name=f"r{i}", hold=0.3) for i in range(4)))
-        assert probe.max_readers == 4  # all four inside at once
-        assert time.monotonic() - started < 1.1  # shared, not one after another
+        assert probe.max_readers == 4  # all four inside at once: shared, not in turn
         probe.overlaps.clear()
         await asyncio.gather(
             call(runtime, context(runtime, "t_w1"), "slow_write", name="w1", hold=0.1),
@@ -178,7 +176,7 @@ async def test_a_wait_longer_than_the_bound_is_a_clear_error(tmp_path: Path) -> 
         outcome = await call(runtime, other, "write_file", path="report.md", content="theirs")
         waited = time.monotonic() - started
         assert not outcome.ok
-        assert 0.45 < waited < 5
+        assert waited > 0.45  # it waited out its bound (no upper bound: a busy machine)
         assert "auto-pause: task t_2 (agent editor) waited 0.5 s to write file:report.md" in (
             outcome.content)
         assert "held by task t_1 (agent keeper) with a write lock (token 1)" in outcome.content

@@ -137,7 +137,9 @@ def test_misfire_policies_and_a_resumed_sleep_across_sigkill(tmp_path: Path) -> 
     first_started = float(str(runs[0][1]))
     [(result,)] = query(db, "SELECT result FROM tasks WHERE agent = 'napper'")
     wake = json.loads(str(result))
-    assert wake["woke"] == "timer" and NAP_S <= wake["slept_s"] < NAP_S + 1
+    # A nap started over by the second process would have slept the down time (3.5 s)
+    # more; a busy machine only makes the wake-up a little late.
+    assert wake["woke"] == "timer" and NAP_S <= wake["slept_s"] < NAP_S + 3.5
     assert first_started < epoch(wake["due"]) - NAP_S < first_started + 5
     assert epoch(wake["at"]) > restarted_at
     woke = query(db, "SELECT run_id, json_extract(data, '$.late_ms') FROM events WHERE "

@@ -37,7 +37,7 @@ async def runtime(make_runtime: RuntimeFactory, agent_def: AgentFactory) -> Runt
 async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(runtime, TOKEN)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test",
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1",
                                  headers=AUTH) as client:
         yield client
 
@@ -73,7 +73,7 @@ async def test_every_api_route_needs_the_token(runtime: Runtime) -> None:
     assert len(routes) >= 30
     app = create_app(runtime, TOKEN)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://test") as anonymous:
+                                 base_url="http://127.0.0.1") as anonymous:
         for method, path in routes:
             missing = await anonymous.request(method, path, json={})
             assert "missing API token" in error_of(missing, 401), (method, path)
@@ -85,7 +85,7 @@ async def test_every_api_route_needs_the_token(runtime: Runtime) -> None:
             assert basic.status_code == 401
     # The UI itself loads without a token (it holds the login form).
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://test") as anonymous:
+                                 base_url="http://127.0.0.1") as anonymous:
         page = await anonymous.get("/")
         assert page.status_code == 200 and 'id="login-form"' in page.text
         script = await anonymous.get("/static/app.js")
@@ -427,7 +427,7 @@ async def test_a_failing_endpoint_is_a_500_and_the_runtime_keeps_running(
     monkeypatch.setattr(runtime.resources, "view", broken)
     app = create_app(runtime, TOKEN)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test",
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1",
                                  headers=AUTH) as fresh:
         response = await fresh.get("/api/locks")
         assert "the disk is on fire" in error_of(response, 500)

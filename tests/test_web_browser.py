@@ -250,8 +250,8 @@ async def test_a_hundred_agents_answering_at_once_all_show_and_the_page_stays_us
             # During the flood the page takes typing and navigation.
             await page.fill("#message", "typed while 100 agents answer")
             assert await page.input_value("#message") == "typed while 100 agents answer"
-            await page.wait_for_function(
-                "document.querySelectorAll('.msg.agent:not(.typing)').length === 100")
+            # (a locator, not wait_for_function: the page's CSP forbids eval)
+            await page.locator(".msg.agent:not(.typing)").nth(99).wait_for()
             bodies = await page.locator(".msg.agent .body").all_inner_texts()
             assert sorted(bodies) == sorted(names.values())
             senders = await page.locator(".msg.agent").evaluate_all(

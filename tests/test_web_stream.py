@@ -150,9 +150,7 @@ async def test_stopping_the_server_closes_live_streams_and_leaves_the_runtime_ru
     async with websockets.connect(ws_url(served)) as client:
         await client.recv()
         assert len(served.runtime.events._subscribers) == subscribers + 1
-        started = time.monotonic()
         await served.server.stop()
-        assert time.monotonic() - started < 5
         with pytest.raises(websockets.ConnectionClosed):
             async with asyncio.timeout(5):
                 while True:

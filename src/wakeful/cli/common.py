@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from wakeful.errors import ConfigError, WakefulError
 from wakeful.project.loader import Project, load_project
@@ -29,7 +30,7 @@ ProjectOption = Annotated[Path, typer.Option("--project", "-p", help="The projec
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -46,8 +47,8 @@ def open_project(path: Path) -> Project:
     except ConfigError as exc:
         raise fail(str(exc)) from None
     for problem in project.errors:
-        err.print(f"[yellow]warning:[/] {problem} (this agent is skipped)", highlight=False,
-                  soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {escape(str(problem))} (this agent is skipped)",
+                  highlight=False, soft_wrap=True)
     return project
 
 

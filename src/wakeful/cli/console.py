@@ -31,6 +31,13 @@ STATE_STYLES = {
 QUIET_EVENTS = frozenset({"model.token"})
 
 
+def cell(value: object) -> Text:
+    """A table cell shown as it is: rich reads a plain ``str`` cell as markup, so a
+    mail body like ``[/b] hello`` would crash the table (MarkupError) and ``[a-z]`` in a
+    regex would vanish. Every user-supplied string goes into a table through here."""
+    return Text("" if value is None else str(value))
+
+
 def styled(state: AgentState | TaskState) -> Text:
     return Text(state.value, style=STATE_STYLES.get(state, ""))
 
@@ -53,8 +60,8 @@ def agents_table(statuses: Iterable[AgentStatus], title: str = "Agents") -> Tabl
     for column in ("state", "running", "queued", "restarts", "reason"):
         table.add_column(column)
     for s in statuses:
-        table.add_row(s.name, styled(s.state), f"{s.running}/{s.max_concurrent_tasks}",
-                      str(s.queued), str(s.restarts), clip(s.reason, 40))
+        table.add_row(cell(s.name), styled(s.state), f"{s.running}/{s.max_concurrent_tasks}",
+                      str(s.queued), str(s.restarts), cell(clip(s.reason, 40)))
     return table
 
 
@@ -70,9 +77,9 @@ def tasks_table(tasks: Iterable[TaskRecord], title: str = "Tasks",
                    else t.error if t.state is TaskState.FAILED else t.result)
         if live_text and t.id in live_text:
             outcome = "… " + live_text[t.id][-50:]
-        table.add_row(t.id, t.agent, styled(t.state), str(t.step),
-                      str(t.input_tokens + t.output_tokens), progress_text(t),
-                      clip(t.instruction, 40), clip(outcome, 50))
+        table.add_row(cell(t.id), cell(t.agent), styled(t.state), str(t.step),
+                      str(t.input_tokens + t.output_tokens), cell(progress_text(t)),
+                      cell(clip(t.instruction, 40)), cell(clip(outcome, 50)))
     return table
 
 

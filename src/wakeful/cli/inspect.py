@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 from rich.tree import Tree
 from typer import Typer
 
@@ -66,10 +68,10 @@ def trace(
 
 def _render(node: TaskNode, tree: Tree | None = None) -> Tree:
     t = node.task
-    outcome = (f" [red]{clip(t.error, 80)}[/]" if t.error
-               else f" → {clip(t.result, 60)}" if t.result else "")
+    outcome = (f" [red]{escape(clip(t.error, 80))}[/]" if t.error
+               else f" → {escape(clip(t.result, 60))}" if t.result else "")
     label = (f"[bold]{t.id}[/] {t.agent} [{styled(t.state).style}]{t.state.value}[/] "
-             f"step {t.step}: {clip(t.instruction, 60)}{outcome}")
+             f"step {t.step}: {escape(clip(t.instruction, 60))}{outcome}")
     branch = tree.add(label) if tree is not None else Tree(label)
     for event in node.events:
         branch.add(event_line(event))
@@ -102,16 +104,17 @@ def why(
 
     answer = run_async(lambda: with_store(loaded, explain))
     out.print(f"[bold]{answer.agent}[/] is [{styled(answer.state).style}]"
-              f"{answer.state.value}[/]" + (f" ({answer.reason})" if answer.reason else ""))
+              f"{answer.state.value}[/]" + (f" ({escape(answer.reason)})" if answer.reason
+                                            else ""))
     for line in answer.running:
-        out.print(f"  running {line}", highlight=False)
+        out.print(Text(f"  running {line}"), highlight=False)
     for blocker in answer.blockers:
         prefix = f"{blocker.task_id}: " if blocker.task_id else ""
-        out.print(f"  {prefix}{blocker.what}", highlight=False, soft_wrap=True)
+        out.print(Text(f"  {prefix}{blocker.what}"), highlight=False, soft_wrap=True)
     if not answer.running and not answer.blockers:
         out.print("  nothing to do: no queued, running or waiting tasks")
     for line in answer.wakes:
-        out.print(f"  next wake-up: {line}", highlight=False, soft_wrap=True)
+        out.print(Text(f"  next wake-up: {line}"), highlight=False, soft_wrap=True)
 
 
 def replay(
@@ -134,11 +137,12 @@ def replay(
     else:
         out.print(f"[red]Diverged in {len(result.differences)} places:[/]")
         for d in result.differences:
-            out.print(f"  {d.task_id} {d.field}: recorded {clip(str(d.recorded), 60)!r}, "
-                      f"replayed {clip(str(d.replayed), 60)!r}", highlight=False)
+            out.print(Text(f"  {d.task_id} {d.field}: recorded {clip(str(d.recorded), 60)!r}, "
+                           f"replayed {clip(str(d.replayed), 60)!r}"), highlight=False)
     if result.store_path is not None:
-        out.print(f"Replayed store: {result.store_path} (inspect it with 'wakeful trace' "
-                  "or 'wakeful inspect' on a project pointing at it).", highlight=False)
+        out.print(f"Replayed store: {escape(str(result.store_path))} (inspect it with "
+                  "'wakeful trace' or 'wakeful inspect' on a project pointing at it).",
+                  highlight=False)
     if not result.identical:
         raise typer.Exit(1)
 

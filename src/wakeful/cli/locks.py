@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from wakeful.resources.views import describe_lock, describe_waiter
 from wakeful.store import Store
@@ -65,8 +67,9 @@ def locks(
             left = lock["lease_left_s"]
             lease = (f"{seconds(left)} left" if left > 0
                      else f"[red]expired {seconds(left)} ago[/]")
-            table.add_row(lock["resource"], lock["mode"], str(lock["token"]), lock["agent"],
-                          lock["task_id"], str(lock["pid"]), seconds(lock["held_s"]), lease)
+            table.add_row(Text(lock["resource"]), lock["mode"], str(lock["token"]),
+                          Text(lock["agent"]), Text(lock["task_id"]), str(lock["pid"]),
+                          seconds(lock["held_s"]), lease)
         out.print(table)
     if found["waiting"]:
         table = Table(title=f"Waiting ({len(found['waiting'])}, first in line first)",
@@ -74,8 +77,8 @@ def locks(
         for column in ("resource", "mode", "kind", "agent", "task", "pid", "waiting for"):
             table.add_column(column, no_wrap=column in ("resource", "task"))
         for w in found["waiting"]:
-            table.add_row(w["resource"], w["mode"], w["kind"], w["agent"], w["task_id"],
-                          str(w["pid"]), seconds(w["waiting_s"]))
+            table.add_row(Text(w["resource"]), w["mode"], w["kind"], Text(w["agent"]),
+                          Text(w["task_id"]), str(w["pid"]), seconds(w["waiting_s"]))
         out.print(table)
     else:
         out.print("Nobody is waiting.")
@@ -84,7 +87,8 @@ def locks(
         out.print("Recent deadlocks (each broken by ending the youngest task's wait):")
     for deadlock in found["recent_deadlocks"]:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(deadlock["ts"]))
-        out.print(f"  {stamp} [red]{deadlock['message']}[/]", highlight=False, soft_wrap=True)
+        out.print(f"  {stamp} [red]{escape(deadlock['message'])}[/]", highlight=False,
+                  soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

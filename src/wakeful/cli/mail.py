@@ -8,15 +8,19 @@ writes to the store, and a running runtime picks the mail up within its
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from wakeful.core.mail import Mail
+from wakeful.text import describe_text
 
 if TYPE_CHECKING:
     from wakeful.mailbox.service import Mailbox
@@ -80,6 +84,11 @@ def _clip(text: str, width: int = 50) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _cell(value: str | None) -> Text:
+    """Rich reads a plain ``str`` cell as markup: a body like ``[/b] hi`` would crash."""
+    return Text(value or "")
+
+
 def mail_table(mails: list[Mail], title: str) -> Table:
     table = Table(title=title, title_justify="left")
     for column in ("id", "from", "to", "subject / body", "status", "tries"):
@@ -87,7 +96,8 @@ def mail_table(mails: list[Mail], title: str) -> Table:
     for m in mails:
         text = m.subject + (" — " if m.subject and m.body else "") + m.body
         to = m.recipient if m.owner in (None, m.recipient) else f"{m.recipient} → {m.owner}"
-        table.add_row(m.id, m.sender, to, _clip(text, 40), m.status or "-", str(m.attempts))
+        table.add_row(_cell(m.id), _cell(m.sender), _cell(to), _cell(_clip(text, 40)),
+                      m.status or "-", str(m.attempts))
     return table
 
 
@@ -103,11 +113,44 @@ def _payload(text: str | None) -> dict[str, Any] | None:
     return value
 
 
+def _storable(option: str, value: str) -> None:
+    """Refuse an argument the store cannot hold (bytes that are not UTF-8 reach Python
+    as lone surrogates) with one line, not a traceback from the store."""
+    why = describe_text(value)
+    if why is not None:
+        raise _fail(f"{option} {why.replace('send UTF-8 text', 'give UTF-8 text')}")
+
+
+MAX_BODY_FILE_BYTES = 64 * 1024 * 1024  # far above any mail limit: refused there, clearly
+
+
+def _read_body(path: Path) -> str:
+    """The body from a file or standard input ('-'), as UTF-8 text, or a clear error."""
+    where = "standard input" if str(path) == "-" else str(path)
+    try:
+        if str(path) == "-":
+            data = sys.stdin.buffer.read(MAX_BODY_FILE_BYTES + 1)
+        else:
+            with path.open("rb") as handle:
+                data = handle.read(MAX_BODY_FILE_BYTES + 1)
+    except OSError as exc:
+        raise _fail(f"--body-file: cannot read {where}: {exc.strerror or exc}") from None
+    if len(data) > MAX_BODY_FILE_BYTES:
+        raise _fail(f"--body-file: {where} is larger than {MAX_BODY_FILE_BYTES:,} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail(f"--body-file: {where} is not UTF-8 text (byte {exc.start})") from None
+
+
 # mail -----------------------------------------------------------------------------
 @mail_app.command("send")
 def mail_send(
     to: Annotated[str, typer.Argument(help="agent, agent/task, #channel, * or person:NAME")],
     body: Annotated[str, typer.Argument(help="The message.")] = "",
+    body_file: Annotated[Path | None, typer.Option(
+        "--body-file", "-f", help="Read the message from this file ('-': standard input).",
+        allow_dash=True)] = None,
     subject: Annotated[str, typer.Option("--subject", "-s")] = "",
     sender: FromOption = DEFAULT_PERSON,
     payload: Annotated[str | None, typer.Option(help="A JSON object sent along.")] = None,
@@ -119,6 +162,10 @@ def mail_send(
 ) -> None:
     """Send a mail (stored at once; delivered by the running runtime)."""
     data = _payload(payload)
+    if body_file is not None:
+        if body:
+            raise _fail("give the body as an argument or with --body-file, not both")
+        body = _read_body(body_file)
 
     async def send(mailbox: Mailbox) -> Any:
         return await mailbox.send(sender, to, subject, body, payload=data, priority=priority,
@@ -126,7 +173,7 @@ def mail_send(
 
     sent = _run(project, send)
     note = " (duplicate: the first mail with this key was kept)" if sent.duplicate else ""
-    _out().print(f"Sent mail [bold]{sent.id}[/] to {to}{note}.", highlight=False)
+    _out().print(f"Sent mail [bold]{sent.id}[/] to {escape(to)}{note}.", highlight=False)
 
 
 @mail_app.command("list")
@@ -157,25 +204,26 @@ def mail_show(
 
     mail, deliveries = _run(project, show)
     out = _out()
-    out.print(f"[bold]{mail.id}[/]  from {mail.sender} to {mail.recipient}  "
+    out.print(f"[bold]{mail.id}[/]  from {escape(mail.sender)} to {escape(mail.recipient)}  "
               f"({_stamp(mail.created_at)}, priority {mail.priority})", highlight=False)
     for label, value in (("thread", mail.thread_id), ("in reply to", mail.in_reply_to),
                          ("reply to", mail.reply_to), ("correlation", mail.correlation_id),
                          ("idempotency key", mail.idempotency_key)):
         if value:
-            out.print(f"  {label}: {value}", highlight=False)
+            out.print(f"  {label}: {escape(value)}", highlight=False)
     if mail.subject:
-        out.print(f"[bold]{mail.subject}[/]", highlight=False)
+        out.print(f"[bold]{escape(mail.subject)}[/]", highlight=False)
     if mail.body:
-        out.print(mail.body, highlight=False, soft_wrap=True)
+        out.print(Text(mail.body), highlight=False, soft_wrap=True)
     if mail.payload is not None:
         out.print_json(json.dumps(mail.payload))
     table = Table(title="Deliveries", title_justify="left")
     for column in ("mailbox", "status", "tries", "delivered", "read", "acked", "last error"):
         table.add_column(column)
     for d in deliveries:
-        table.add_row(d.owner or "-", d.status or "-", str(d.attempts), _stamp(d.delivered_at),
-                      _stamp(d.read_at), _stamp(d.acked_at), _clip(d.last_error or "", 60))
+        table.add_row(_cell(d.owner or "-"), d.status or "-", str(d.attempts),
+                      _stamp(d.delivered_at), _stamp(d.read_at), _stamp(d.acked_at),
+                      _cell(_clip(d.last_error or "", 60)))
     out.print(table)
 
 
@@ -193,7 +241,8 @@ def mail_dead_letters(
         return
     out.print(mail_table(mails, f"Dead letters ({len(mails)})"))
     for m in mails:
-        out.print(f"  {m.id} → {m.owner}: {m.last_error}", highlight=False, soft_wrap=True)
+        out.print(Text(f"  {m.id} → {m.owner}: {m.last_error}"), highlight=False,
+                  soft_wrap=True)
     out.print("Send one again with [bold]wakeful mail retry ID[/].")
 
 
@@ -206,7 +255,7 @@ def mail_retry(
 ) -> None:
     """Take a mail out of the dead-letter box and deliver it again."""
     count = _run(project, lambda m: m.retry(mail_id, owner=to))
-    _out().print(f"Mail {mail_id} will be delivered again ({count} mailbox"
+    _out().print(f"Mail {escape(mail_id)} will be delivered again ({count} mailbox"
                  f"{'es' if count != 1 else ''}).", highlight=False)
 
 
@@ -225,8 +274,9 @@ def channel_create(
 ) -> None:
     """Create a channel."""
     members = member or []
+    _storable("--topic", topic)
     _run(project, lambda m: m.create_channel(name, members, topic=topic, created_by=sender))
-    _out().print(f"Created #{name.removeprefix('#')} with {len(members)} members.",
+    _out().print(f"Created #{escape(name.removeprefix('#'))} with {len(members)} members.",
                  highlight=False)
 
 
@@ -238,7 +288,8 @@ def channel_add(
 ) -> None:
     """Add members to a channel."""
     added = _run(project, lambda m: m.add_members(name, members))
-    _out().print(f"Added {', '.join(added) or 'nobody new'} to #{name.removeprefix('#')}.",
+    _out().print(Text(f"Added {', '.join(added) or 'nobody new'} to "
+                      f"#{name.removeprefix('#')}."),
                  highlight=False)
 
 
@@ -251,7 +302,7 @@ def channel_remove(
     """Remove a member from a channel."""
     if not _run(project, lambda m: m.remove_member(name, member)):
         raise _fail(f"{member!r} is not a member of #{name.removeprefix('#')}")
-    _out().print(f"Removed {member} from #{name.removeprefix('#')}.", highlight=False)
+    _out().print(Text(f"Removed {member} from #{name.removeprefix('#')}."), highlight=False)
 
 
 @channel_app.command("post")
@@ -264,7 +315,7 @@ def channel_post(
 ) -> None:
     """Post to a channel (as a member)."""
     sent = _run(project, lambda m: m.post(sender, name, body, subject))
-    _out().print(f"Posted [bold]{sent.id}[/] to #{name.removeprefix('#')} "
+    _out().print(f"Posted [bold]{sent.id}[/] to #{escape(name.removeprefix('#'))} "
                  f"({sent.delivered_to} agents).", highlight=False)
 
 
@@ -291,11 +342,11 @@ def channel_history(
     channel = name.removeprefix("#")
     header = f"#{channel}: {len(posts)} post{'s' if len(posts) != 1 else ''}" + (
         f", {unread} unread" if unread else "")
-    out.print(f"[bold]{header}[/]", highlight=False)
+    out.print(f"[bold]{escape(header)}[/]", highlight=False)
     for post in posts:
-        subject = f"[bold]{post.subject}[/] " if post.subject else ""
-        out.print(f"{_stamp(post.created_at)} {post.sender}: {subject}{post.body}",
-                  highlight=False, soft_wrap=True)
+        subject = f"[bold]{escape(post.subject)}[/] " if post.subject else ""
+        out.print(f"{_stamp(post.created_at)} {escape(post.sender)}: {subject}"
+                  f"{escape(post.body)}", highlight=False, soft_wrap=True)
 
 
 @channel_app.command("list")
@@ -309,5 +360,6 @@ def channel_list(project: ProjectOption = Path(".")) -> None:
     for column in ("channel", "members", "topic"):
         table.add_column(column)
     for c in found:
-        table.add_row(f"#{c.name}", ", ".join(c.members) or "-", c.topic or "-")
+        table.add_row(_cell(f"#{c.name}"), _cell(", ".join(c.members) or "-"),
+                      _cell(c.topic or "-"))
     _out().print(table)

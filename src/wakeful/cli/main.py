@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from wakeful.cli.common import (
     DEFAULT_HOST,
@@ -32,7 +33,7 @@ from wakeful.cli.common import (
     run_async,
     with_store,
 )
-from wakeful.cli.console import LiveStatus, agents_table, print_events, tasks_table
+from wakeful.cli.console import LiveStatus, agents_table, cell, print_events, tasks_table
 from wakeful.core.records import TaskRecord
 from wakeful.core.states import AgentState, TaskState
 from wakeful.errors import WakefulError
@@ -64,8 +65,9 @@ def init(
     if folder.exists() and any(folder.iterdir()):
         raise fail(f"{folder} exists and is not empty; choose another folder")
     copy_example(folder)
-    out.print(f"Created [bold]{folder}[/] with the example team. "
-              f"Run it: [bold]wakeful run -p {folder} --until-idle[/]")
+    shown = escape(str(folder))
+    out.print(f"Created [bold]{shown}[/] with the example team. "
+              f"Run it: [bold]wakeful run -p {shown} --until-idle[/]")
 
 
 PlainOption = Annotated[bool | None, typer.Option(
@@ -143,11 +145,13 @@ async def _start_web(runtime: Runtime, ui: UIOptions) -> WebServer:
     web = WebServer(runtime, token.value, host=ui.host, port=ui.port)
     await web.start()
     if token.created:
-        out.print(f"Web UI: [bold]{web.login_url}[/]\n  (a new API token, printed this once; "
-                  f"it is kept in {token.path})", highlight=False, soft_wrap=True)
+        out.print(f"Web UI: [bold]{escape(web.login_url)}[/]\n  (a new API token, printed "
+                  f"this once; it is kept in {escape(str(token.path))})", highlight=False,
+                  soft_wrap=True)
     else:
         where = f"the token is in {token.path}" if token.path else "log in with your --token"
-        out.print(f"Web UI: [bold]{web.url}[/] ({where})", highlight=False, soft_wrap=True)
+        out.print(f"Web UI: [bold]{escape(web.url)}[/] ({escape(where)})", highlight=False,
+                  soft_wrap=True)
     return web
 
 
@@ -211,8 +215,8 @@ def run(
     loaded = open_project(project)
     options = _ui_options(loaded, host, port, token) if ui else None
     use_plain = plain if plain is not None else not out.is_terminal
-    out.print(f"Running [bold]{loaded.config.name}[/] with {len(loaded.agents)} agents "
-              f"(store: {loaded.store_path()}). Ctrl-C stops.", highlight=False)
+    out.print(f"Running [bold]{escape(loaded.config.name)}[/] with {len(loaded.agents)} "
+              f"agents (store: {escape(str(loaded.store_path()))}). Ctrl-C stops.", highlight=False)
     run_async(lambda: serve_runtime(loaded, until_idle, use_plain, log_json, options))
     tasks = run_async(lambda: summarize(loaded))
     print_summary(tasks)
@@ -264,7 +268,7 @@ def print_summary(tasks: list[TaskRecord]) -> None:
     for task in tasks:
         if task.state is TaskState.FAILED:
             out.print(f"  [red]failed[/] {task.id} ({task.agent}, {task.error_kind}): "
-                      f"{task.error}", highlight=False)
+                      f"{escape(task.error or '')}", highlight=False)
 
 
 @app.command()
@@ -350,16 +354,17 @@ def agents(project: ProjectOption = Path(".")) -> None:
     loaded = open_project(project)
     from rich.table import Table
 
-    table = Table(title=f"Agents of {loaded.config.name}", title_justify="left")
+    table = Table(title=cell(f"Agents of {loaded.config.name}"), title_justify="left")
     table.add_column("agent", no_wrap=True)
     for column in ("role", "model", "tools", "max tasks", "restart", "schedule"):
         table.add_column(column)
     for a in loaded.agents.values():
         schedule = "; ".join((s.every and f"every {s.every}") or (s.cron and f"cron {s.cron}")
                              or f"at {s.at}" for s in a.schedule)
-        table.add_row(a.name, clip(a.role, 30), a.model or loaded.config.default_model,
-                      ", ".join(a.tools) or "-", str(a.max_concurrent_tasks),
-                      a.restart.policy, schedule or "-")
+        table.add_row(cell(a.name), cell(clip(a.role, 30)),
+                      cell(a.model or loaded.config.default_model),
+                      cell(", ".join(a.tools) or "-"), str(a.max_concurrent_tasks),
+                      cell(a.restart.policy), cell(schedule or "-"))
     out.print(table)
     if loaded.errors:
         raise typer.Exit(1)
@@ -404,10 +409,12 @@ def show_task(
         calls = message.get("tool_calls") or []
         text = message.get("content") or ""
         label = message["role"] + (f" ({message.get('name')})" if message.get("name") else "")
-        out.print(f"[bold]{label}:[/] {text}", highlight=False, soft_wrap=True)
+        out.print(f"[bold]{escape(label)}:[/] {escape(str(text))}", highlight=False,
+                  soft_wrap=True)
         for call in calls:
             fn = call.get("function", {})
-            out.print(f"    → {fn.get('name')}({fn.get('arguments')})", highlight=False)
+            out.print(f"    → {escape(str(fn.get('name')))}({escape(str(fn.get('arguments')))})",
+                      highlight=False)
 
 
 @app.command("start-task")

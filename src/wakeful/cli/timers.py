@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from wakeful.core.timers import Timer
 from wakeful.core.timespecs import stamp
@@ -72,7 +73,8 @@ def timers(
     for t in found:
         due = "-" if t.next_due is None else f"{stamp(t.next_due)} ({until(t.next_due, now)})"
         misfire = t.misfire + (f", max {t.max_runs}" if t.max_runs else "")
-        table.add_row(t.id, t.agent or "-", t.describe_when(), due, t.describe_action(),
+        table.add_row(t.id, Text(t.agent or "-"), Text(t.describe_when()), due,
+                      Text(t.describe_action()),
                       misfire if t.action == "start_task" else "-", str(t.fired), t.state)
     out.print(table)
 

@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
+from wakeful.text import describe_text, unstorable
+
 AGENT_NAME = r"[a-z0-9][a-z0-9_-]{0,63}"
 _AGENT = re.compile(AGENT_NAME)
 _TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -123,6 +125,19 @@ def _check_address(value: str | None) -> str | None:
     return value
 
 
+def check_storable_field(value: Any) -> Any:
+    """Refuse text the store cannot hold (a lone surrogate, NUL) in any field, so one
+    bad mail is refused alone instead of failing the batch it would be written in."""
+    if isinstance(value, str):
+        why = describe_text(value)
+    else:
+        found = unstorable(value, "")
+        why = None if found is None else f"at {found}"
+    if why is not None:
+        raise ValueError(why)
+    return value
+
+
 class MailDraft(BaseModel):
     """What a sender writes. Size limits are the mailbox's (they are configurable)."""
 
@@ -141,6 +156,7 @@ class MailDraft(BaseModel):
     causation_id: str | None = Field(default=None, max_length=128)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
 
+    _storable = field_validator("*", mode="before")(check_storable_field)
     _to = field_validator("to")(_check_address)
     _reply_to = field_validator("reply_to")(_check_address)
 

@@ -4,7 +4,7 @@ field and what was expected (shared by project files and model scripts)."""
 from __future__ import annotations
 
 import difflib
-from typing import get_args
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -37,7 +37,7 @@ def describe_validation_error(source: str, error: ValidationError,
     for item in error.errors():
         loc = ".".join(str(part) for part in item["loc"]) or "(top level)"
         got = item.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        shown = "" if isinstance(got, dict) else f" (got {_clip_repr(got)})"
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             allowed = _fields_at(model, tuple(item["loc"][:-1]))
@@ -48,3 +48,12 @@ def describe_validation_error(source: str, error: ValidationError,
             shown = ""
         lines.append(f"{source}: field {loc!r}: {message}{shown}")
     return "; ".join(lines)
+
+
+def _clip_repr(value: Any, width: int = 80) -> str:
+    """The offending input, shortened: a message must stay one readable line (and
+    ``repr`` of a huge value is slow)."""
+    if isinstance(value, list | tuple) and len(value) > 10:
+        return f"a list of {len(value):,} items"
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 1] + "…"

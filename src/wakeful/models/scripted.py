@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wakeful.core.context import CURRENT_TASK
@@ -46,6 +45,7 @@ from wakeful.models.base import (
     ToolSpec,
     Usage,
 )
+from wakeful.yamlfile import read_yaml
 
 
 class ScriptedToolCall(BaseModel):
@@ -98,6 +98,19 @@ class _Fields(dict[str, str]):
         return "{" + key + "}"
 
 
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def _render(template: str, fields: _Fields) -> str:
+    """Fill ``{instruction}`` and friends. A script's text may hold braces that are not
+    a template (JSON, ``{0}``, a lone ``{``): then only the plain ``{name}`` placeholders
+    are filled and the rest is left as written, instead of failing the model call."""
+    try:
+        return template.format_map(fields)
+    except (ValueError, AttributeError, IndexError, KeyError, TypeError):
+        return _PLACEHOLDER.sub(lambda m: fields[m.group(1)], template)
+
+
 def _estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4) if text else 0
 
@@ -111,12 +124,7 @@ class ScriptedModel(Model):
 
     @classmethod
     def from_file(cls, path: Path, name: str) -> ScriptedModel:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read script for model {name!r}: {exc}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML in script: {exc}") from None
+        data = read_yaml(path, f"the script for model {name!r}")
         try:
             return cls(ScriptFile.model_validate(data), name=name)
         except ValidationError as exc:
@@ -156,13 +164,13 @@ class ScriptedModel(Model):
                 raise ModelError(f"model {self.name!r}: {step.error}")
         last_tool = next((m.content or "" for m in reversed(messages) if m.role == "tool"), "")
         fields = _Fields(instruction=instruction, last_tool_result=last_tool, step=str(index))
-        content = step.say.format_map(fields) if step.say is not None else None
+        content = _render(step.say, fields) if step.say is not None else None
         calls = tuple(
             ToolCall(
                 id=f"call_{index}_{n}",
                 name=call.tool,
                 arguments=call.raw_args if call.raw_args is not None else json.dumps(
-                    {k: v.format_map(fields) if isinstance(v, str) else v
+                    {k: _render(v, fields) if isinstance(v, str) else v
                      for k, v in call.args.items()}
                 ),
             )

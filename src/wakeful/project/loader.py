@@ -12,25 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from wakeful.core.validation import describe_validation_error
 from wakeful.errors import ConfigError, UnknownAgentError
 from wakeful.project.definitions import AgentDefinition, ProjectConfig
+from wakeful.yamlfile import parse_yaml, read_text
 
 PROJECT_FILE = "wakeful.yaml"
 AGENT_SUFFIXES = (".yaml", ".yml", ".md")
 
 
 def _read_yaml(path: Path, text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    return parse_yaml(text, path)
 
 
 def _split_frontmatter(path: Path, text: str) -> tuple[dict[str, Any], str]:
@@ -51,10 +45,7 @@ def _split_frontmatter(path: Path, text: str) -> tuple[dict[str, Any], str]:
 
 def load_agent_file(path: Path) -> AgentDefinition:
     """Parse and validate one agent file; raise ConfigError naming the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read agent file: {exc}") from None
+    text = read_text(path, "agent file")
     if path.suffix == ".md":
         data, body = _split_frontmatter(path, text)
         if body and "instructions" not in data:
@@ -76,7 +67,7 @@ def load_project_config(root: Path) -> ProjectConfig:
         raise ConfigError(f"{root}: project folder does not exist (create one with 'wakeful init')")
     if not path.is_file():
         raise ConfigError(f"{path}: no project file here (create one with 'wakeful init')")
-    data = _read_yaml(path, path.read_text(encoding="utf-8")) or {}
+    data = _read_yaml(path, read_text(path, "the project file")) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the project file must be a mapping of fields")
     try:

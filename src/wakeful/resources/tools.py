@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import uuid
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from wakeful.core.resources import Access, Mode, Resource
 from wakeful.errors import ResourceError
+from wakeful.resources.files import Confined
 from wakeful.runtime.context import ToolContext
 from wakeful.tools.registry import Tool, tool
 
@@ -55,62 +53,30 @@ def _kv(mode: Mode) -> Any:
     return accesses
 
 
-def _shown(ctx: ToolContext, real: Path) -> str:
+def _confined(ctx: ToolContext, path: str) -> Confined:
+    """The checked path, as operations that walk it without following symlinks."""
     workspace = ctx.runtime.resources.workspace
+    real = ctx.runtime.resources.path(path)  # refuses '..', absolute paths, escapes
     assert workspace is not None
-    return workspace.display(real)
+    return workspace.confined(real)
 
 
 # the workspace --------------------------------------------------------
-def _read(real: Path, shown: str) -> str:
-    if real.is_dir():
-        raise ResourceError(f"{shown} is a folder; use list_files to see what is in it")
-    try:
-        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        raise ResourceError(f"no file {shown} in the workspace") from None
-    with os.fdopen(fd, "rb") as handle:
-        data = handle.read(MAX_READ_BYTES + 1)
+def _read(file: Confined) -> str:
+    data = file.read_bytes(MAX_READ_BYTES)
     if len(data) > MAX_READ_BYTES:
-        raise ResourceError(f"{shown} is larger than {MAX_READ_BYTES} bytes; too large to read "
-                            "in one call")
+        raise ResourceError(f"{file.shown} is larger than {MAX_READ_BYTES} bytes; too large "
+                            "to read in one call")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ResourceError(f"{shown} is not UTF-8 text") from None
-
-
-def _write_atomically(real: Path, shown: str, text: str) -> None:
-    """Write to a fresh file beside the target, then rename it over the target: a
-    reader (or a crash) sees the old or the new content, never half of it."""
-    if real.is_dir():
-        raise ResourceError(f"{shown} is a folder, not a file")
-    real.parent.mkdir(parents=True, exist_ok=True)
-    temp = real.parent / f".{real.name}.{uuid.uuid4().hex}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temp, real)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
-def _append(real: Path, shown: str, text: str) -> None:
-    if real.is_dir():
-        raise ResourceError(f"{shown} is a folder, not a file")
-    real.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(real, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+        raise ResourceError(f"{file.shown} is not UTF-8 text") from None
 
 
 @tool(resources=_file(Mode.READ))
 async def read_file(ctx: ToolContext, path: PathArg, fencing_token: TokenArg = None) -> str:
     """Read a text file of the shared workspace."""
-    real = ctx.runtime.resources.path(path)
-    return await asyncio.to_thread(_read, real, _shown(ctx, real))
+    return await asyncio.to_thread(_read, _confined(ctx, path))
 
 
 @tool(resources=_file(Mode.WRITE))
@@ -120,11 +86,11 @@ async def write_file(
     fencing_token: TokenArg = None,
 ) -> str:
     """Create or replace a text file of the shared workspace (folders are created)."""
-    real = ctx.runtime.resources.path(path)
-    shown = _shown(ctx, real)
-    await ctx.runtime.resources.write_fenced(ctx, f"file:{path}", fencing_token,
-                                             lambda: _write_atomically(real, shown, content))
-    return f"wrote {len(content)} characters to {shown}"
+    file = _confined(ctx, path)
+    await ctx.runtime.resources.write_fenced(
+        ctx, f"file:{path}", fencing_token,
+        lambda: file.write_atomically(content.encode("utf-8")))
+    return f"wrote {len(content)} characters to {file.shown}"
 
 
 @tool(resources=_file(Mode.WRITE))
@@ -135,12 +101,11 @@ async def append_file(
 ) -> str:
     """Append text to a file of the shared workspace, as its own line (a newline is
     added if the text does not end with one; the file is created if missing)."""
-    real = ctx.runtime.resources.path(path)
-    shown = _shown(ctx, real)
+    file = _confined(ctx, path)
     line = text if text.endswith("\n") else text + "\n"
     await ctx.runtime.resources.write_fenced(ctx, f"file:{path}", fencing_token,
-                                             lambda: _append(real, shown, line))
-    return f"appended {len(line)} characters to {shown}"
+                                             lambda: file.append(line.encode("utf-8")))
+    return f"appended {len(line)} characters to {file.shown}"
 
 
 @tool(resources=_file(Mode.WRITE))
@@ -151,18 +116,17 @@ async def edit_file(
     fencing_token: TokenArg = None,
 ) -> str:
     """Replace one exact piece of text in a file of the shared workspace."""
-    real = ctx.runtime.resources.path(path)
-    shown = _shown(ctx, real)
+    file = _confined(ctx, path)
 
     def edit() -> str:
-        text = _read(real, shown)
+        text = _read(file)
         count = text.count(old)
         if count != 1:
             where = "does not appear" if count == 0 else f"appears {count} times"
-            raise ResourceError(f"the text to replace {where} in {shown}; it must appear "
-                                "exactly once (include more of the surrounding text)")
-        _write_atomically(real, shown, text.replace(old, new, 1))
-        return f"edited {shown}"
+            raise ResourceError(f"the text to replace {where} in {file.shown}; it must "
+                                "appear exactly once (include more of the surrounding text)")
+        file.write_atomically(text.replace(old, new, 1).encode("utf-8"))
+        return f"edited {file.shown}"
 
     return await ctx.runtime.resources.write_fenced(ctx, f"file:{path}", fencing_token, edit)
 
@@ -174,15 +138,12 @@ async def list_files(
                                            "workspace itself", min_length=1)] = ".",
 ) -> list[str]:
     """List a folder of the shared workspace (sub-folders end with '/')."""
-    real = ctx.runtime.resources.path(path)
-    shown = _shown(ctx, real)
+    folder = _confined(ctx, path)
 
     def listing() -> list[str]:
-        if not real.is_dir():
-            raise ResourceError(f"{shown} is not a folder of the workspace")
-        entries = sorted(real.iterdir(), key=lambda p: p.name)
-        names = [e.name + ("/" if e.is_dir() else "") for e in entries
-                 if not (e.name.startswith(".") and e.name.endswith(".tmp"))]
+        entries = sorted(folder.listing())
+        names = [name + ("/" if is_dir else "") for name, is_dir in entries
+                 if not (name.startswith(".") and name.endswith(".tmp"))]
         if len(names) > MAX_LIST_ENTRIES:
             return [*names[:MAX_LIST_ENTRIES], f"... and {len(names) - MAX_LIST_ENTRIES} more"]
         return names

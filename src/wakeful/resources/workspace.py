@@ -6,9 +6,11 @@ outside the workspace (a symlink inside that points out). What is left is the re
 path, and its canonical relative form is the file's resource name, so two spellings
 of one file (through a symlink inside the workspace) are one resource.
 
-The check and the use are separate system calls, so a process that can swap a folder
-for a symlink between the two could still race it; file tools narrow that window by
-refusing to follow a symlink at the last component when they open a file.
+The check and the use are separate system calls, so a process that swaps a folder for
+a symlink between the two could race a write made by path. File tools therefore use
+the checked path only through :meth:`Workspace.confined`, which walks it from a
+descriptor of the workspace folder without following any symlink (see
+:mod:`wakeful.resources.files`). Messages name workspace-relative paths only.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from wakeful.core.resources import ROOT
 from wakeful.errors import PathEscapeError, ResourceError
+from wakeful.resources.files import Confined
 
 MAX_PATH_CHARS = 1024
 
@@ -52,7 +55,12 @@ class Workspace:
             raise PathEscapeError(f"path {path!r} contains '..'; paths may not climb out "
                                   "of the workspace folder")
         root = self.real_root
-        real = Path(os.path.realpath(root / pure))
+        try:
+            real = Path(os.path.realpath(root / pure))
+        except OSError:  # a part changed while it was followed (a racing process)
+            raise PathEscapeError(f"path {path!r} changed while it was checked (a part "
+                                  "of it became or stopped being a symbolic link); "
+                                  "refused") from None
         if real != root and root not in real.parents:
             raise PathEscapeError(f"path {path!r} leads outside the workspace folder "
                                   "through a symbolic link; refused")
@@ -67,3 +75,9 @@ class Workspace:
     def display(self, real: Path) -> str:
         relative = real.relative_to(self.real_root)
         return relative.as_posix() if relative.parts else ROOT
+
+    def confined(self, real: Path) -> Confined:
+        """File operations on ``real`` (from :meth:`resolve`) that cannot be raced out."""
+        root = self.real_root
+        return Confined(str(root), PurePosixPath(real.relative_to(root).as_posix()),
+                        self.display(real))

@@ -8,6 +8,7 @@ the UI's static files do not (the login page has to load first).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from wakeful import __version__
 from wakeful.runtime.runtime import Runtime
-from wakeful.server import errors
+from wakeful.server import errors, security
 from wakeful.server.mounts import mount_interop
 from wakeful.server.routes import agents, channels, events, locks, mail, tasks
 from wakeful.server.routes.deps import require_token
@@ -33,7 +34,11 @@ def web_dir() -> Path:
 
 
 def create_app(runtime: Runtime, token: str, *, stream_interval_s: float = INTERVAL_S,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES,
+               allowed_hosts: Iterable[str] | None = None) -> FastAPI:
+    """``allowed_hosts``: Host names served beside loopback names and IP addresses
+    (``*.suffix`` allowed); None reads ``WAKEFUL_ALLOWED_HOSTS`` (see
+    :mod:`wakeful.server.security`)."""
     app = FastAPI(title="Wakeful", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None,
                   description="The API of a running Wakeful runtime: agents, tasks, mail, "
@@ -67,4 +72,5 @@ def create_app(runtime: Runtime, token: str, *, stream_interval_s: float = INTER
 
     app.mount("/static", StaticFiles(directory=static), name="static")
     app.add_middleware(errors.BodyLimit, limit=max_body_bytes)
+    app.add_middleware(security.Guard, allowed_hosts=allowed_hosts)  # outermost
     return app

@@ -15,6 +15,7 @@ import structlog
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wakeful.errors import (
@@ -76,16 +77,43 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body(f"malformed request: {summary}", 422, fields=fields),
                             status_code=422)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, RecursionError):  # FastAPI's "error parsing the body"
+            return _malformed("body", "the JSON is nested too deeply to read; send a "
+                              "flatter document")
         return JSONResponse(error_body(str(exc.detail), exc.status_code),
                             status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(OverflowError)
+    async def overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        """A whole number the store cannot hold (SQLite: 64 bits) is the caller's mistake;
+        name the parameters that hold one."""
+        params = [("query", k, v) for k, v in request.query_params.multi_items()]
+        params += [("path", k, str(v)) for k, v in request.path_params.items()]
+        where = [f"{kind}.{key}" for kind, key, value in params if _out_of_range(value)]
+        return _malformed(", ".join(where) or "(request)",
+                          f"a number out of range: the store holds whole numbers from "
+                          f"{-2**63} to {2**63 - 1}")
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         log.error("API request failed", path=request.url.path, error=repr(exc))
         return JSONResponse(error_body(f"internal error: {type(exc).__name__}: {exc}", 500),
                             status_code=500)
+
+
+def _out_of_range(value: str) -> bool:
+    text = value.strip().lstrip("+-")
+    if not text.isdigit():
+        return False
+    return len(text) > 19 or not -2**63 <= int(value) < 2**63
+
+
+def _malformed(field: str, message: str) -> JSONResponse:
+    fields = [{"field": field, "message": message, "type": "value_error"}]
+    return JSONResponse(error_body(f"malformed request: {field}: {message}", 422,
+                                   fields=fields), status_code=422)
 
 
 class BodyLimit:

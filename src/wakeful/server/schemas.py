@@ -7,7 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
-from wakeful.core.mail import AddressKind, Priority, parse_address, parse_member
+from wakeful.core.mail import (
+    AddressKind,
+    Priority,
+    check_storable_field,
+    parse_address,
+    parse_member,
+)
 
 DEFAULT_PERSON = "person:operator"
 
@@ -32,7 +38,12 @@ def _members(value: list[str]) -> list[str]:
 
 
 class _Body(BaseModel):
+    """Every body refuses unknown fields, and text the store cannot hold (a lone
+    surrogate, NUL) in any field: a 422 naming the field, never a 500 from the store."""
+
     model_config = ConfigDict(extra="forbid")
+
+    _storable = field_validator("*", mode="before")(check_storable_field)
 
 
 class NewTask(_Body):

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from wakeful.errors import WakefulError
 from wakeful.models.base import ToolCall, ToolSpec
+from wakeful.text import unstorable
 
 if TYPE_CHECKING:
     from wakeful.core.resources import Access
@@ -28,7 +29,11 @@ if TYPE_CHECKING:
 ToolFunction = Callable[..., Any]
 AccessFunction = Callable[[Any], "Iterable[Access]"]
 """Validated arguments -> the resources a call touches (for auto-pause)."""
-ErrorKind = Literal["unknown", "forbidden", "invalid_json", "invalid_args", "error"]
+ErrorKind = Literal["unknown", "forbidden", "invalid_json", "invalid_args", "too_large",
+                    "error"]
+MAX_ARGUMENT_CHARS = 2_000_000
+"""The default bound on one call's arguments (JSON text): room for the largest file a
+file tool writes, escaped; more is refused before it is parsed, as oversized mail is."""
 
 @dataclass(frozen=True, slots=True)
 class ToolOutcome:
@@ -131,8 +136,10 @@ def _describe_args_error(tool_name: str, error: ValidationError) -> str:
 class ToolRegistry:
     """All tools the runtime knows; each agent may use only those it was granted."""
 
-    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+    def __init__(self, tools: Iterable[Tool] = (), *,
+                 max_argument_chars: int = MAX_ARGUMENT_CHARS) -> None:
         self._tools: dict[str, Tool] = {}
+        self.max_argument_chars = max_argument_chars
         for item in tools:
             self.register(item)
 
@@ -165,15 +172,13 @@ class ToolRegistry:
         if call.name not in allowed:
             return ToolOutcome(False, f"error: tool {call.name!r} is not granted to agent "
                                f"{ctx.agent!r}; this call was refused and recorded", "forbidden")
-        try:
-            raw = json.loads(call.arguments) if call.arguments.strip() else {}
-        except json.JSONDecodeError as exc:
-            return ToolOutcome(False, f"error: arguments for tool {call.name!r} are not valid "
-                               f"JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-                               "send a JSON object matching the tool's schema", "invalid_json")
-        if not isinstance(raw, dict):
-            return ToolOutcome(False, f"error: arguments for tool {call.name!r} must be a JSON "
-                               f"object, got {type(raw).__name__}", "invalid_args")
+        raw, refused = self._parse(call)
+        if refused is not None:
+            return refused
+        bad = unstorable(raw)
+        if bad is not None:
+            return ToolOutcome(False, f"error: arguments for tool {call.name!r}: {bad}",
+                               "invalid_args")
         try:
             args = found.args_model.model_validate(raw)
         except ValidationError as exc:
@@ -194,3 +199,28 @@ class ToolRegistry:
                                traceback=traceback.format_exc())
         return ToolOutcome(True, result if isinstance(result, str) else json.dumps(
             result, default=str))
+
+    def _parse(self, call: ToolCall) -> tuple[dict[str, Any], ToolOutcome | None]:
+        """The call's arguments as a JSON object, or the outcome that refuses them."""
+        size = len(call.arguments)
+        if size > self.max_argument_chars:
+            return {}, ToolOutcome(
+                False, f"error: arguments for tool {call.name!r} are {size:,} characters; "
+                f"the limit is {self.max_argument_chars:,}: split the work into smaller "
+                "calls", "too_large")
+        try:
+            raw = json.loads(call.arguments) if call.arguments.strip() else {}
+        except json.JSONDecodeError as exc:
+            return {}, ToolOutcome(
+                False, f"error: arguments for tool {call.name!r} are not valid JSON "
+                f"({exc.msg} at line {exc.lineno} column {exc.colno}); send a JSON object "
+                "matching the tool's schema", "invalid_json")
+        except RecursionError:
+            return {}, ToolOutcome(
+                False, f"error: arguments for tool {call.name!r} are nested too deeply to "
+                "read; send a flatter JSON object", "invalid_json")
+        if not isinstance(raw, dict):
+            return {}, ToolOutcome(
+                False, f"error: arguments for tool {call.name!r} must be a JSON object, got "
+                f"{type(raw).__name__}", "invalid_args")
+        return raw, None
