@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from wakeful.observe.inspect import TaskNode, causal_tree
 from wakeful.runtime.runtime import MAX_INSTRUCTION_CHARS
 from wakeful.runtime.states import TaskState
 from wakeful.server import views
@@ -44,7 +45,26 @@ async def get_task(task_id: str, runtime: RuntimeDep,
     view = views.task_view(record, runtime)
     if messages:
         view["messages"] = await runtime.store.load_messages(task_id)
+    # Delegations, linked both ways: the task that asked, and the tasks it asked for.
+    view["children"] = [{"id": c.id, "agent": c.agent, "state": c.state.value,
+                         "instruction": c.instruction}
+                        for c in await runtime.store.child_tasks([task_id])]
     return view
+
+
+@router.get("/{task_id}/tree", summary="The causal tree of the task's trace (its root "
+            "task and every task it caused), as `wakeful inspect` shows it")
+async def task_tree(task_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    record = await runtime.get_task(task_id)
+    root = await causal_tree(runtime.store, record.trace_id or record.id)
+
+    def node(found: TaskNode) -> dict[str, Any]:
+        t = found.task
+        return {"id": t.id, "agent": t.agent, "state": t.state.value,
+                "instruction": t.instruction, "error_kind": t.error_kind,
+                "events": len(found.events), "children": [node(c) for c in found.children]}
+
+    return {"task_id": task_id, "root": node(root)}
 
 
 @router.get("/{task_id}/events", summary="The task's events, in order")
