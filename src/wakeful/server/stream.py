@@ -9,8 +9,9 @@ store first, then the live feed goes on without repeating any of them.
 
 Events are sent in batches, at most one every ``interval_s``, so that a hundred agents
 streaming replies at once cost a browser a few messages a second, not thousands.
-Within a batch, streamed tokens are coalesced: one entry per task with the text of all its tokens since the last batch. Delivery bookkeeping (``mail.delivered``,
-``mail.acked``) is not sent at all. A client that falls behind loses the oldest events
+Within a batch, streamed tokens are coalesced: one entry per task with the text of all
+its tokens since the last batch. Delivery bookkeeping (``mail.delivered``, ``mail.acked``)
+is not sent at all. A client that falls behind loses the oldest events
 (the subscription is bounded) and is told how many, so it can reload what it shows.
 """
 
