@@ -135,13 +135,96 @@ async def run(agents: int) -> dict[str, Any]:
     }
 
 
+BUSY_SCRIPT = {"latency_ms": 150, "token_delay_ms": 10, "scripts": [{"steps": [
+    {"say": "Looking at the numbers before I write anything down.",
+     "tool_calls": [{"tool": "current_time"}]},
+    {"say": "Noting what I found so the others can read it later.",
+     "tool_calls": [{"tool": "note", "args": {"text": "a finding"}}]},
+    {"say": "Done: the numbers hold up and the note is written."}]}]}
+QUEUED = 40
+
+
+async def agent_page(agents: int, seconds: float) -> dict[str, Any]:
+    """The agent page of a busy agent (40 tasks queued behind 3 running) while
+    ``agents`` other agents stream replies in a channel the page does not show."""
+    from playwright.async_api import async_playwright
+
+    folder = Path(tempfile.mkdtemp(prefix="wakeful-web-bench-"))
+    chat = ScriptFile.model_validate({"latency_ms": 50, "token_delay_ms": 20,
+                                      "scripts": [{"steps": [{"say": REPLY}]}]})
+    registry = ModelRegistry(folder / "scripts")
+    registry.register("scripted:chat", ScriptedModel(chat, name="chat"))
+    registry.register("scripted:busy", ScriptedModel(ScriptFile.model_validate(BUSY_SCRIPT),
+                                                     name="busy"))
+    names = [f"agent-{n:03d}" for n in range(agents)]
+    definitions = [AgentDefinition(name=n, model="scripted:chat") for n in names]
+    definitions.append(AgentDefinition(name="busy", model="scripted:busy", max_concurrent_tasks=3,
+                                       tools=["current_time", "note"]))
+    runtime = Runtime(store=SQLiteStore(folder / "wakeful.db"), models=registry,
+                      agents=definitions)
+    await runtime.start()
+    await runtime.mailbox.create_channel("all", [*names, "person:bench"])
+    server = WebServer(runtime, TOKEN, port=0)
+    await server.start()
+    try:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM,
+                                                       args=CHROMIUM_ARGS)
+            page = await browser.new_page(viewport={"width": 1440, "height": 900})
+            page.set_default_timeout(120_000)
+            await page.goto(server.url + f"#token={TOKEN}")
+            await page.wait_for_selector("#conn.live")
+            await page.goto(server.url + "#/agent/busy")
+            await page.wait_for_selector(".page.agent[data-agent='busy']")
+            await page.wait_for_selector(f"#agent-list li >> nth={agents}")
+            await asyncio.sleep(1.0)  # the page settles before we measure
+            await page.evaluate(MONITOR)
+            for n in range(QUEUED + 3):
+                await runtime.create_task("busy", f"Check figure {n} of the report",
+                                          created_by="person:bench")
+            await runtime.mailbox.post("person:bench", "all", "Everyone: where are we?")
+            await asyncio.sleep(seconds)
+            figures = await page.evaluate("""() => {
+              const m = window.__bench; clearInterval(m.timer); cancelAnimationFrame(m.raf);
+              return {gaps: m.gaps, longTasks: m.longTasks, lags: m.lags,
+                      rows: document.querySelectorAll('#timeline li').length};
+            }""")
+            await browser.close()
+    finally:
+        await server.stop()
+        await runtime.stop()
+    gaps = figures["gaps"][1:] or [0.0]
+    long_tasks = figures["longTasks"]
+    return {"agent_page_streaming_agents": agents, "agent_page_queued": QUEUED,
+            "agent_page_longest_frame_ms": round(max(gaps), 1),
+            "agent_page_frames_over_50ms": sum(1 for g in gaps if g > 50),
+            "agent_page_long_tasks": len(long_tasks),
+            "agent_page_long_task_ms": round(sum(long_tasks), 1),
+            "agent_page_timeline_rows": figures["rows"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument("--page-agents", type=int, default=100,
+                        help="agents streaming while the agent page is measured")
+    parser.add_argument("--page-seconds", type=float, default=8.0)
+    parser.add_argument("--only", choices=["chat", "agent-page"], default=None)
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         sys.exit(f"{CHROMIUM} is missing: apt-get install chromium")
+    page: dict[str, Any] = {}
+    if args.only != "chat":
+        page = asyncio.run(agent_page(args.page_agents, args.page_seconds))
+        print(f"Agent page with {QUEUED} tasks queued while {args.page_agents} agents stream")
+        for key, value in page.items():
+            print(f"  {key:<36}  {value}")
+        if args.only == "agent-page":
+            print(f"rerun: {RERUN} --only agent-page")
+            print(json.dumps({**page, "long_tasks": page["agent_page_long_tasks"]}))
+            return
     result = asyncio.run(run(args.agents))
+    result.update(page)
     rows = [
         ("agents answering at once", result["agents"]),
         ("replies shown", result["replies_shown"]),

@@ -2,11 +2,16 @@
 //
 // A person's message is mail. The agent answers in its own task; while it does, the
 // stream carries `mail.answering` (which task answers which mail), then that task's
-// `model.token`s, which fill a "typing" bubble, and finally the `mail.sent` of the
-// reply, which turns the bubble into the reply itself.
+// `model.token`s, which fill a "typing" bubble (each finished step kept apart, as the
+// model's words between tool calls), and finally the `mail.sent` of the reply, which
+// turns the bubble into the reply itself. A reply links to the task that wrote it, and
+// folds that task's tool calls under it. Messages are kept in the order they were
+// sent (the store's), live and after a reload alike.
 
 import { enc, get, post, session } from "./api.js";
-import { displayName, el, statusLabel, throttle, time } from "./util.js";
+import { renderConversation } from "./conversation.js";
+import { renderMarkdown } from "./markdown.js";
+import { displayName, el, fill, statusLabel, throttle, time } from "./util.js";
 import { toast } from "./toast.js";
 
 export const metrics = { lastSend: null, firstToken: [] };
@@ -14,6 +19,12 @@ if (window.wakeful) window.wakeful.metrics = metrics;
 window.wakefulMetrics = metrics;
 
 const NEAR_BOTTOM_PX = 120;
+const PAGE = 100;
+const LONG_CHARS = 1500;
+const HELD = new Set(["paused", "sleeping", "stopped", "failed"]);
+
+const orderOf = (m) => [m.created_at || 0, m.seq || 0];
+const before = (a, b) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
 
 export class ChatView {
   constructor({ agent = null, channel = null, agents, onRead = () => {} }) {
@@ -22,16 +33,23 @@ export class ChatView {
     this.agents = agents;
     this.onRead = onRead;
     this.me = session.me;
-    this.shown = new Set(); // mail ids on screen
-    this.typing = new Map(); // task id -> {node, body, mailId, agent}
+    this.shown = new Map(); // mail id -> its node
+    this.typing = new Map(); // task id -> {node, body, mailId, agent, tokens}
     this.answering = new Map(); // mail id -> task id
     this.closed = false;
+    this.limit = PAGE;
+    this.oldestSeq = null;
+    this.unseen = 0;
     this.refreshPostsSoon = throttle(() => this.refreshPosts(), 300);
 
     const title = agent ? agent : `#${channel}`;
     this.subtitle = el("p", { class: "subtitle" });
-    this.list = el("div", { class: "messages", role: "log", "aria-live": "polite" });
-    this.input = el("textarea", { id: "message", rows: 2, placeholder: agent ? `Message ${agent}…` : `Message #${channel}…`, "aria-label": "message" });
+    this.older = el("button", { class: "older", type: "button", text: "Load older messages", onclick: () => this.loadOlder() });
+    this.note = el("p", { class: "agent-state-note", role: "status", hidden: true });
+    this.list = el("div", { class: "messages", role: "log", "aria-live": "polite", tabindex: "0", "aria-label": "messages" }, this.older);
+    this.jump = el("button", { class: "jump", type: "button", hidden: true, onclick: () => this.scrollDown(true) });
+    this.list.addEventListener("scroll", () => { if (this.nearBottom()) this.clearUnseen(); }, { passive: true });
+    this.input = el("textarea", { id: "message", rows: 2, placeholder: agent ? `Message ${agent}…` : `Message #${channel}… (@name to ask one agent)`, "aria-label": "message" });
     this.error = el("p", { class: "error", role: "alert", hidden: true });
     this.send = el("button", { type: "submit", id: "send", text: "Send" });
     this.form = el("form", { class: "composer" }, this.input, this.send);
@@ -42,25 +60,52 @@ export class ChatView {
     const links = agent ? el("a", { href: `#/agent/${enc(agent)}`, class: "small-link", text: "agent page" }) : null;
     this.node = el("section", { class: "page chat", dataset: { chat: agent ? `agent:${agent}` : `channel:${channel}` } },
       el("header", { class: "chat-head" }, el("h1", { text: title }), links, this.subtitle),
-      this.list, this.error, this.form);
+      this.note, this.list, this.jump, this.error, this.form);
   }
 
   async open() {
     this.describe();
+    await this.load();
+    this.scrollDown(true);
+    this.input.focus();
+  }
+
+  reload() { return this.load(); }
+
+  async load() {
     try {
       if (this.agent) {
-        const data = await get(`/api/conversations/${enc(this.agent)}?person=${enc(this.me)}&mark_read=true`);
+        const data = await get(`/api/conversations/${enc(this.agent)}?person=${enc(this.me)}&mark_read=true&limit=${this.limit}`);
+        this.older.hidden = data.mail.length < this.limit;
         this.addMails(data.mail);
       } else {
-        const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=200`);
+        const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=${PAGE}`);
+        if (this.oldestSeq === null) this.older.hidden = data.posts.length < PAGE;
         this.addMails(data.posts);
         this.markRead();
       }
+      this.showError("");
     } catch (err) {
       this.showError(err.message);
     }
-    this.scrollDown(true);
-    this.input.focus();
+  }
+
+  async loadOlder() {
+    const height = this.list.scrollHeight;
+    try {
+      if (this.agent) {
+        this.limit = Math.min(1000, this.limit + PAGE);
+        await this.load();
+        if (this.limit >= 1000) this.older.hidden = true;
+      } else {
+        const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=${PAGE}&before_seq=${this.oldestSeq}`);
+        this.older.hidden = data.posts.length < PAGE;
+        this.addMails(data.posts, { quiet: true });
+      }
+      this.list.scrollTop += this.list.scrollHeight - height; // keep what was on screen
+    } catch (err) {
+      toast(err.message);
+    }
   }
 
   close() { this.closed = true; }
@@ -69,6 +114,7 @@ export class ChatView {
     if (this.agent) {
       const a = this.agents.get(this.agent);
       this.subtitle.textContent = a ? `${a.role || ""} · ${statusLabel(a)}` : "unknown agent";
+      this.showHeld();
       return;
     }
     try {
@@ -78,12 +124,36 @@ export class ChatView {
       const shown = names.length > 12 ? `${names.slice(0, 10).join(", ")} and ${names.length - 10} more` : names.join(", ");
       this.subtitle.textContent = `${c.topic ? c.topic + " · " : ""}${names.length} members: ${shown}`;
       this.subtitle.title = names.join(", ");
+      this.showHeld();
     } catch (err) {
       this.showError(err.message);
     }
   }
 
-  agentsChanged() { if (this.agent) this.describe(); }
+  // Say plainly when an agent will not answer now (paused, asleep, stopped), and
+  // mark its typing bubbles as held rather than "typing" forever.
+  showHeld() {
+    const names = this.agent ? [this.agent] : (this.members || []).filter((m) => !m.startsWith("person:"));
+    const held = names.map((n) => this.agents.get(n)).filter((a) => a && HELD.has(a.state));
+    if (held.length && (this.agent || held.length <= 5)) {
+      this.note.hidden = false;
+      this.note.textContent = held.map((a) => `${a.name} is ${a.state}: ${a.state === "sleeping" ? "it answers when it wakes" : a.state === "paused" ? "it answers once resumed" : "it answers once started"}.`).join(" ");
+    } else if (held.length) {
+      this.note.hidden = false;
+      this.note.textContent = `${held.length} agents here are paused, asleep or stopped; they answer later.`;
+    } else {
+      this.note.hidden = true;
+    }
+    for (const bubble of this.typing.values()) {
+      const a = this.agents.get(bubble.agent);
+      const state = a && HELD.has(a.state) ? a.state : null;
+      bubble.node.classList.toggle("held", Boolean(state));
+      bubble.dots.textContent = state ? `${state}, will answer later` : "typing";
+      bubble.dots.className = state ? "held-state" : "dots";
+    }
+  }
+
+  agentsChanged() { this.describe(); }
 
   async markRead() {
     if (!this.members || !this.members.includes(this.me)) return;
@@ -124,28 +194,97 @@ export class ChatView {
     const mine = mail.sender === this.me;
     const isPerson = mail.sender.startsWith("person:");
     const kind = mine ? "mine" : isPerson ? "person" : "agent";
-    return el("div", { class: `msg ${kind}`, dataset: { mail: mail.id, sender: displayName(mail.sender) } },
+    const text = mail.body || mail.subject || "";
+    const taskId = mail.payload && mail.payload.task_id;
+    const body = el("div", { class: "body md" }, renderMarkdown(text));
+    const node = el("div", { class: `msg ${kind}`, dataset: { mail: mail.id, sender: displayName(mail.sender) } },
       el("div", { class: "meta" }, el("span", { class: "from", text: displayName(mail.sender) }),
-        el("time", { text: time(mail.created_at) })),
-      el("div", { class: "body", text: mail.body || mail.subject }));
+        el("time", { text: time(mail.created_at) }),
+        taskId ? el("a", { href: `#/task/${enc(taskId)}`, class: "reply-task", text: "open task" }) : null),
+      body);
+    node.order = orderOf(mail);
+    if (text.length > LONG_CHARS) {
+      node.classList.add("collapsed");
+      const more = el("button", { class: "more", type: "button", text: `Show all (${text.length.toLocaleString()} characters)` });
+      more.addEventListener("click", () => {
+        const open = node.classList.toggle("collapsed");
+        more.textContent = open ? `Show all (${text.length.toLocaleString()} characters)` : "Show less";
+      });
+      node.append(more);
+    }
+    if (taskId && !isPerson) node.append(this.workFold(taskId));
+    return node;
   }
 
-  addMails(mails) {
+  // The task's steps and tool calls, folded under its reply, loaded when opened.
+  workFold(taskId) {
+    const box = el("div");
+    const fold = el("details", { class: "work" }, el("summary", { text: "How it answered (steps and tool calls)" }), box);
+    fold.addEventListener("toggle", async () => {
+      if (!fold.open || box.dataset.loaded) return;
+      box.dataset.loaded = "1";
+      try {
+        const [task, events] = await Promise.all([get(`/api/tasks/${enc(taskId)}`),
+          get(`/api/tasks/${enc(taskId)}/events?limit=1000`)]);
+        const turns = renderConversation(task.messages || [], events.events)
+          .filter((n) => !n.classList.contains("system") && !n.classList.contains("user"));
+        fill(box, ...turns);
+      } catch (err) {
+        fill(box, el("p", { class: "error", text: err.message }));
+      }
+    }, { once: false });
+    return fold;
+  }
+
+  // Insert in the store's order; typing bubbles stay last.
+  place(node) {
+    let at = null;
+    for (let child = this.list.lastElementChild; child; child = child.previousElementSibling) {
+      if (!child.order) { if (child.classList.contains("typing")) at = child; continue; }
+      if (!before(node.order, child.order)) break;
+      at = child;
+    }
+    this.list.insertBefore(node, at);
+  }
+
+  addMails(mails, { quiet = false } = {}) {
     const near = this.nearBottom();
+    let added = 0;
     for (const mail of mails) {
+      if (typeof mail.seq === "number" && this.channel && (this.oldestSeq === null || mail.seq < this.oldestSeq)) this.oldestSeq = mail.seq;
       if (this.shown.has(mail.id)) continue;
-      this.shown.add(mail.id);
       const taskId = (mail.payload && mail.payload.task_id) || this.answering.get(mail.in_reply_to);
       const bubble = taskId && this.typing.get(taskId);
+      const node = this.messageNode(mail);
+      this.shown.set(mail.id, node);
       if (bubble) {
-        // The streamed bubble becomes the reply, where it already is.
+        // The streamed bubble becomes the reply.
         this.typing.delete(taskId);
-        bubble.node.replaceWith(this.messageNode(mail));
-      } else {
-        this.list.append(this.messageNode(mail));
+        bubble.node.remove();
       }
+      this.place(node);
+      if (mail.sender !== this.me) added += 1;
     }
+    if (!quiet && added && !near) this.markUnseen(added);
     this.scrollDown(near);
+  }
+
+  markUnseen(count) {
+    if (!this.unseen) {
+      this.marker?.remove();
+      this.marker = el("div", { class: "new-marker", role: "status", text: "new messages" });
+      const last = [...this.list.children].filter((c) => c.order).slice(-count)[0];
+      if (last) this.list.insertBefore(this.marker, last);
+    }
+    this.unseen += count;
+    this.jump.hidden = false;
+    this.jump.textContent = `${this.unseen} new message${this.unseen === 1 ? "" : "s"} ↓`;
+  }
+
+  clearUnseen() {
+    if (!this.unseen) return;
+    this.unseen = 0;
+    this.jump.hidden = true;
   }
 
   relevantAnswer(d) {
@@ -164,13 +303,26 @@ export class ChatView {
   startTyping(d) {
     if (this.typing.has(d.task_id)) return;
     this.answering.set(d.mail_id, d.task_id);
-    const body = el("div", { class: "body" });
+    const steps = el("div", { class: "steps", hidden: true });
+    const body = el("div", { class: "body plain" });
+    const dots = el("span", { class: "dots", text: "typing" });
+    const stop = el("button", { class: "small stop-answer", type: "button", text: "Stop", "aria-label": `stop ${d.agent}'s answer`,
+      onclick: () => this.stopAnswer(d.task_id) });
     const node = el("div", { class: "msg agent typing", dataset: { task: d.task_id, sender: d.agent } },
-      el("div", { class: "meta" }, el("span", { class: "from", text: d.agent }),
-        el("span", { class: "dots", text: "typing" })),
-      body);
-    this.typing.set(d.task_id, { node, body, mailId: d.mail_id, agent: d.agent, tokens: 0 });
+      el("div", { class: "meta" }, el("span", { class: "from", text: d.agent }), dots,
+        el("a", { href: `#/task/${enc(d.task_id)}`, text: "open task" }), stop),
+      steps, body);
+    this.typing.set(d.task_id, { node, body, steps, dots, mailId: d.mail_id, agent: d.agent, tokens: 0 });
     this.list.append(node);
+    this.showHeld();
+  }
+
+  async stopAnswer(taskId) {
+    try {
+      await post(`/api/tasks/${enc(taskId)}/cancel`);
+    } catch (err) {
+      toast(err.message);
+    }
   }
 
   onEvents(events) {
@@ -189,13 +341,23 @@ export class ChatView {
         }
         bubble.tokens += d.count || 1;
         bubble.body.append(d.text);
+      } else if (e.type === "model.call" && this.typing.has(e.task_id) && (d.tool_calls || []).length) {
+        // A step that called tools ended: keep its words apart from the next step's.
+        const bubble = this.typing.get(e.task_id);
+        if (bubble.body.textContent) {
+          bubble.steps.hidden = false;
+          bubble.steps.append(el("div", { text: `${bubble.body.textContent} → ${d.tool_calls.join(", ")}` }));
+          bubble.body.textContent = "";
+        }
       } else if (e.type === "mail.sent" && this.relevantMail(d) && !this.shown.has(d.mail_id)) {
         fetches.push(d.mail_id);
       } else if (e.type === "task.state" && this.typing.has(e.task_id)
         && (d.to === "failed" || d.to === "cancelled")) {
         // The responder still sends an answer saying so; it replaces this bubble.
         this.typing.get(e.task_id).node.classList.add("failed");
-      } else if (e.type === "agent.state" && this.agent === e.agent) {
+      } else if (e.type === "agent.state" && (this.agent === e.agent || (this.members || []).includes(e.agent))) {
+        const a = this.agents.get(e.agent);
+        if (a) a.state = d.to;
         this.describe();
       }
     }
@@ -211,7 +373,7 @@ export class ChatView {
   async refreshPosts() {
     if (this.closed) return;
     try {
-      const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=200`);
+      const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=${PAGE}`);
       if (this.closed) return;
       this.addMails(data.posts);
       this.markRead();
@@ -233,6 +395,9 @@ export class ChatView {
   }
 
   scrollDown(near) {
-    if (near) this.list.scrollTop = this.list.scrollHeight;
+    if (near) {
+      this.list.scrollTop = this.list.scrollHeight;
+      this.clearUnseen();
+    }
   }
 }
