@@ -182,8 +182,11 @@ async def agent_page(agents: int, seconds: float) -> dict[str, Any]:
             for n in range(QUEUED + 3):
                 await runtime.create_task("busy", f"Check figure {n} of the report",
                                           created_by="person:bench")
-            await runtime.mailbox.post("person:bench", "all", "Everyone: where are we?")
-            await asyncio.sleep(seconds)
+            # The 100 agents stream all through the window: a new post every 2 s.
+            posts = max(1, int(seconds // 2))
+            for _ in range(posts):
+                await runtime.mailbox.post("person:bench", "all", "Everyone: where are we?")
+                await asyncio.sleep(seconds / posts)
             figures = await page.evaluate("""() => {
               const m = window.__bench; clearInterval(m.timer); cancelAnimationFrame(m.raf);
               return {gaps: m.gaps, longTasks: m.longTasks, lags: m.lags,

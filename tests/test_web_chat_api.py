@@ -126,3 +126,34 @@ async def test_a_task_shows_its_delegations_and_causal_tree(tmp_path: Path) -> N
                 assert missing.status_code == 404 and "t_nope" in missing.text
         finally:
             await server.stop()
+
+
+async def test_search_finds_tasks_mail_and_events_with_filters(served: Served) -> None:
+    runtime = served.runtime
+    await runtime.create_task("writer", "Write about zebras")
+    await runtime.create_task("critic", "Critique the giraffe essay")
+    await runtime.mailbox.send("person:ada", "researcher", body="Any news on zebras?")
+    await runtime.wait_idle(10)
+    async with client(served) as http:
+        found = (await http.get("/api/search", params={"q": "ZEBRAS"})).json()["hits"]
+        kinds = {h["kind"] for h in found}
+        assert {"tasks", "mail", "events"} <= kinds
+        assert all("zebras" in (h["text"] + h["title"]).lower() for h in found)
+        tasks = (await http.get("/api/search", params={"q": "zebras", "kind": "tasks"})).json()
+        # The writer's task, and the researcher's task that answered ada's mail.
+        assert sorted(h["agent"] for h in tasks["hits"]) == ["researcher", "writer"]
+        mine = (await http.get("/api/search", params={"q": "zebras", "kind": "tasks",
+                                                      "agent": "writer"})).json()
+        [hit] = mine["hits"]
+        assert hit["state"] == "done" and hit["task_id"] and hit["title"] == "Write about zebras"
+        none = (await http.get("/api/search", params={"q": "zebras", "agent": "critic",
+                                                      "kind": "tasks"})).json()
+        assert none["hits"] == []
+        failed = (await http.get("/api/search", params={"state": "failed"})).json()
+        assert failed["hits"] == []
+        later = (await http.get("/api/search", params={"q": "zebras", "since": 4e9})).json()
+        assert later["hits"] == []
+        unknown = await http.get("/api/search", params={"agent": "nobody"})
+        assert unknown.status_code == 404 and "nobody" in unknown.text
+        bad = await http.get("/api/search", params={"kind": "everything"})
+        assert bad.status_code == 422 and "kind" in bad.text

@@ -9,6 +9,7 @@ import { ChatView } from "./chat.js";
 import { AgentView } from "./agent.js";
 import { OverviewView } from "./overview.js";
 import { TaskView } from "./task.js";
+import { SearchView } from "./search.js";
 import { toast } from "./toast.js";
 
 const state = {
@@ -202,7 +203,9 @@ function newChannelView() {
 // --- router ---------------------------------------------------------------------
 function route() {
   const [, kind, raw] = location.hash.match(/^#\/([\w-]+)\/?(.*)$/) || [];
-  return { kind: kind || "home", name: raw ? decodeURIComponent(raw) : "" };
+  let name = raw || "";
+  try { name = decodeURIComponent(name); } catch { /* keep it as it is */ }
+  return { kind: kind || "home", name, raw: raw || "" };
 }
 
 function isCurrent(kind, name) {
@@ -222,7 +225,7 @@ function notFoundView(what) {
 
 function show() {
   if (state.view) state.view.close();
-  const { kind, name } = route();
+  const { kind, name, raw } = route();
   let view;
   const unknownAgent = state.loaded && (kind === "chat" || kind === "agent") && name && !state.agents.has(name);
   const unknownChannel = state.loaded && kind === "channel" && name && !state.channels.has(name);
@@ -232,6 +235,7 @@ function show() {
   else if (kind === "channel" && name) view = new ChatView({ channel: name, agents: state.agents, onRead: refreshChannelsSoon });
   else if (kind === "agent" && name) view = new AgentView(name, state.agents);
   else if (kind === "task" && name) view = new TaskView(name);
+  else if (kind === "search") view = new SearchView(raw, state.agents);
   else if (kind === "new-channel") view = newChannelView();
   else if (kind === "home") view = new OverviewView();
   else view = notFoundView(`There is no page at '${location.hash}'.`);
