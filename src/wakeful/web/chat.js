@@ -131,29 +131,40 @@ export class ChatView {
   }
 
   // Say plainly when an agent will not answer now (paused, asleep, stopped), and
-  // mark its typing bubbles as held rather than "typing" forever.
+  // mark its typing bubbles as held rather than "typing" forever. Cheap to call often:
+  // a bubble is touched only when its agent's state changed.
   showHeld() {
     const names = this.agent ? [this.agent] : (this.members || []).filter((m) => !m.startsWith("person:"));
-    const held = names.map((n) => this.agents.get(n)).filter((a) => a && HELD.has(a.state));
+    const held = [];
+    for (const n of names) {
+      const a = this.agents.get(n);
+      if (a && HELD.has(a.state)) held.push(a);
+    }
+    let text = "";
     if (held.length && (this.agent || held.length <= 5)) {
-      this.note.hidden = false;
-      this.note.textContent = held.map((a) => `${a.name} is ${a.state}: ${a.state === "sleeping" ? "it answers when it wakes" : a.state === "paused" ? "it answers once resumed" : "it answers once started"}.`).join(" ");
+      text = held.map((a) => `${a.name} is ${a.state}: ${a.state === "sleeping" ? "it answers when it wakes" : a.state === "paused" ? "it answers once resumed" : "it answers once started"}.`).join(" ");
     } else if (held.length) {
-      this.note.hidden = false;
-      this.note.textContent = `${held.length} agents here are paused, asleep or stopped; they answer later.`;
-    } else {
-      this.note.hidden = true;
+      text = `${held.length} agents here are paused, asleep or stopped; they answer later.`;
     }
-    for (const bubble of this.typing.values()) {
-      const a = this.agents.get(bubble.agent);
-      const state = a && HELD.has(a.state) ? a.state : null;
-      bubble.node.classList.toggle("held", Boolean(state));
-      bubble.dots.textContent = state ? `${state}, will answer later` : "typing";
-      bubble.dots.className = state ? "held-state" : "dots";
-    }
+    if (this.note.textContent !== text) this.note.textContent = text;
+    this.note.hidden = !text;
+    for (const bubble of this.typing.values()) this.holdBubble(bubble);
   }
 
-  agentsChanged() { this.describe(); }
+  holdBubble(bubble) {
+    const a = this.agents.get(bubble.agent);
+    const state = a && HELD.has(a.state) ? a.state : null;
+    if (bubble.held === state) return;
+    bubble.held = state;
+    bubble.node.classList.toggle("held", Boolean(state));
+    bubble.dots.textContent = state ? `${state}, will answer later` : "typing";
+    bubble.dots.className = state ? "held-state" : "dots";
+  }
+
+  agentsChanged() {
+    if (this.agent) this.describe();
+    else this.showHeld(); // members are known; only their states changed
+  }
 
   async markRead() {
     if (!this.members || !this.members.includes(this.me)) return;
@@ -312,9 +323,10 @@ export class ChatView {
       el("div", { class: "meta" }, el("span", { class: "from", text: d.agent }), dots,
         el("a", { href: `#/task/${enc(d.task_id)}`, text: "open task" }), stop),
       steps, body);
-    this.typing.set(d.task_id, { node, body, steps, dots, mailId: d.mail_id, agent: d.agent, tokens: 0 });
+    const bubble = { node, body, steps, dots, mailId: d.mail_id, agent: d.agent, tokens: 0, held: null };
+    this.typing.set(d.task_id, bubble);
     this.list.append(node);
-    this.showHeld();
+    this.holdBubble(bubble);
   }
 
   async stopAnswer(taskId) {
@@ -329,6 +341,7 @@ export class ChatView {
     if (this.closed) return;
     const near = this.nearBottom();
     const fetches = [];
+    let heldChanged = false;
     for (const e of events) {
       const d = e.data || {};
       if (e.type === "mail.answering" && this.relevantAnswer(d)) {
@@ -358,8 +371,12 @@ export class ChatView {
       } else if (e.type === "agent.state" && (this.agent === e.agent || (this.members || []).includes(e.agent))) {
         const a = this.agents.get(e.agent);
         if (a) a.state = d.to;
-        this.describe();
+        heldChanged = true;
       }
+    }
+    if (heldChanged) {
+      if (this.agent) this.describe();
+      else this.showHeld();
     }
     if (fetches.length) {
       // A channel reloads its latest posts (at most a few times a second, however many
