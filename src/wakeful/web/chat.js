@@ -39,6 +39,7 @@ export class ChatView {
     this.closed = false;
     this.limit = PAGE;
     this.oldestSeq = null;
+    this.newestSeq = null;
     this.unseen = 0;
     this.refreshPostsSoon = throttle(() => this.refreshPosts(), 300);
 
@@ -262,7 +263,10 @@ export class ChatView {
     const near = this.nearBottom();
     let added = 0;
     for (const mail of mails) {
-      if (typeof mail.seq === "number" && this.channel && (this.oldestSeq === null || mail.seq < this.oldestSeq)) this.oldestSeq = mail.seq;
+      if (typeof mail.seq === "number" && this.channel) {
+        if (this.oldestSeq === null || mail.seq < this.oldestSeq) this.oldestSeq = mail.seq;
+        if (this.newestSeq === null || mail.seq > this.newestSeq) this.newestSeq = mail.seq;
+      }
       if (this.shown.has(mail.id)) continue;
       const taskId = (mail.payload && mail.payload.task_id) || this.answering.get(mail.in_reply_to);
       const bubble = taskId && this.typing.get(taskId);
@@ -387,12 +391,22 @@ export class ChatView {
     this.scrollDown(near);
   }
 
+  // The latest posts, paging back until they meet what is shown already, so that a
+  // burst of more than a page of replies between two refreshes leaves no gap.
   async refreshPosts() {
     if (this.closed) return;
     try {
-      const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=${PAGE}`);
-      if (this.closed) return;
-      this.addMails(data.posts);
+      const known = this.newestSeq;
+      let found = [];
+      let before = null;
+      for (let pages = 0; pages < 20; pages += 1) {
+        const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=${PAGE}${before ? `&before_seq=${before}` : ""}`);
+        if (this.closed) return;
+        found = data.posts.concat(found);
+        if (data.posts.length < PAGE || known === null || data.posts[0].seq <= known) break;
+        before = data.posts[0].seq;
+      }
+      this.addMails(found);
       this.markRead();
     } catch (err) {
       toast(err.message);
