@@ -182,3 +182,48 @@ async def test_search_filters_by_kind_and_agent(page: Page, served: Served) -> N
     assert await axe_serious(page) == []
     await hits.first.locator("a.task-link").click()
     await page.wait_for_selector(".page.task .turn.assistant")
+
+
+async def test_a_long_channel_loads_older_posts_marks_new_ones_and_keeps_its_order(
+        page: Page, served: Served) -> None:
+    mailbox = served.runtime.mailbox
+    await mailbox.create_channel("quiet", ["person:bob", "person:operator"])
+    for n in range(130):
+        await mailbox.post("person:bob", "quiet", f"Message number {n:03d}")
+    await page.goto(served.url + "#/channel/quiet")
+    messages = page.locator(".msg[data-mail]")
+    await messages.nth(99).wait_for(state="attached")
+    assert await messages.count() == 100  # the latest page
+    older = page.locator("button.older")
+    await older.click()
+    await messages.nth(129).wait_for(state="attached")
+    await older.wait_for(state="hidden")  # nothing older is left
+    texts = [await m.locator(".body").text_content() for m in await messages.all()]
+    assert texts == [f"Message number {n:03d}" for n in range(130)]
+    # Scrolled up, a new post is marked rather than scrolled to.
+    await page.evaluate("document.querySelector('.messages').scrollTop = 0")
+    await mailbox.post("person:bob", "quiet", "Are you still there?")
+    jump = page.locator("button.jump")
+    await jump.wait_for()
+    assert "1 new message" in await jump.inner_text()
+    assert await page.locator(".new-marker").count() == 1
+    await jump.click()
+    await jump.wait_for(state="hidden")
+    # The same order after a reload as live.
+    live = [await m.get_attribute("data-mail") for m in await messages.all()]
+    await page.reload()
+    await page.locator(".msg[data-mail]").nth(99).wait_for(state="attached")
+    await page.locator("button.older").click()
+    await messages.nth(130).wait_for(state="attached")
+    assert [await m.get_attribute("data-mail") for m in await messages.all()] == live
+
+
+async def test_a_token_link_pasted_into_the_login_tab_logs_in(page: Page,
+                                                              served: Served) -> None:
+    await page.click("#logout")
+    await page.wait_for_selector("#login-form", state="visible")
+    assert await axe_serious(page) == []
+    await page.evaluate(f"location.hash = '#token={TOKEN}'")
+    await page.wait_for_selector("#app", state="visible")
+    await page.wait_for_selector("#overview-summary:not(:empty)")
+    assert "token" not in page.url  # taken out of the address at once

@@ -223,12 +223,26 @@ function notFoundView(what) {
   };
 }
 
-function show() {
+function unknownPlace({ kind, name }) {
+  const agent = (kind === "chat" || kind === "agent") && name && !state.agents.has(name);
+  const channel = kind === "channel" && name && !state.channels.has(name);
+  return { agent, channel };
+}
+
+async function show() {
+  const where = route();
+  if (state.loaded) {
+    const unknown = unknownPlace(where);
+    // Made a moment ago elsewhere? Look again before saying it is not there.
+    if (unknown.agent || unknown.channel) await Promise.all([refreshAgents(), refreshChannels()]);
+    if (route().raw !== where.raw || route().kind !== where.kind) return; // moved on meanwhile
+  }
   if (state.view) state.view.close();
-  const { kind, name, raw } = route();
+  const { kind, name, raw } = where;
   let view;
-  const unknownAgent = state.loaded && (kind === "chat" || kind === "agent") && name && !state.agents.has(name);
-  const unknownChannel = state.loaded && kind === "channel" && name && !state.channels.has(name);
+  const unknown = state.loaded ? unknownPlace(where) : { agent: false, channel: false };
+  const unknownAgent = unknown.agent;
+  const unknownChannel = unknown.channel;
   if (unknownAgent) view = notFoundView(`There is no agent named '${name}'.`);
   else if (unknownChannel) view = notFoundView(`There is no channel named '#${name}'.`);
   else if (kind === "chat" && name) view = new ChatView({ agent: name, agents: state.agents });
