@@ -104,6 +104,7 @@ function renderAgents() {
     if (list.children[index] !== row.li) list.insertBefore(row.li, list.children[index] || null);
   });
   while (list.children.length > names.length) list.lastChild.remove();
+  list.classList.toggle("many", names.length > 200);
 }
 const renderAgentsSoon = throttle(() => requestAnimationFrame(renderAgents), 250);
 

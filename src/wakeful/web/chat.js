@@ -21,6 +21,7 @@ window.wakefulMetrics = metrics;
 const NEAR_BOTTOM_PX = 120;
 const PAGE = 100;
 const LONG_CHARS = 1500;
+const MANY = 200; // past this many messages, off-screen ones skip rendering (CSS)
 const HELD = new Set(["paused", "sleeping", "stopped", "failed"]);
 
 const orderOf = (m) => [m.created_at || 0, m.seq || 0];
@@ -280,6 +281,7 @@ export class ChatView {
       this.place(node);
       if (mail.sender !== this.me) added += 1;
     }
+    this.list.classList.toggle("many", this.list.childElementCount > MANY);
     if (!quiet && added && !near) this.markUnseen(added);
     this.scrollDown(near);
   }
@@ -330,6 +332,7 @@ export class ChatView {
     const bubble = { node, body, steps, dots, mailId: d.mail_id, agent: d.agent, tokens: 0, held: null };
     this.typing.set(d.task_id, bubble);
     this.list.append(node);
+    this.list.classList.toggle("many", this.list.childElementCount > MANY);
     this.holdBubble(bubble);
   }
 
