@@ -1,18 +1,28 @@
-"""Benchmark: does the web UI stay responsive while 100 agents answer at once?
+"""Benchmark: does the web UI stay responsive while many agents answer at once?
 
-What is measured
-----------------
-A runtime with N agents (default 100) on scripted models, all in one channel with a
+Two scenes, in Debian's chromium driven by Playwright:
+
+1. **The agent page under load** (``agent_page_*``): one agent with 40 tasks queued
+   behind 3 running (each step says a sentence and calls a tool), while 100 other agents
+   stream replies in a channel (a new post every 2 s), for 16 s. Targets: no frame later
+   than 50 ms (``agent_page_longest_frame_ms``), no long task (``long_tasks``).
+2. **A thousand agents answering one post** (``replies_1000_shown_s``): below.
+
+What is measured in scene 2
+---------------------------
+A runtime with N agents (default 1,000) on scripted models, all in one channel with a
 person. The person posts once, in the browser (Debian's chromium, driven by
 Playwright); every agent answers in its own task, streaming a reply of ~30 words token
 by token (``token_delay_ms`` 20, so each reply streams for about 0.6 s and all of them
 overlap). In the page we record:
 
-* ``all_replies_s``: from the click on Send until all N replies are shown;
+* ``all_replies_s`` (also ``replies_N_shown_s``): from the click on Send until all N
+  replies are shown; ``server_replies_s``: until the store holds them all (the
+  runtime's share: the rest is the page's);
 * ``first_token_ms``: from Send until the first streamed token appears;
 * ``max_frame_gap_ms``: the longest time between two animation frames (a frozen page
   shows up here), and ``frames_over_50ms``;
-* ``long_tasks`` / ``long_task_ms``: main-thread tasks over 50 ms (PerformanceObserver);
+* ``chat_long_tasks`` / ``long_task_ms``: main-thread tasks over 50 ms (PerformanceObserver);
 * ``max_timer_lag_ms``: how late a 50 ms interval timer fired at worst: what a click or
   a key press would have waited;
 * ``stream_batches`` / ``stream_events``: WebSocket messages and the entries in them;
@@ -25,8 +35,8 @@ server batches them every 75 ms per client and coalesces tokens per task; the pa
 applies each batch in one animation frame and throttles its reloads. If that works, the
 frame gaps and timer lag stay small while every reply still streams in.
 
-Run it with ``python benchmarks/web.py [--agents N]``. The last line of its output is
-one JSON object with the figures (units in the key names).
+Run it with ``python benchmarks/web.py [--agents N] [--only chat|agent-page]``. The last
+line of its output is one JSON object with the figures (units in the key names).
 """
 
 from __future__ import annotations
@@ -224,10 +234,11 @@ async def agent_page(agents: int, seconds: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument("--agents", type=int, default=1000,
+                        help="agents answering one post at once")
     parser.add_argument("--page-agents", type=int, default=100,
                         help="agents streaming while the agent page is measured")
-    parser.add_argument("--page-seconds", type=float, default=8.0)
+    parser.add_argument("--page-seconds", type=float, default=16.0)
     parser.add_argument("--only", choices=["chat", "agent-page"], default=None)
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
@@ -242,8 +253,12 @@ def main() -> None:
             print(f"rerun: {RERUN} --only agent-page")
             print(json.dumps({**page, "long_tasks": page["agent_page_long_tasks"]}))
             return
-    result = asyncio.run(run(args.agents))
-    result.update(page)
+    chat = asyncio.run(run(args.agents))
+    chat["chat_long_tasks"] = chat.pop("long_tasks")
+    result = {**chat,
+              f"replies_{args.agents}_shown_s": chat["all_replies_s"], **page}
+    if page:  # the targets: agent page frames <= 50 ms, no long task there
+        result["long_tasks"] = page["agent_page_long_tasks"]
     rows = [
         ("agents answering at once", result["agents"]),
         ("replies shown", result["replies_shown"]),
@@ -252,7 +267,8 @@ def main() -> None:
         ("send -> first token shown", f"{result['first_token_ms']} ms"),
         ("longest gap between frames", f"{result['max_frame_gap_ms']} ms"),
         ("frames later than 50 ms", result["frames_over_50ms"]),
-        ("long tasks (>50 ms)", f"{result['long_tasks']} ({result['long_task_ms']} ms in all)"),
+        ("long tasks (>50 ms)",
+         f"{result['chat_long_tasks']} ({result['long_task_ms']} ms in all)"),
         ("worst timer lag (input delay)", f"{result['max_timer_lag_ms']} ms"),
         ("stream messages / entries", f"{result['stream_batches']} / {result['stream_events']}"),
         ("model tokens streamed", result["tokens"]),
@@ -261,7 +277,8 @@ def main() -> None:
     print(f"Web UI with {result['agents']} agents answering in one channel")
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
-    print(f"rerun: {RERUN} --agents {result['agents']}")
+    print(f"rerun: {RERUN} --agents {result['agents']}"
+          + (" --only chat" if args.only == "chat" else ""))
     print(json.dumps(result))
 
 

@@ -9,9 +9,8 @@
 // sent (the store's), live and after a reload alike.
 
 import { enc, get, post, session } from "./api.js";
-import { renderConversation } from "./conversation.js";
-import { renderMarkdown } from "./markdown.js";
-import { displayName, el, fill, statusLabel, throttle, time } from "./util.js";
+import { messageNode } from "./message.js";
+import { displayName, el, statusLabel, throttle } from "./util.js";
 import { toast } from "./toast.js";
 
 export const metrics = { lastSend: null, firstToken: [] };
@@ -20,11 +19,9 @@ window.wakefulMetrics = metrics;
 
 const NEAR_BOTTOM_PX = 120;
 const PAGE = 100;
-const LONG_CHARS = 1500;
 const MANY = 200; // past this many messages, off-screen ones skip rendering (CSS)
 const HELD = new Set(["paused", "sleeping", "stopped", "failed"]);
 
-const orderOf = (m) => [m.created_at || 0, m.seq || 0];
 const before = (a, b) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
 
 export class ChatView {
@@ -203,52 +200,6 @@ export class ChatView {
     }
   }
 
-  messageNode(mail) {
-    const mine = mail.sender === this.me;
-    const isPerson = mail.sender.startsWith("person:");
-    const kind = mine ? "mine" : isPerson ? "person" : "agent";
-    const text = mail.body || mail.subject || "";
-    const taskId = mail.payload && mail.payload.task_id;
-    const body = el("div", { class: "body md" }, renderMarkdown(text));
-    const node = el("div", { class: `msg ${kind}`, dataset: { mail: mail.id, sender: displayName(mail.sender) } },
-      el("div", { class: "meta" }, el("span", { class: "from", text: displayName(mail.sender) }),
-        el("time", { text: time(mail.created_at) }),
-        taskId ? el("a", { href: `#/task/${enc(taskId)}`, class: "reply-task", text: "open task" }) : null),
-      body);
-    node.order = orderOf(mail);
-    if (text.length > LONG_CHARS) {
-      node.classList.add("collapsed");
-      const more = el("button", { class: "more", type: "button", text: `Show all (${text.length.toLocaleString()} characters)` });
-      more.addEventListener("click", () => {
-        const open = node.classList.toggle("collapsed");
-        more.textContent = open ? `Show all (${text.length.toLocaleString()} characters)` : "Show less";
-      });
-      node.append(more);
-    }
-    if (taskId && !isPerson) node.append(this.workFold(taskId));
-    return node;
-  }
-
-  // The task's steps and tool calls, folded under its reply, loaded when opened.
-  workFold(taskId) {
-    const box = el("div");
-    const fold = el("details", { class: "work" }, el("summary", { text: "How it answered (steps and tool calls)" }), box);
-    fold.addEventListener("toggle", async () => {
-      if (!fold.open || box.dataset.loaded) return;
-      box.dataset.loaded = "1";
-      try {
-        const [task, events] = await Promise.all([get(`/api/tasks/${enc(taskId)}`),
-          get(`/api/tasks/${enc(taskId)}/events?limit=1000`)]);
-        const turns = renderConversation(task.messages || [], events.events)
-          .filter((n) => !n.classList.contains("system") && !n.classList.contains("user"));
-        fill(box, ...turns);
-      } catch (err) {
-        fill(box, el("p", { class: "error", text: err.message }));
-      }
-    }, { once: false });
-    return fold;
-  }
-
   // Insert in the store's order; typing bubbles stay last.
   place(node) {
     let at = null;
@@ -271,7 +222,7 @@ export class ChatView {
       if (this.shown.has(mail.id)) continue;
       const taskId = (mail.payload && mail.payload.task_id) || this.answering.get(mail.in_reply_to);
       const bubble = taskId && this.typing.get(taskId);
-      const node = this.messageNode(mail);
+      const node = messageNode(mail, this.me);
       this.shown.set(mail.id, node);
       if (bubble) {
         // The streamed bubble becomes the reply.
