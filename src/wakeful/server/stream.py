@@ -161,8 +161,13 @@ async def stream(socket: WebSocket) -> None:
         return
     await socket.accept(subprotocol=SUBPROTOCOL if as_protocol else None)
     runtime = app.state.runtime
+    await runtime.store.flush()
+    newest = await runtime.store.query_events(newest=True, limit=1)
+    # last_event_id: a client that saw higher ids was talking to another store; it
+    # starts counting again from here rather than skip what comes.
     await socket.send_text(json.dumps({"type": "hello", "run_id": runtime.run_id,
-                                       "interval_ms": int(app.state.stream_interval_s * 1000)}))
+                                       "interval_ms": int(app.state.stream_interval_s * 1000),
+                                       "last_event_id": newest[0].id if newest else 0}))
     client = EventStream(runtime.events, socket, app.state.stream_interval_s)
     after_id = _after_id(socket)
     if after_id:

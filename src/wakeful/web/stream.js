@@ -70,6 +70,7 @@ export function connect() {
     const data = JSON.parse(message.data);
     if (data.type === "hello") {
       opened = true;
+      if (typeof data.last_event_id === "number" && data.last_event_id < lastId) lastId = 0;
       retry = 250;
       statusHandler(everLive ? "resumed" : "live", data);
       everLive = true;
