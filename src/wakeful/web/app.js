@@ -10,7 +10,7 @@ import { AgentView } from "./agent.js";
 import { OverviewView } from "./overview.js";
 import { TaskView } from "./task.js";
 import { SearchView } from "./search.js";
-import { toast } from "./toast.js";
+import { clearErrors, toast } from "./toast.js";
 
 const state = {
   agents: new Map(), // name -> summary from the API
@@ -301,6 +301,7 @@ function connectionChanged(status) {
   const wasLost = lostAt !== null;
   lostAt = null;
   banner.hidden = true;
+  clearErrors();
   if (status === "resumed" || wasLost) {
     toast("Reconnected: reloading what this page shows.", "info", 3000);
     reloadEverything();
