@@ -251,3 +251,27 @@ async def test_unknown_routes_say_so(example: Example, browser: Browser, route: 
     assert await alert.inner_text()
     assert await page.locator("#main a[href='#/']").is_visible()
     assert not errors
+
+
+async def test_dark_mode_follows_the_system_and_stays_readable(example: Example,
+                                                               browser: Browser) -> None:
+    errors: list[str] = []
+    context = await browser.new_context(viewport=DESKTOP, color_scheme="dark")
+    page = await context.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await page.goto(example.server.url + f"#token={TOKEN}")
+    await page.locator("#overview-summary").filter(has_text="tasks so far").wait_for()
+    background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(18, 21, 28)", background
+    assert await axe_serious(page) == []
+    await page.screenshot(path=screenshot_path("overview-dark"))
+    # The agent page's timeline: task.* rows are not greyed out like task ids are.
+    await page.goto(example.server.url + "#/agent/writer")
+    row = page.locator("#timeline li[data-type='task.created']").first
+    await row.wait_for()
+    colour = await row.locator(".type").evaluate("n => getComputedStyle(n).color")
+    muted = await row.locator(".ev-task").evaluate("n => getComputedStyle(n).color")
+    assert colour != muted
+    assert await axe_serious(page) == []
+    await context.close()
+    assert not errors
