@@ -5,7 +5,9 @@ search page; axe-core finds no critical or serious violation."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -216,6 +218,14 @@ async def test_a_long_channel_loads_older_posts_marks_new_ones_and_keeps_its_ord
     await page.locator("button.older").click()
     await messages.nth(130).wait_for(state="attached")
     assert [await m.get_attribute("data-mail") for m in await messages.all()] == live
+    # Export: the conversation as shown, in order, as Markdown.
+    async with page.expect_download() as download:
+        await page.click("button.export")
+    saved = await (await download.value).path()
+    text = await asyncio.to_thread(Path(saved).read_text, encoding="utf-8")
+    assert text.startswith("# #quiet")
+    assert text.index("Message number 000") < text.index("Message number 129") < text.index(
+        "Are you still there?")
 
 
 async def test_a_token_link_pasted_into_the_login_tab_logs_in(page: Page,

@@ -57,8 +57,10 @@ export class ChatView {
       if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); this.submit(); }
     });
     const links = agent ? el("a", { href: `#/agent/${enc(agent)}`, class: "small-link", text: "agent page" }) : null;
+    this.mails = new Map(); // mail id -> mail, for Export
+    const exportButton = el("button", { class: "small export", type: "button", text: "Export", title: "download this conversation as Markdown", onclick: () => this.export() });
     this.node = el("section", { class: "page chat", dataset: { chat: agent ? `agent:${agent}` : `channel:${channel}` } },
-      el("header", { class: "chat-head" }, el("h1", { text: title }), links, this.subtitle),
+      el("header", { class: "chat-head" }, el("h1", { text: title }), links, exportButton, this.subtitle),
       this.note, this.list, this.jump, this.error, this.form);
   }
 
@@ -224,6 +226,7 @@ export class ChatView {
       const bubble = taskId && this.typing.get(taskId);
       const node = messageNode(mail, this.me);
       this.shown.set(mail.id, node);
+      this.mails.set(mail.id, mail);
       if (bubble) {
         // The streamed bubble becomes the reply.
         this.typing.delete(taskId);
@@ -285,6 +288,20 @@ export class ChatView {
     this.list.append(node);
     this.list.classList.toggle("many", this.list.childElementCount > MANY);
     this.holdBubble(bubble);
+  }
+
+  // The conversation as shown (in order), as a Markdown file.
+  export() {
+    const mails = [...this.mails.values()].sort((a, b) => (a.created_at - b.created_at) || ((a.seq || 0) - (b.seq || 0)));
+    const title = this.agent ? `Conversation with ${this.agent}` : `#${this.channel}`;
+    const text = [`# ${title}`, "", ...mails.map((m) =>
+      `**${displayName(m.sender)}** (${new Date(m.created_at * 1000).toISOString()}):\n\n${m.body || m.subject}\n`)].join("\n");
+    const a = el("a", { href: URL.createObjectURL(new Blob([text], { type: "text/markdown" })),
+      download: `${this.agent || this.channel}-conversation.md` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
   }
 
   async stopAnswer(taskId) {
