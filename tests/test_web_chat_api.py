@@ -157,3 +157,32 @@ async def test_search_finds_tasks_mail_and_events_with_filters(served: Served) -
         assert unknown.status_code == 404 and "nobody" in unknown.text
         bad = await http.get("/api/search", params={"kind": "everything"})
         assert bad.status_code == 422 and "kind" in bad.text
+
+
+async def test_tasks_and_events_page_forwards_with_a_cursor(served: Served) -> None:
+    made = [await served.runtime.create_task("writer", f"Task {n}") for n in range(5)]
+    await served.runtime.wait_idle(10)
+    async with client(served) as http:
+        first = (await http.get("/api/tasks", params={"agent": "writer", "limit": 2})).json()
+        assert [t["id"] for t in first["tasks"]] == [t.id for t in made[-2:]]  # the newest
+        seen: list[str] = []
+        after = made[0].id
+        while after:
+            page = (await http.get("/api/tasks", params={"agent": "writer", "limit": 2,
+                                                         "after": after})).json()
+            seen += [t["id"] for t in page["tasks"]]
+            after = page["next"]
+        assert seen == [t.id for t in made[1:]]  # every one once, in order
+        missing = await http.get("/api/tasks", params={"after": "t_nope"})
+        assert missing.status_code == 404 and "t_nope" in missing.text
+        events: list[int] = []
+        cursor: int | None = 0
+        while cursor is not None:
+            page = (await http.get("/api/events", params={"agent": "writer", "limit": 7,
+                                                          "after_id": cursor})).json()
+            events += [e["id"] for e in page["events"]]
+            cursor = page["next"]
+        everything = (await http.get("/api/events", params={"agent": "writer",
+                                                            "limit": 1000})).json()
+        assert events == [e["id"] for e in everything["events"]]
+        assert len(events) == len(set(events)) > 7

@@ -10,21 +10,32 @@ from wakeful.observe.inspect import TaskNode, causal_tree
 from wakeful.runtime.runtime import MAX_INSTRUCTION_CHARS
 from wakeful.runtime.states import TaskState
 from wakeful.server import views
-from wakeful.server.errors import TooLarge
+from wakeful.server.errors import NotFound, TooLarge
 from wakeful.server.routes.deps import Limit, RuntimeDep
 from wakeful.server.schemas import NewTask
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 
 
-@router.get("", summary="Tasks, newest last")
+@router.get("", summary="Tasks, newest last; page forwards with `after` and `next`")
 async def list_tasks(runtime: RuntimeDep, agent: str | None = None,
-                     state: TaskState | None = None, limit: Limit = 100) -> dict[str, Any]:
+                     state: TaskState | None = None, limit: Limit = 100,
+                     after: str | None = Query(None, max_length=128, description=(
+                         "a task id: the tasks after it, oldest first (`next` of a page)"))
+                     ) -> dict[str, Any]:
     if agent is not None:
         runtime.agent(agent)
     records = await runtime.store.list_tasks(agent=agent, states=[state] if state else None)
-    return {"total": len(records),
-            "tasks": [views.task_view(r, runtime) for r in records[-limit:]]}
+    if after is None:
+        page, more = records[-limit:], False  # the newest `limit`
+    else:
+        ids = [r.id for r in records]
+        if after not in ids:
+            raise NotFound(f"query.after: no task {after!r} in this list")
+        start = ids.index(after) + 1
+        page, more = records[start:start + limit], start + limit < len(records)
+    return {"total": len(records), "tasks": [views.task_view(r, runtime) for r in page],
+            "next": page[-1].id if more and page else None}
 
 
 @router.post("", status_code=201, summary="Start a task on an agent")
