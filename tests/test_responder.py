@@ -146,8 +146,9 @@ async def test_mail_that_waited_while_nothing_ran_is_answered_at_start(tmp_path:
         await runtime.wait_idle(20)
         conversation = await runtime.mailbox.conversation("person:carol", "writer")
     answer = [m for m in conversation if m.sender == "writer"]
-    assert len(answer) == 1 and answer[0].body.startswith(
-        "Draft finished for: Could you draft a tagline?")
+    # The writer answers in its own words; it never echoes the responder's instruction.
+    assert len(answer) == 1 and answer[0].body.startswith("Hi! I write the team's copy")
+    assert "Answer them" not in answer[0].body and "carol" not in answer[0].body
     # A second start finds nothing left to answer.
     async with Runtime.from_project(load_project(folder)) as again:
         await again.wait_idle(20)

@@ -54,6 +54,7 @@ async def page(served: Served) -> AsyncIterator[Page]:
         page = await context.new_page()
         page.set_default_timeout(15_000)
         page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("dialog", lambda dialog: dialog.accept())  # Stop, Restart, Cancel ask first
         yield page
     assert not errors, f"JavaScript errors in the page: {errors}"
 
@@ -210,11 +211,11 @@ async def test_bad_input_shows_a_clear_error_and_the_page_stays_usable(
     await page.locator(".msg.agent:not(.typing)[data-sender='critic']").wait_for()
     assert await error.is_hidden()
 
-    # An unknown agent's page says so instead of breaking.
+    # An unknown agent's page says so instead of rendering empty panels.
     await page.goto(served.url + "#/agent/nobody")
-    await page.wait_for_selector(".status-line.error")
-    assert "unknown agent 'nobody'" in await page.inner_text(".status-line")
-    await page.wait_for_selector(".toast.error")  # the panels that failed to load say so
+    await page.wait_for_selector(".page.not-found [role=alert]")
+    assert "no agent named 'nobody'" in await page.inner_text(".page.not-found")
+    assert await page.locator(".panel").count() == 0
     # A task with an empty instruction is refused with the field.
     await page.goto(served.url + "#/agent/critic")
     await page.fill("#task-instruction", "   ")
@@ -252,7 +253,8 @@ async def test_a_hundred_agents_answering_at_once_all_show_and_the_page_stays_us
             assert await page.input_value("#message") == "typed while 100 agents answer"
             # (a locator, not wait_for_function: the page's CSP forbids eval)
             await page.locator(".msg.agent:not(.typing)").nth(99).wait_for()
-            bodies = await page.locator(".msg.agent .body").all_inner_texts()
+            # (text_content: off-screen messages skip rendering, so they have no inner text)
+            bodies = await page.locator(".msg.agent .body").all_text_contents()
             assert sorted(bodies) == sorted(names.values())
             senders = await page.locator(".msg.agent").evaluate_all(
                 "nodes => nodes.map(n => n.dataset.sender)")

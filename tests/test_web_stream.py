@@ -60,7 +60,9 @@ async def test_the_stream_refuses_a_missing_or_wrong_token(served: Served) -> No
 async def test_the_stream_sends_batches_with_tokens_coalesced_per_task(served: Served) -> None:
     async with websockets.connect(ws_url(served)) as client:
         hello = json.loads(await client.recv())
-        assert hello == {"type": "hello", "run_id": served.runtime.run_id, "interval_ms": 100}
+        newest = await served.runtime.store.query_events(newest=True, limit=1)
+        assert hello == {"type": "hello", "run_id": served.runtime.run_id, "interval_ms": 100,
+                         "last_event_id": newest[0].id if newest else 0}
         sent = await served.runtime.mailbox.send("person:ada", "writer", body="Hi!")
         seen: list[dict[str, Any]] = []
         batches = 0

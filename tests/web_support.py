@@ -108,6 +108,30 @@ async def open_browser(executable: str) -> AsyncIterator[Any]:
             await browser.close()
 
 
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1440, "height": 900}
+
+
+def axe_script() -> Path:
+    """axe-core as the axe-playwright-python package ships it (no CDN, no npm)."""
+    import axe_playwright_python
+
+    return Path(axe_playwright_python.__file__).parent / "axe.min.js"
+
+
+async def axe_serious(page: Any) -> list[str]:
+    """Run axe-core on the page; the critical and serious violations, one line each."""
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.add_script_tag(path=str(axe_script()))
+    found = await page.evaluate("""async () => {
+      const r = await axe.run(document, {resultTypes: ["violations"]});
+      return r.violations.filter((v) => v.impact === "critical" || v.impact === "serious")
+        .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.slice(0, 3)
+          .map((n) => n.target.join(" ")).join(" | ")})`);
+    }""")
+    return list(found)
+
+
 def screenshot_path(name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS / f"{name}.png"

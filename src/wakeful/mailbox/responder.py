@@ -13,6 +13,10 @@ event names the mail and the task (``{"mail_id", "task_id", "agent", "channel" |
 payload is ``{"task_id", "in_reply_to"}``, plus ``"truncated": true`` when the model's
 final answer was cut off by its output-token limit (the body then says so too).
 
+In a channel, a post that names agents with ``@name`` is answered by those agents only;
+the others keep it in their inbox, unanswered. A post that names no agent is answered
+by every agent in the channel.
+
 Only mail from people is answered. Mail between agents is for their tasks to read with
 the mail tools; answering it automatically would let two agents talk in circles.
 
@@ -25,6 +29,8 @@ key so that it is sent once.
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Container
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -43,6 +49,15 @@ log = structlog.get_logger("wakeful.responder")
 PERSON = "person:"
 _ANSWER_LIMIT = 60_000
 TRUNCATED_NOTE = "\n\n(cut off: the model reached its output-token limit, max_output_tokens)"
+
+
+_MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9][A-Za-z0-9_.-]*)")
+
+
+def mentioned(body: str, agents: Container[str]) -> set[str]:
+    """The agents a post names with ``@name`` (names that are not agents do not count)."""
+    found = (name.rstrip(".-") for name in _MENTION.findall(body))
+    return {name for name in found if name in agents}
 
 
 def instruction_for(mail: Envelope, channel: str | None) -> str:
@@ -157,6 +172,10 @@ class Responder:
         agent = delivery.owner
         if delivery.status != PENDING or not self._wanted(delivery):
             return  # taken already (by one of the agent's tasks), or not to be answered
+        if delivery.channel:
+            named = mentioned(delivery.mail.body, runtime.agents)
+            if named and parse_address(agent).name not in named:
+                return  # the post asks other agents by name
         await mailbox.read(agent, delivery.mail.id)  # takes this very mail: a lease
         mail, channel = delivery.mail, delivery.channel
         started = await runtime.store.tasks_caused_by(mail.id, agent)

@@ -20,7 +20,16 @@ from wakeful import __version__
 from wakeful.runtime.runtime import Runtime
 from wakeful.server import errors, security
 from wakeful.server.mounts import mount_interop
-from wakeful.server.routes import agents, channels, events, locks, mail, tasks
+from wakeful.server.routes import (
+    agents,
+    channels,
+    events,
+    locks,
+    mail,
+    overview,
+    search,
+    tasks,
+)
 from wakeful.server.routes.deps import require_token
 from wakeful.server.schemas import error_body
 from wakeful.server.stream import INTERVAL_S
@@ -49,7 +58,7 @@ def create_app(runtime: Runtime, token: str, *, stream_interval_s: float = INTER
     app.state.stream_interval_s = stream_interval_s
     errors.install(app)
     auth = [Depends(require_token)]
-    for module in (agents, tasks, mail, channels, locks, events):
+    for module in (overview, agents, tasks, mail, channels, locks, events, search):
         app.include_router(module.router, dependencies=auth)
     app.include_router(stream_router)
 

@@ -1,11 +1,17 @@
 """The live stream: every event as it happens, batched for browsers.
 
-One WebSocket per client (``/api/stream?token=...``; a browser cannot set headers on a
-WebSocket). Events are sent in batches, at most one every ``interval_s``, so that a
-hundred agents streaming replies at once cost a browser a few messages a second, not
-thousands. Within a batch, streamed tokens are coalesced: one entry per task with the
-text of all its tokens since the last batch. Delivery bookkeeping (``mail.delivered``,
-``mail.acked``) is not sent at all. A client that falls behind loses the oldest events
+One WebSocket per client. A browser cannot set headers on a WebSocket, so it offers
+the token as a subprotocol (``new WebSocket(url, ["wakeful", "bearer.TOKEN"])``) and
+the URL, which browsers show in their console when a connection fails, never holds it;
+other clients may still send ``?token=...``. A client that reconnects sends
+``?after_id=N``, the last event id it saw: the events it missed are replayed from the
+store first, then the live feed goes on without repeating any of them.
+
+Events are sent in batches, at most one every ``interval_s``, so that a hundred agents
+streaming replies at once cost a browser a few messages a second, not thousands.
+Within a batch, streamed tokens are coalesced: one entry per task with the text of all
+its tokens since the last batch. Delivery bookkeeping (``mail.delivered``, ``mail.acked``)
+is not sent at all. A client that falls behind loses the oldest events
 (the subscription is bounded) and is told how many, so it can reload what it shows.
 """
 
@@ -25,6 +31,7 @@ from wakeful.observe.events import EventLog, Subscription
 from wakeful.server import views
 from wakeful.server.auth import token_matches
 from wakeful.server.schemas import error_body
+from wakeful.store.base import Store
 
 router = APIRouter(tags=["stream"])
 
@@ -32,20 +39,40 @@ SKIPPED = frozenset({"mail.delivered", "mail.acked"})
 INTERVAL_S = 0.075
 MAX_BATCH = 2000  # entries per batch; the rest waits for the next one
 QUEUE_SIZE = 50_000
+REPLAY_MAX = 5000  # events replayed on a resume; past that the client is told to reload
+SUBPROTOCOL = "wakeful"
+BEARER_PREFIX = "bearer."
+
+
+def offered_token(socket: WebSocket) -> tuple[str | None, bool]:
+    """The token a client presented, and whether it came as a subprotocol."""
+    offered = [p.strip() for p in socket.headers.get("sec-websocket-protocol", "").split(",")]
+    for protocol in offered:
+        if protocol.startswith(BEARER_PREFIX):
+            return protocol[len(BEARER_PREFIX):], True
+    return socket.query_params.get("token"), False
+
+
+def _after_id(socket: WebSocket) -> int:
+    raw = socket.query_params.get("after_id", "0")
+    return int(raw) if raw.isdigit() else 0
 
 
 def _wanted(event: Event) -> bool:
     return event.type not in SKIPPED
 
 
-def take_batch(first: Event, feed: Subscription, limit: int = MAX_BATCH
+def take_batch(first: Event, feed: Subscription, limit: int = MAX_BATCH, floor: int = 0
                ) -> list[dict[str, Any]]:
-    """Drain what is queued (up to ``limit`` entries), tokens coalesced per task."""
+    """Drain what is queued (up to ``limit`` entries), tokens coalesced per task; events
+    with an id at or below ``floor`` were replayed already and are skipped."""
     batch: list[dict[str, Any]] = []
     tokens: dict[str, dict[str, Any]] = {}  # task id -> its token entry in this batch
     event: Event | None = first
     while event is not None:
-        if event.type == "model.token":
+        if event.id is not None and event.id <= floor:
+            pass
+        elif event.type == "model.token":
             key = event.task_id or ""
             entry = tokens.get(key)
             if entry is not None:
@@ -68,10 +95,25 @@ class EventStream:
     """Pumps one client's batches; ends when the client goes away."""
 
     def __init__(self, events: EventLog, socket: WebSocket, interval_s: float) -> None:
+        self.events = events
         self.socket = socket
         self.interval_s = interval_s
         self.feed = events.subscribe(_wanted, maxsize=QUEUE_SIZE)
         self.reported_drops = 0
+        self.floor = 0  # the last event id replayed from the store
+
+    async def replay(self, store: Store, after_id: int) -> None:
+        """Send what was recorded after ``after_id`` (subscribed first: no gap; the live
+        feed then skips what was replayed: no duplicate)."""
+        await store.flush()
+        found = await store.query_events(after_id=after_id, limit=REPLAY_MAX + 1)
+        complete = len(found) <= REPLAY_MAX
+        found = found[:REPLAY_MAX]
+        self.floor = (found[-1].id or after_id) if found else after_id
+        batch = [views.event_view(e) for e in found if _wanted(e) and e.type != "model.token"]
+        await self.socket.send_text(json.dumps(
+            {"type": "events", "events": batch, "dropped": 0 if complete else 1,
+             "replayed": True}, default=str))
 
     async def run(self) -> None:
         pump = asyncio.create_task(self._pump(), name="stream:pump")
@@ -88,7 +130,12 @@ class EventStream:
         while True:
             first = await self.feed.get()
             await asyncio.sleep(self.interval_s)  # let a batch gather
-            batch = take_batch(first, self.feed)
+            if self.events.recording and self.events.store is not None:
+                # Stored events get their ids now, so a client can resume after them.
+                await self.events.store.flush()
+            batch = take_batch(first, self.feed, floor=self.floor)
+            if not batch and not self.feed.dropped - self.reported_drops:
+                continue
             dropped = self.feed.dropped - self.reported_drops
             self.reported_drops = self.feed.dropped
             message = {"type": "events", "events": batch, "dropped": dropped}
@@ -106,15 +153,29 @@ class EventStream:
 @router.websocket("/api/stream")
 async def stream(socket: WebSocket) -> None:
     app = socket.app
-    if not token_matches(app.state.token, socket.query_params.get("token")):
+    presented, as_protocol = offered_token(socket)
+    if not token_matches(app.state.token, presented):
         await socket.send_denial_response(JSONResponse(
-            error_body("missing or wrong API token: connect to /api/stream?token=TOKEN", 401),
-            status_code=401))
+            error_body("missing or wrong API token: offer the subprotocol 'bearer.TOKEN' "
+                       "or connect to /api/stream?token=TOKEN", 401), status_code=401))
         return
-    await socket.accept()
+    await socket.accept(subprotocol=SUBPROTOCOL if as_protocol else None)
     runtime = app.state.runtime
+    await runtime.store.flush()
+    newest = await runtime.store.query_events(newest=True, limit=1)
+    # last_event_id: a client that saw higher ids was talking to another store; it
+    # starts counting again from here rather than skip what comes.
     await socket.send_text(json.dumps({"type": "hello", "run_id": runtime.run_id,
-                                       "interval_ms": int(app.state.stream_interval_s * 1000)}))
-    await EventStream(runtime.events, socket, app.state.stream_interval_s).run()
+                                       "interval_ms": int(app.state.stream_interval_s * 1000),
+                                       "last_event_id": newest[0].id if newest else 0}))
+    client = EventStream(runtime.events, socket, app.state.stream_interval_s)
+    after_id = _after_id(socket)
+    if after_id:
+        try:
+            await client.replay(runtime.store, after_id)
+        except Exception:
+            client.feed.close()
+            raise
+    await client.run()
     with contextlib.suppress(Exception):
         await socket.close()

@@ -89,6 +89,8 @@ def agent_definition(runtime: Runtime, runner: AgentRunner) -> dict[str, Any]:
         "max_concurrent_tasks": d.max_concurrent_tasks,
         "max_steps": d.max_steps,
         "restart": d.restart.model_dump(),
+        "budget": d.budget.model_dump(exclude_none=True),
+        "answer_mail": d.answer_mail,
         "schedule": [s.model_dump(exclude_none=True) for s in d.schedule],
     }
 

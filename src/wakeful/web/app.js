@@ -1,12 +1,16 @@
-// Entry point: login, the sidebar (agents with live state, channels), and a hash
-// router over the three views: 1-1 chat, channel chat, agent page.
+// Entry point: login, the sidebar (agents with live state, channels; a drawer on a
+// phone), the connection banner, and a hash router over the views: overview, task,
+// agent page, 1-1 chat, channel chat, new channel.
 
 import { api, ApiError, enc, get, post, session, whenUnauthorized } from "./api.js";
 import * as stream from "./stream.js";
 import { el, clear, statusLabel, throttle } from "./util.js";
 import { ChatView } from "./chat.js";
 import { AgentView } from "./agent.js";
-import { toast } from "./toast.js";
+import { OverviewView } from "./overview.js";
+import { TaskView } from "./task.js";
+import { SearchView } from "./search.js";
+import { clearErrors, toast } from "./toast.js";
 
 const state = {
   agents: new Map(), // name -> summary from the API
@@ -18,10 +22,18 @@ const $ = (id) => document.getElementById(id);
 // --- login -----------------------------------------------------------------
 function takeTokenFromUrl() {
   const match = location.hash.match(/token=([^&]+)/);
-  if (!match) return;
+  if (!match) return false;
   session.login(decodeURIComponent(match[1]), session.name);
   history.replaceState(null, "", location.pathname + location.search);
+  return true;
 }
+
+// A "#token=" link pasted into a tab that already shows the login (or the app).
+window.addEventListener("hashchange", () => {
+  if (!takeTokenFromUrl()) return;
+  get("/api/status").then(start, (err) => showLogin(err.status === 401
+    ? "That token is not right: check .wakeful/token." : err.message));
+});
 
 function showLogin(message) {
   stream.disconnect();
@@ -65,7 +77,7 @@ const agentRows = new Map();
 function agentRow(name) {
   let row = agentRows.get(name);
   if (row) return row;
-  const dot = el("span", { class: "dot" });
+  const dot = el("span", { class: "dot", "aria-hidden": "true" });
   const label = el("span", { class: "status" });
   const link = el("a", { href: `#/agent/${enc(name)}`, class: "name", text: name });
   const chat = el("a", { href: `#/chat/${enc(name)}`, class: "chat-link", title: `chat with ${name}`, text: "chat" });
@@ -83,21 +95,23 @@ function renderAgents() {
     const row = agentRow(name);
     const text = statusLabel(a);
     if (row.label.textContent !== text) row.label.textContent = text;
-    if (row.li.dataset.state !== a.state) {
-      row.li.dataset.state = a.state;
-      row.dot.className = `dot ${a.state}`;
+    const look = a.state === "running" && a.waiting && a.waiting.length ? "waiting" : a.state;
+    if (row.li.dataset.state !== look) {
+      row.li.dataset.state = look;
+      row.dot.className = `dot ${look}`;
     }
     row.li.classList.toggle("active", isCurrent("agent", name) || isCurrent("chat", name));
     if (list.children[index] !== row.li) list.insertBefore(row.li, list.children[index] || null);
   });
   while (list.children.length > names.length) list.lastChild.remove();
+  list.classList.toggle("many", names.length > 200);
 }
 const renderAgentsSoon = throttle(() => requestAnimationFrame(renderAgents), 250);
 
 function renderChannels() {
   const list = clear($("channel-list"));
   for (const c of [...state.channels.values()].sort((a, b) => a.name.localeCompare(b.name))) {
-    const unread = c.unread ? el("span", { class: "badge", text: String(c.unread) }) : null;
+    const unread = c.unread ? el("span", { class: "badge", text: String(c.unread), title: `${c.unread} unread` }) : null;
     list.append(el("li", { dataset: { channel: c.name }, class: isCurrent("channel", c.name) ? "active" : "" },
       el("a", { href: `#/channel/${enc(c.name)}`, class: "name", text: `#${c.name}` }), unread));
   }
@@ -112,6 +126,7 @@ async function refreshAgents() {
       seen.add(a.name);
     }
     for (const name of [...state.agents.keys()]) if (!seen.has(name)) state.agents.delete(name);
+    state.loaded = true;
     renderAgentsSoon();
     if (state.view && state.view.agentsChanged) state.view.agentsChanged(state.agents);
   } catch (err) {
@@ -189,7 +204,9 @@ function newChannelView() {
 // --- router ---------------------------------------------------------------------
 function route() {
   const [, kind, raw] = location.hash.match(/^#\/([\w-]+)\/?(.*)$/) || [];
-  return { kind: kind || "home", name: raw ? decodeURIComponent(raw) : "" };
+  let name = raw || "";
+  try { name = decodeURIComponent(name); } catch { /* keep it as it is */ }
+  return { kind: kind || "home", name, raw: raw || "" };
 }
 
 function isCurrent(kind, name) {
@@ -197,27 +214,48 @@ function isCurrent(kind, name) {
   return r.kind === kind && r.name === name;
 }
 
-function homeView() {
-  const first = [...state.agents.keys()].sort()[0];
+function notFoundView(what) {
   return {
-    node: el("section", { class: "page home" },
-      el("h1", { text: "Wakeful" }),
-      el("p", { text: "Pick an agent on the left to see its page, 'chat' to talk to it 1-1, or a channel for a group chat." }),
-      first ? el("p", {}, el("a", { href: `#/agent/${enc(first)}`, text: `Open ${first}` })) : null),
+    node: el("section", { class: "page not-found" },
+      el("h1", { text: "Not found" }),
+      el("p", { role: "alert", text: what }),
+      el("p", {}, el("a", { href: "#/", text: "Back to the overview" }))),
     close() {},
   };
 }
 
-function show() {
+function unknownPlace({ kind, name }) {
+  const agent = (kind === "chat" || kind === "agent") && name && !state.agents.has(name);
+  const channel = kind === "channel" && name && !state.channels.has(name);
+  return { agent, channel };
+}
+
+async function show() {
+  const where = route();
+  if (state.loaded) {
+    const unknown = unknownPlace(where);
+    // Made a moment ago elsewhere? Look again before saying it is not there.
+    if (unknown.agent || unknown.channel) await Promise.all([refreshAgents(), refreshChannels()]);
+    if (route().raw !== where.raw || route().kind !== where.kind) return; // moved on meanwhile
+  }
   if (state.view) state.view.close();
-  const { kind, name } = route();
+  const { kind, name, raw } = where;
   let view;
-  if (kind === "chat" && name) view = new ChatView({ agent: name, agents: state.agents });
+  const unknown = state.loaded ? unknownPlace(where) : { agent: false, channel: false };
+  const unknownAgent = unknown.agent;
+  const unknownChannel = unknown.channel;
+  if (unknownAgent) view = notFoundView(`There is no agent named '${name}'.`);
+  else if (unknownChannel) view = notFoundView(`There is no channel named '#${name}'.`);
+  else if (kind === "chat" && name) view = new ChatView({ agent: name, agents: state.agents });
   else if (kind === "channel" && name) view = new ChatView({ channel: name, agents: state.agents, onRead: refreshChannelsSoon });
   else if (kind === "agent" && name) view = new AgentView(name, state.agents);
+  else if (kind === "task" && name) view = new TaskView(name);
+  else if (kind === "search") view = new SearchView(raw, state.agents);
   else if (kind === "new-channel") view = newChannelView();
-  else view = homeView();
+  else if (kind === "home") view = new OverviewView();
+  else view = notFoundView(`There is no page at '${location.hash}'.`);
   state.view = view;
+  closeDrawer();
   clear($("main")).append(view.node);
   if (view.open) view.open();
   renderAgents();
@@ -233,24 +271,73 @@ async function start() {
     started = true;
     stream.onEvents(onEvents);
     stream.onEvents((events) => state.view && state.view.onEvents && state.view.onEvents(events));
-    stream.onStatus((status) => {
-      $("conn").className = `conn ${status}`;
-      $("conn").title = status === "live" ? "live" : "reconnecting…";
-      if (status === "live") refreshAgentsSoon();
-    });
-    window.addEventListener("hashchange", show);
+    stream.onStatus(connectionChanged);
+    window.addEventListener("hashchange", () => { if (!/token=/.test(location.hash)) show(); });
     $("new-channel").addEventListener("click", () => { location.hash = "#/new-channel/"; });
+    $("menu").addEventListener("click", toggleDrawer);
+    $("scrim").addEventListener("click", closeDrawer);
+    document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeDrawer(); });
   }
   stream.connect();
   await Promise.all([refreshAgents(), refreshChannels()]);
   show();
 }
 
+// --- connection: a banner while the server is away, everything reloaded after --------
+let lostAt = null;
+function connectionChanged(status) {
+  const live = status === "live" || status === "resumed";
+  document.body.dataset.conn = live ? "live" : "lost";
+  $("conn").className = `conn ${live ? "live" : "reconnecting"}`;
+  $("conn").textContent = live ? "live" : "offline";
+  $("conn").title = live ? "live stream connected" : "reconnecting…";
+  const banner = $("banner");
+  if (!live) {
+    lostAt = lostAt || Date.now();
+    banner.hidden = false;
+    banner.textContent = "Lost the connection to the server. Reconnecting… (what you see may be out of date)";
+    return;
+  }
+  const wasLost = lostAt !== null;
+  lostAt = null;
+  banner.hidden = true;
+  clearErrors();
+  if (status === "resumed" || wasLost) {
+    toast("Reconnected: reloading what this page shows.", "info", 3000);
+    reloadEverything();
+  } else {
+    refreshAgentsSoon();
+  }
+}
+
+async function reloadEverything() {
+  await Promise.all([refreshAgents(), refreshChannels()]);
+  const view = state.view;
+  if (!view) return;
+  // A view that failed to load while the server was away is built again; others reload.
+  if (view.reload) await view.reload();
+  else show();
+}
+
+// --- drawer (phone) ----------------------------------------------------------------
+function toggleDrawer() {
+  const open = !document.body.classList.contains("drawer-open");
+  document.body.classList.toggle("drawer-open", open);
+  $("menu").setAttribute("aria-expanded", String(open));
+  if (open) $("agent-list").querySelector("a")?.focus();
+}
+function closeDrawer() {
+  document.body.classList.remove("drawer-open");
+  $("menu").setAttribute("aria-expanded", "false");
+}
+
 // --- boot -------------------------------------------------------------------------
 takeTokenFromUrl();
 if (session.token) {
-  get("/api/status").then(start, (err) => showLogin(err.status === 401
-    ? "That token is not right: check .wakeful/token." : err.message));
+  get("/api/status").then(start, (err) => {
+    if (err.status === 0) start(); // the server is away: show the app, it reconnects
+    else showLogin(err.status === 401 ? "That token is not right: check .wakeful/token." : err.message);
+  });
 } else {
   showLogin();
 }

@@ -2,11 +2,15 @@
 //
 // A person's message is mail. The agent answers in its own task; while it does, the
 // stream carries `mail.answering` (which task answers which mail), then that task's
-// `model.token`s, which fill a "typing" bubble, and finally the `mail.sent` of the
-// reply, which turns the bubble into the reply itself.
+// `model.token`s, which fill a "typing" bubble (each finished step kept apart, as the
+// model's words between tool calls), and finally the `mail.sent` of the reply, which
+// turns the bubble into the reply itself. A reply links to the task that wrote it, and
+// folds that task's tool calls under it. Messages are kept in the order they were
+// sent (the store's), live and after a reload alike.
 
 import { enc, get, post, session } from "./api.js";
-import { displayName, el, statusLabel, throttle, time } from "./util.js";
+import { messageNode } from "./message.js";
+import { displayName, el, statusLabel, throttle } from "./util.js";
 import { toast } from "./toast.js";
 
 export const metrics = { lastSend: null, firstToken: [] };
@@ -14,6 +18,11 @@ if (window.wakeful) window.wakeful.metrics = metrics;
 window.wakefulMetrics = metrics;
 
 const NEAR_BOTTOM_PX = 120;
+const PAGE = 100;
+const MANY = 200; // past this many messages, off-screen ones skip rendering (CSS)
+const HELD = new Set(["paused", "sleeping", "stopped", "failed"]);
+
+const before = (a, b) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
 
 export class ChatView {
   constructor({ agent = null, channel = null, agents, onRead = () => {} }) {
@@ -22,16 +31,24 @@ export class ChatView {
     this.agents = agents;
     this.onRead = onRead;
     this.me = session.me;
-    this.shown = new Set(); // mail ids on screen
-    this.typing = new Map(); // task id -> {node, body, mailId, agent}
+    this.shown = new Map(); // mail id -> its node
+    this.typing = new Map(); // task id -> {node, body, mailId, agent, tokens}
     this.answering = new Map(); // mail id -> task id
     this.closed = false;
+    this.limit = PAGE;
+    this.oldestSeq = null;
+    this.newestSeq = null;
+    this.unseen = 0;
     this.refreshPostsSoon = throttle(() => this.refreshPosts(), 300);
 
     const title = agent ? agent : `#${channel}`;
     this.subtitle = el("p", { class: "subtitle" });
-    this.list = el("div", { class: "messages", role: "log", "aria-live": "polite" });
-    this.input = el("textarea", { id: "message", rows: 2, placeholder: agent ? `Message ${agent}…` : `Message #${channel}…`, "aria-label": "message" });
+    this.older = el("button", { class: "older", type: "button", text: "Load older messages", onclick: () => this.loadOlder() });
+    this.note = el("p", { class: "agent-state-note", role: "status", hidden: true });
+    this.list = el("div", { class: "messages", role: "log", "aria-live": "polite", tabindex: "0", "aria-label": "messages" }, this.older);
+    this.jump = el("button", { class: "jump", type: "button", hidden: true, onclick: () => this.scrollDown(true) });
+    this.list.addEventListener("scroll", () => { if (this.nearBottom()) this.clearUnseen(); }, { passive: true });
+    this.input = el("textarea", { id: "message", rows: 2, placeholder: agent ? `Message ${agent}…` : `Message #${channel}… (@name to ask one agent)`, "aria-label": "message" });
     this.error = el("p", { class: "error", role: "alert", hidden: true });
     this.send = el("button", { type: "submit", id: "send", text: "Send" });
     this.form = el("form", { class: "composer" }, this.input, this.send);
@@ -40,27 +57,56 @@ export class ChatView {
       if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); this.submit(); }
     });
     const links = agent ? el("a", { href: `#/agent/${enc(agent)}`, class: "small-link", text: "agent page" }) : null;
+    this.mails = new Map(); // mail id -> mail, for Export
+    const exportButton = el("button", { class: "small export", type: "button", text: "Export", title: "download this conversation as Markdown", onclick: () => this.export() });
     this.node = el("section", { class: "page chat", dataset: { chat: agent ? `agent:${agent}` : `channel:${channel}` } },
-      el("header", { class: "chat-head" }, el("h1", { text: title }), links, this.subtitle),
-      this.list, this.error, this.form);
+      el("header", { class: "chat-head" }, el("h1", { text: title }), links, exportButton, this.subtitle),
+      this.note, this.list, this.jump, this.error, this.form);
   }
 
   async open() {
     this.describe();
+    await this.load();
+    this.scrollDown(true);
+    this.input.focus();
+  }
+
+  reload() { return this.load(); }
+
+  async load() {
     try {
       if (this.agent) {
-        const data = await get(`/api/conversations/${enc(this.agent)}?person=${enc(this.me)}&mark_read=true`);
+        const data = await get(`/api/conversations/${enc(this.agent)}?person=${enc(this.me)}&mark_read=true&limit=${this.limit}`);
+        this.older.hidden = data.mail.length < this.limit;
         this.addMails(data.mail);
       } else {
-        const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=200`);
+        const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=${PAGE}`);
+        if (this.oldestSeq === null) this.older.hidden = data.posts.length < PAGE;
         this.addMails(data.posts);
         this.markRead();
       }
+      this.showError("");
     } catch (err) {
       this.showError(err.message);
     }
-    this.scrollDown(true);
-    this.input.focus();
+  }
+
+  async loadOlder() {
+    const height = this.list.scrollHeight;
+    try {
+      if (this.agent) {
+        this.limit = Math.min(1000, this.limit + PAGE);
+        await this.load();
+        if (this.limit >= 1000) this.older.hidden = true;
+      } else {
+        const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=${PAGE}&before_seq=${this.oldestSeq}`);
+        this.older.hidden = data.posts.length < PAGE;
+        this.addMails(data.posts, { quiet: true });
+      }
+      this.list.scrollTop += this.list.scrollHeight - height; // keep what was on screen
+    } catch (err) {
+      toast(err.message);
+    }
   }
 
   close() { this.closed = true; }
@@ -69,6 +115,7 @@ export class ChatView {
     if (this.agent) {
       const a = this.agents.get(this.agent);
       this.subtitle.textContent = a ? `${a.role || ""} · ${statusLabel(a)}` : "unknown agent";
+      this.showHeld();
       return;
     }
     try {
@@ -78,12 +125,47 @@ export class ChatView {
       const shown = names.length > 12 ? `${names.slice(0, 10).join(", ")} and ${names.length - 10} more` : names.join(", ");
       this.subtitle.textContent = `${c.topic ? c.topic + " · " : ""}${names.length} members: ${shown}`;
       this.subtitle.title = names.join(", ");
+      this.showHeld();
     } catch (err) {
       this.showError(err.message);
     }
   }
 
-  agentsChanged() { if (this.agent) this.describe(); }
+  // Say plainly when an agent will not answer now (paused, asleep, stopped), and
+  // mark its typing bubbles as held rather than "typing" forever. Cheap to call often:
+  // a bubble is touched only when its agent's state changed.
+  showHeld() {
+    const names = this.agent ? [this.agent] : (this.members || []).filter((m) => !m.startsWith("person:"));
+    const held = [];
+    for (const n of names) {
+      const a = this.agents.get(n);
+      if (a && HELD.has(a.state)) held.push(a);
+    }
+    let text = "";
+    if (held.length && (this.agent || held.length <= 5)) {
+      text = held.map((a) => `${a.name} is ${a.state}: ${a.state === "sleeping" ? "it answers when it wakes" : a.state === "paused" ? "it answers once resumed" : "it answers once started"}.`).join(" ");
+    } else if (held.length) {
+      text = `${held.length} agents here are paused, asleep or stopped; they answer later.`;
+    }
+    if (this.note.textContent !== text) this.note.textContent = text;
+    this.note.hidden = !text;
+    for (const bubble of this.typing.values()) this.holdBubble(bubble);
+  }
+
+  holdBubble(bubble) {
+    const a = this.agents.get(bubble.agent);
+    const state = a && HELD.has(a.state) ? a.state : null;
+    if (bubble.held === state) return;
+    bubble.held = state;
+    bubble.node.classList.toggle("held", Boolean(state));
+    bubble.dots.textContent = state ? `${state}, will answer later` : "typing";
+    bubble.dots.className = state ? "held-state" : "dots";
+  }
+
+  agentsChanged() {
+    if (this.agent) this.describe();
+    else this.showHeld(); // members are known; only their states changed
+  }
 
   async markRead() {
     if (!this.members || !this.members.includes(this.me)) return;
@@ -120,32 +202,60 @@ export class ChatView {
     }
   }
 
-  messageNode(mail) {
-    const mine = mail.sender === this.me;
-    const isPerson = mail.sender.startsWith("person:");
-    const kind = mine ? "mine" : isPerson ? "person" : "agent";
-    return el("div", { class: `msg ${kind}`, dataset: { mail: mail.id, sender: displayName(mail.sender) } },
-      el("div", { class: "meta" }, el("span", { class: "from", text: displayName(mail.sender) }),
-        el("time", { text: time(mail.created_at) })),
-      el("div", { class: "body", text: mail.body || mail.subject }));
+  // Insert in the store's order; typing bubbles stay last.
+  place(node) {
+    let at = null;
+    for (let child = this.list.lastElementChild; child; child = child.previousElementSibling) {
+      if (!child.order) { if (child.classList.contains("typing")) at = child; continue; }
+      if (!before(node.order, child.order)) break;
+      at = child;
+    }
+    this.list.insertBefore(node, at);
   }
 
-  addMails(mails) {
+  addMails(mails, { quiet = false } = {}) {
     const near = this.nearBottom();
+    let added = 0;
     for (const mail of mails) {
+      if (typeof mail.seq === "number" && this.channel) {
+        if (this.oldestSeq === null || mail.seq < this.oldestSeq) this.oldestSeq = mail.seq;
+        if (this.newestSeq === null || mail.seq > this.newestSeq) this.newestSeq = mail.seq;
+      }
       if (this.shown.has(mail.id)) continue;
-      this.shown.add(mail.id);
       const taskId = (mail.payload && mail.payload.task_id) || this.answering.get(mail.in_reply_to);
       const bubble = taskId && this.typing.get(taskId);
+      const node = messageNode(mail, this.me);
+      this.shown.set(mail.id, node);
+      this.mails.set(mail.id, mail);
       if (bubble) {
-        // The streamed bubble becomes the reply, where it already is.
+        // The streamed bubble becomes the reply.
         this.typing.delete(taskId);
-        bubble.node.replaceWith(this.messageNode(mail));
-      } else {
-        this.list.append(this.messageNode(mail));
+        bubble.node.remove();
       }
+      this.place(node);
+      if (mail.sender !== this.me) added += 1;
     }
+    this.list.classList.toggle("many", this.list.childElementCount > MANY);
+    if (!quiet && added && !near) this.markUnseen(added);
     this.scrollDown(near);
+  }
+
+  markUnseen(count) {
+    if (!this.unseen) {
+      this.marker?.remove();
+      this.marker = el("div", { class: "new-marker", role: "status", text: "new messages" });
+      const last = [...this.list.children].filter((c) => c.order).slice(-count)[0];
+      if (last) this.list.insertBefore(this.marker, last);
+    }
+    this.unseen += count;
+    this.jump.hidden = false;
+    this.jump.textContent = `${this.unseen} new message${this.unseen === 1 ? "" : "s"} ↓`;
+  }
+
+  clearUnseen() {
+    if (!this.unseen) return;
+    this.unseen = 0;
+    this.jump.hidden = true;
   }
 
   relevantAnswer(d) {
@@ -164,19 +274,49 @@ export class ChatView {
   startTyping(d) {
     if (this.typing.has(d.task_id)) return;
     this.answering.set(d.mail_id, d.task_id);
-    const body = el("div", { class: "body" });
+    const steps = el("div", { class: "steps", hidden: true });
+    const body = el("div", { class: "body plain" });
+    const dots = el("span", { class: "dots", text: "typing" });
+    const stop = el("button", { class: "small stop-answer", type: "button", text: "Stop", "aria-label": `stop ${d.agent}'s answer`,
+      onclick: () => this.stopAnswer(d.task_id) });
     const node = el("div", { class: "msg agent typing", dataset: { task: d.task_id, sender: d.agent } },
-      el("div", { class: "meta" }, el("span", { class: "from", text: d.agent }),
-        el("span", { class: "dots", text: "typing" })),
-      body);
-    this.typing.set(d.task_id, { node, body, mailId: d.mail_id, agent: d.agent, tokens: 0 });
+      el("div", { class: "meta" }, el("span", { class: "from", text: d.agent }), dots,
+        el("a", { href: `#/task/${enc(d.task_id)}`, text: "open task" }), stop),
+      steps, body);
+    const bubble = { node, body, steps, dots, mailId: d.mail_id, agent: d.agent, tokens: 0, held: null };
+    this.typing.set(d.task_id, bubble);
     this.list.append(node);
+    this.list.classList.toggle("many", this.list.childElementCount > MANY);
+    this.holdBubble(bubble);
+  }
+
+  // The conversation as shown (in order), as a Markdown file.
+  export() {
+    const mails = [...this.mails.values()].sort((a, b) => (a.created_at - b.created_at) || ((a.seq || 0) - (b.seq || 0)));
+    const title = this.agent ? `Conversation with ${this.agent}` : `#${this.channel}`;
+    const text = [`# ${title}`, "", ...mails.map((m) =>
+      `**${displayName(m.sender)}** (${new Date(m.created_at * 1000).toISOString()}):\n\n${m.body || m.subject}\n`)].join("\n");
+    const a = el("a", { href: URL.createObjectURL(new Blob([text], { type: "text/markdown" })),
+      download: `${this.agent || this.channel}-conversation.md` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+  }
+
+  async stopAnswer(taskId) {
+    try {
+      await post(`/api/tasks/${enc(taskId)}/cancel`);
+    } catch (err) {
+      toast(err.message);
+    }
   }
 
   onEvents(events) {
     if (this.closed) return;
     const near = this.nearBottom();
     const fetches = [];
+    let heldChanged = false;
     for (const e of events) {
       const d = e.data || {};
       if (e.type === "mail.answering" && this.relevantAnswer(d)) {
@@ -189,15 +329,29 @@ export class ChatView {
         }
         bubble.tokens += d.count || 1;
         bubble.body.append(d.text);
+      } else if (e.type === "model.call" && this.typing.has(e.task_id) && (d.tool_calls || []).length) {
+        // A step that called tools ended: keep its words apart from the next step's.
+        const bubble = this.typing.get(e.task_id);
+        if (bubble.body.textContent) {
+          bubble.steps.hidden = false;
+          bubble.steps.append(el("div", { text: `${bubble.body.textContent} → ${d.tool_calls.join(", ")}` }));
+          bubble.body.textContent = "";
+        }
       } else if (e.type === "mail.sent" && this.relevantMail(d) && !this.shown.has(d.mail_id)) {
         fetches.push(d.mail_id);
       } else if (e.type === "task.state" && this.typing.has(e.task_id)
         && (d.to === "failed" || d.to === "cancelled")) {
         // The responder still sends an answer saying so; it replaces this bubble.
         this.typing.get(e.task_id).node.classList.add("failed");
-      } else if (e.type === "agent.state" && this.agent === e.agent) {
-        this.describe();
+      } else if (e.type === "agent.state" && (this.agent === e.agent || (this.members || []).includes(e.agent))) {
+        const a = this.agents.get(e.agent);
+        if (a) a.state = d.to;
+        heldChanged = true;
       }
+    }
+    if (heldChanged) {
+      if (this.agent) this.describe();
+      else this.showHeld();
     }
     if (fetches.length) {
       // A channel reloads its latest posts (at most a few times a second, however many
@@ -208,12 +362,22 @@ export class ChatView {
     this.scrollDown(near);
   }
 
+  // The latest posts, paging back until they meet what is shown already, so that a
+  // burst of more than a page of replies between two refreshes leaves no gap.
   async refreshPosts() {
     if (this.closed) return;
     try {
-      const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=200`);
-      if (this.closed) return;
-      this.addMails(data.posts);
+      const known = this.newestSeq;
+      let found = [];
+      let before = null;
+      for (let pages = 0; pages < 20; pages += 1) {
+        const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=${PAGE}${before ? `&before_seq=${before}` : ""}`);
+        if (this.closed) return;
+        found = data.posts.concat(found);
+        if (data.posts.length < PAGE || known === null || data.posts[0].seq <= known) break;
+        before = data.posts[0].seq;
+      }
+      this.addMails(found);
       this.markRead();
     } catch (err) {
       toast(err.message);
@@ -233,6 +397,9 @@ export class ChatView {
   }
 
   scrollDown(near) {
-    if (near) this.list.scrollTop = this.list.scrollHeight;
+    if (near) {
+      this.list.scrollTop = this.list.scrollHeight;
+      this.clearUnseen();
+    }
   }
 }

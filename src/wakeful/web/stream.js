@@ -2,6 +2,11 @@
 // batches (tokens already coalesced per task); each batch is handed to the listeners
 // in one go, on the next animation frame, so a flood of events costs one pass of DOM
 // work per frame at most.
+//
+// The token travels as a WebSocket subprotocol ("bearer.TOKEN"), never in the URL, so
+// the console's "connection failed" lines never show it. After a reconnect the stream
+// resumes after the last event id seen (the server replays what was missed, without
+// repeats), and the status handler is told "resumed" so that views reload their data.
 
 import { session } from "./api.js";
 
@@ -11,8 +16,10 @@ let retry = 250;
 let queue = [];
 let scheduled = false;
 let stopped = true;
+let lastId = 0;
+let everLive = false;
 let statusHandler = () => {};
-export const stats = { batches: 0, events: 0, dropped: 0 };
+export const stats = { batches: 0, events: 0, dropped: 0, reconnects: 0, replayed: 0 };
 
 export function onEvents(listener) {
   listeners.add(listener);
@@ -20,6 +27,7 @@ export function onEvents(listener) {
 }
 
 export function onStatus(handler) { statusHandler = handler; }
+export function lastEventId() { return lastId; }
 
 function flush() {
   scheduled = false;
@@ -34,34 +42,55 @@ function flush() {
   }
 }
 
+function deliver(events, dropped) {
+  if (dropped) queue.push({ type: "stream.dropped", data: { count: dropped } });
+  for (const event of events) {
+    if (typeof event.id === "number") {
+      if (event.id <= lastId) continue; // seen already (a replay overlaps nothing, but be sure)
+      lastId = event.id;
+    }
+    queue.push(event);
+  }
+  if (!scheduled) {
+    scheduled = true;
+    requestAnimationFrame(flush);
+  }
+}
+
 export function connect() {
+  if (socket) return; // connected or connecting already
   stopped = false;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}/api/stream?token=${encodeURIComponent(session.token)}`);
-  socket.onopen = () => { retry = 250; statusHandler("live"); };
-  socket.onmessage = (message) => {
+  const resume = lastId ? `?after_id=${lastId}` : "";
+  let opened = false;
+  const ws = new WebSocket(`${scheme}://${location.host}/api/stream${resume}`,
+    ["wakeful", `bearer.${session.token}`]);
+  socket = ws;
+  ws.onmessage = (message) => {
     const data = JSON.parse(message.data);
     if (data.type === "hello") {
-      statusHandler("live", data);
+      opened = true;
+      if (typeof data.last_event_id === "number" && data.last_event_id < lastId) lastId = 0;
+      retry = 250;
+      statusHandler(everLive ? "resumed" : "live", data);
+      everLive = true;
       return;
     }
     if (data.type !== "events") return;
     stats.batches += 1;
     stats.events += data.events.length;
     stats.dropped += data.dropped || 0;
-    if (data.dropped) queue.push({ type: "stream.dropped", data: { count: data.dropped } });
-    for (const event of data.events) queue.push(event);
-    if (!scheduled) {
-      scheduled = true;
-      requestAnimationFrame(flush);
-    }
+    if (data.replayed) stats.replayed += data.events.length;
+    deliver(data.events, data.dropped);
   };
-  socket.onclose = () => {
+  ws.onclose = (event) => {
+    if (socket !== ws) return; // an older socket, replaced already
     socket = null;
     if (stopped) return;
-    statusHandler("reconnecting");
+    if (opened) stats.reconnects += 1;
+    statusHandler("reconnecting", { code: event.code, attempt: retry });
     setTimeout(() => { if (!stopped) connect(); }, retry);
-    retry = Math.min(retry * 2, 5000);
+    retry = Math.min(retry * 2, 4000);
   };
 }
 

@@ -17,6 +17,13 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Replace a node's children, skipping null/undefined/false (which replaceChildren
+// would print as text).
+export function fill(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  return node;
+}
+
 export function clear(node) {
   while (node.firstChild) node.removeChild(node.firstChild);
   return node;
@@ -105,4 +112,17 @@ export function throttle(fn, ms) {
       }, Math.max(0, wait));
     }
   };
+}
+
+// "12s ago", with the exact time kept for a title.
+export function when(ts) {
+  return el("time", { text: ago(ts), title: time(ts), datetime: new Date(ts * 1000).toISOString() });
+}
+
+export function money(cost) {
+  return `$${Number(cost || 0).toFixed(cost && cost < 0.01 ? 4 : 2)}`;
+}
+
+export function num(n) {
+  return Number(n || 0).toLocaleString();
 }

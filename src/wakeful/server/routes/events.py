@@ -25,7 +25,9 @@ async def events(runtime: RuntimeDep, agent: str | None = None, task_id: str | N
     found = await runtime.store.query_events(agent=agent, task_id=task_id,
                                              type_prefix=type_prefix, correlation_id=trace,
                                              after_id=after_id, limit=limit, newest=newest)
-    return {"events": [views.event_view(e) for e in found]}
+    more = len(found) == limit and not newest
+    return {"events": [views.event_view(e) for e in found],
+            "next": found[-1].id if more else None}  # pass it as after_id for the next page
 
 
 @router.get("/status", summary="The run: id, whether idle, usage so far, counts")

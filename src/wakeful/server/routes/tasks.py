@@ -7,23 +7,35 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from wakeful.core.states import TaskState
+from wakeful.observe.inspect import TaskNode, causal_tree
 from wakeful.runtime.runtime import MAX_INSTRUCTION_CHARS
 from wakeful.server import views
-from wakeful.server.errors import TooLarge
+from wakeful.server.errors import NotFound, TooLarge
 from wakeful.server.routes.deps import Limit, RuntimeDep
 from wakeful.server.schemas import NewTask
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 
 
-@router.get("", summary="Tasks, newest last")
+@router.get("", summary="Tasks, newest last; page forwards with `after` and `next`")
 async def list_tasks(runtime: RuntimeDep, agent: str | None = None,
-                     state: TaskState | None = None, limit: Limit = 100) -> dict[str, Any]:
+                     state: TaskState | None = None, limit: Limit = 100,
+                     after: str | None = Query(None, max_length=128, description=(
+                         "a task id: the tasks after it, oldest first (`next` of a page)"))
+                     ) -> dict[str, Any]:
     if agent is not None:
         runtime.agent(agent)
     records = await runtime.store.list_tasks(agent=agent, states=[state] if state else None)
-    return {"total": len(records),
-            "tasks": [views.task_view(r, runtime) for r in records[-limit:]]}
+    if after is None:
+        page, more = records[-limit:], False  # the newest `limit`
+    else:
+        ids = [r.id for r in records]
+        if after not in ids:
+            raise NotFound(f"query.after: no task {after!r} in this list")
+        start = ids.index(after) + 1
+        page, more = records[start:start + limit], start + limit < len(records)
+    return {"total": len(records), "tasks": [views.task_view(r, runtime) for r in page],
+            "next": page[-1].id if more and page else None}
 
 
 @router.post("", status_code=201, summary="Start a task on an agent")
@@ -44,7 +56,26 @@ async def get_task(task_id: str, runtime: RuntimeDep,
     view = views.task_view(record, runtime)
     if messages:
         view["messages"] = await runtime.store.load_messages(task_id)
+    # Delegations, linked both ways: the task that asked, and the tasks it asked for.
+    view["children"] = [{"id": c.id, "agent": c.agent, "state": c.state.value,
+                         "instruction": c.instruction}
+                        for c in await runtime.store.child_tasks([task_id])]
     return view
+
+
+@router.get("/{task_id}/tree", summary="The causal tree of the task's trace (its root "
+            "task and every task it caused), as `wakeful inspect` shows it")
+async def task_tree(task_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    record = await runtime.get_task(task_id)
+    root = await causal_tree(runtime.store, record.trace_id or record.id)
+
+    def node(found: TaskNode) -> dict[str, Any]:
+        t = found.task
+        return {"id": t.id, "agent": t.agent, "state": t.state.value,
+                "instruction": t.instruction, "error_kind": t.error_kind,
+                "events": len(found.events), "children": [node(c) for c in found.children]}
+
+    return {"task_id": task_id, "root": node(root)}
 
 
 @router.get("/{task_id}/events", summary="The task's events, in order")
