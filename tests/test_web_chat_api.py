@@ -101,7 +101,7 @@ async def test_the_overview_counts_tasks_and_lists_activity(served: Served,
 
 
 async def test_a_task_shows_its_delegations_and_causal_tree(tmp_path: Path) -> None:
-    from wakeful.cli import copy_example
+    from wakeful.cli.main import copy_example
 
     folder = tmp_path / "team"
     copy_example(folder)

@@ -47,7 +47,7 @@ class Example:
 @pytest.fixture
 async def example(tmp_path: Path) -> AsyncIterator[Example]:
     """The example team after `wakeful demo`'s work is done, served."""
-    from wakeful.cli import copy_example
+    from wakeful.cli.main import copy_example
 
     folder = tmp_path / "team"
     copy_example(folder)

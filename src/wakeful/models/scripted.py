@@ -68,16 +68,22 @@ class ScriptedStep(BaseModel):
 
 class Script(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    match: str | None = None
+    match: str | None = None  # a regex the task's instruction must contain
+    # ... and one its system prompt must contain: how a script tells a task answering a
+    # person (whose instruction is just their words) from any other
+    match_system: str | None = None
     steps: list[ScriptedStep] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _valid_regex(self) -> Script:
-        if self.match is not None:
-            try:
-                re.compile(self.match)
-            except re.error as exc:
-                raise ValueError(f"'match' is not a valid regular expression: {exc}") from None
+        for name in ("match", "match_system"):
+            pattern = getattr(self, name)
+            if pattern is not None:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"{name!r} is not a valid regular expression: {exc}"
+                                     ) from None
         return self
 
 
@@ -142,8 +148,11 @@ class ScriptedModel(Model):
 
     def _pick(self, messages: list[Message]) -> tuple[Script, str]:
         instruction = next((m.content or "" for m in messages if m.role == "user"), "")
+        system = next((m.content or "" for m in messages if m.role == "system"), "")
         for script in self.script.scripts:
-            if script.match is None or re.search(script.match, instruction):
+            if ((script.match is None or re.search(script.match, instruction))
+                    and (script.match_system is None
+                         or re.search(script.match_system, system))):
                 return script, instruction
         raise ModelError(f"model {self.name!r}: no script matches instruction {instruction!r} "
                          "(add a script without 'match' as a fallback)")
