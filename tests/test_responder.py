@@ -154,3 +154,36 @@ async def test_mail_that_waited_while_nothing_ran_is_answered_at_start(tmp_path:
         await again.wait_idle(20)
         # (The example monitor's schedule starts tasks of its own: count the writer's.)
         assert len(await again.store.list_tasks(agent="writer")) == 1
+
+
+async def test_an_answer_owed_by_a_worker_that_stopped_is_sent_by_the_next(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    wait_until: WaitUntil, db_path: Path,
+) -> None:
+    import sqlite3
+
+    rt = await make_runtime([agent_def("writer")], {"m": script([{"say": "On it."}])})
+    sent = await rt.mailbox.send("person:ann", "writer", "", "Are you there?")
+
+    async def answers() -> list[str]:
+        return [m.id for m in await rt.mailbox.conversation("person:ann", "writer")
+                if m.sender == "writer"]
+
+    await wait_until(answers, what="the answer")
+    await rt.stop()
+    # As if the worker had been killed after the answering task ended and before its
+    # answer was stored: the task is done, the person's mail handled, no answer.
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DELETE FROM mail_deliveries WHERE mail_id IN (SELECT id FROM mail "
+                     "WHERE sender = 'writer')")
+        conn.execute("DELETE FROM mail WHERE sender = 'writer'")
+    again = await make_runtime([agent_def("writer")], {"m": script([{"say": "On it."}])})
+
+    async def answered() -> list[str]:
+        return [m.body for m in await again.mailbox.conversation("person:ann", "writer")
+                if m.sender == "writer" and m.in_reply_to == sent.id]
+
+    await wait_until(answered, what="the owed answer")
+    assert await answered() == ["On it."]
+    tasks = await again.store.list_tasks(agent="writer")
+    assert len(tasks) == 1  # answered from the task that ran, not a new one

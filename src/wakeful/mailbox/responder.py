@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Container
+from collections.abc import Collection, Container
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -141,6 +141,12 @@ class Responder:
         if (delivery.mail.sender.startswith(PERSON) and delivery.status == PENDING
                 and parse_address(delivery.owner).kind is AddressKind.AGENT):
             self._queue.put_nowait(delivery)
+
+    async def adopt(self, agents: Collection[str]) -> None:
+        """This worker took ``agents``: send the answers their previous worker owed
+        (it stopped after an answering task ended and before its answer was stored)."""
+        for record in await self.runtime.store.unanswered(agents):
+            self._queue.put_nowait(record)
 
     def _settled(self, record: TaskRecord) -> None:
         if record.id in self._answering or answers_a_person(record):

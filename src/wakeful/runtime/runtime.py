@@ -260,6 +260,7 @@ class Runtime(AgentControls):
                 "worker": self.ownership.worker_id, "epoch": grant.epoch,
                 "requeued": len(grant.requeued)})
         await self.mailbox.adopt([g.agent for g in grants])
+        await self.responder.adopt([g.agent for g in grants])
         await asyncio.gather(*(self._resume_agent(self.agents[g.agent], saved.get(g.agent))
                                for g in grants))
         await self._load_queued(agents={g.agent for g in grants})

@@ -123,6 +123,13 @@ class Store(abc.ABC):
         """Per agent (or for one): its tasks, how many ended, tokens, cost, tool calls."""
 
     @abc.abstractmethod
+    async def unanswered(self, agents: Collection[str]) -> list[TaskRecord]:
+        """Tasks of ``agents`` started to answer a person's mail (created by a person,
+        caused by the mail) that have ended, but whose answer (mail from the agent with
+        the idempotency key ``answer:TASK``) was never stored: their worker stopped in
+        between."""
+
+    @abc.abstractmethod
     async def tasks_caused_by(self, cause_id: str, agent: str | None = None
                               ) -> list[TaskRecord]:
         """Tasks started because of ``cause_id`` (a mail, a timer, a task)."""

@@ -18,7 +18,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields as dc_fields
 from pathlib import Path
@@ -421,6 +421,18 @@ class SQLiteStore(SQLiteLeases, Store):
             "GROUP BY agent", params).fetchall())
         return {r[0]: AgentTotals(int(r[1]), int(r[2] or 0), int(r[3]), int(r[4]),
                                   float(r[5]), int(r[6])) for r in rows}
+
+    async def unanswered(self, agents: Collection[str]) -> list[TaskRecord]:
+        wanted = list(agents)
+        if not wanted:
+            return []
+        sql = (f"{_TASK_SELECT} WHERE agent IN ({', '.join('?' for _ in wanted)}) AND "
+               "created_by LIKE 'person:%' AND cause_id IS NOT NULL AND state IN "
+               "('done', 'failed', 'cancelled') AND NOT EXISTS (SELECT 1 FROM mail m WHERE "
+               "m.sender = tasks.agent AND m.idempotency_key = 'answer:' || tasks.id) "
+               "ORDER BY created_at, id")
+        rows = await self.read(lambda c: c.execute(sql, wanted).fetchall())
+        return [_task_from_row(r) for r in rows]
 
     async def tasks_caused_by(self, cause_id: str, agent: str | None = None
                               ) -> list[TaskRecord]:
