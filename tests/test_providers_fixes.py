@@ -216,6 +216,9 @@ async def test_an_answer_cut_off_by_max_tokens_is_marked(runtime_on: Any,
     await runtime.wait_idle(30)
     [task] = await runtime.store.list_tasks()
     assert task.state is TaskState.DONE and task.truncated is True  # on the task row too
+    from wakeful.server.views import task_view
+
+    assert task_view(task)["truncated"] is True  # what the UI's task page marks
     [call] = await events_of(runtime, "model.call")
     assert call.data["truncated"] is True and call.data["finish_reason"] == "length"
     done = [e for e in await events_of(runtime, "task.state") if e.data["to"] == "done"]

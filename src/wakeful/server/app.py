@@ -72,7 +72,8 @@ def create_app(runtime: Runtime, token: str, *, stream_interval_s: float = INTER
         return JSONResponse(error_body(
             f"no such endpoint: {request.method} /api/{rest}", 404), status_code=404)
 
-    mount_interop(app, runtime, token)  # /a2a and /mcp (see wakeful.server.interop)
+    if runtime is not None:  # None: an app built only for its OpenAPI schema
+        mount_interop(app, runtime, token)  # /a2a and /mcp (see wakeful.server.interop)
     static = web_dir()
 
     @app.get("/", include_in_schema=False)

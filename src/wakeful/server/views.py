@@ -116,6 +116,7 @@ def task_view(record: TaskRecord, runtime: Runtime | None = None) -> dict[str, A
         "output_tokens": record.output_tokens, "tool_calls": record.tool_calls,
         "cost": record.cost, "trace_id": record.trace_id, "cause_id": record.cause_id,
         "waiting_on": waiting_on,
+        "truncated": record.truncated,  # its final answer was cut off by the output limit
         # reported by the task itself (report_progress), where the runtime records it
         "progress": getattr(record, "progress", None),
         "progress_note": getattr(record, "progress_note", None),

@@ -71,7 +71,10 @@ export class TaskView {
         el("dt", { text: "steps" }), el("dd", { text: `${t.step}${t.max_steps ? ` of at most ${t.max_steps}` : ""}, attempt ${t.attempt}` }),
         el("dt", { text: "usage" }), el("dd", { text: `${num(t.input_tokens + t.output_tokens)} tokens, ${money(t.cost)}, ${num(t.tool_calls)} tool calls` }),
         t.waiting_on ? el("dt", { text: "waiting on" }) : null, t.waiting_on ? el("dd", { text: t.waiting_on }) : null,
-        t.result ? el("dt", { text: "result" }) : null, t.result ? el("dd", { class: "md" }, renderMarkdown(t.result)) : null,
+        t.result ? el("dt", { text: "result" }) : null,
+        t.result ? el("dd", { class: "md" }, t.truncated
+          ? el("p", { class: "truncated", text: "Cut off: the model reached its output limit (max_output_tokens) before it finished." })
+          : null, renderMarkdown(t.result)) : null,
         t.error ? el("dt", { text: "error" }) : null,
         t.error ? el("dd", { class: "err" }, t.error_kind ? el("strong", { text: `${t.error_kind}: ` }) : null, t.error) : null));
     fill(this.controls, 
