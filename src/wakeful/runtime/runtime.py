@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from wakeful.core.context import CURRENT_TASK, CURRENT_TRACE
-from wakeful.core.records import AgentGrant, AgentRecord, Fence, RunRecord, TaskRecord
-from wakeful.core.states import AgentState, TaskState, check_task_transition
-from wakeful.errors import FenceError, UnknownAgentError, UnknownTaskError, WakefulError
+from wakeful.core.records import AgentRecord, RunRecord, TaskRecord
+from wakeful.core.states import AgentState, TaskState
+from wakeful.errors import FenceError, UnknownAgentError, WakefulError
 from wakeful.ids import new_id
 from wakeful.mailbox.responder import Responder
 from wakeful.mailbox.service import Mailbox
@@ -34,12 +33,14 @@ from wakeful.observe.events import EventLog
 from wakeful.project.definitions import AgentDefinition, MailboxConfig, StartupTask
 from wakeful.project.loader import Project
 from wakeful.runtime.accounting import RunUsage
-from wakeful.runtime.agent import AgentRunner, new_task_record
-from wakeful.runtime.controls import USER_STOP, AgentControls
+from wakeful.runtime.adoption import Adoption
+from wakeful.runtime.agent import AgentRunner
+from wakeful.runtime.controls import AgentControls
 from wakeful.runtime.ownership import Ownership
 from wakeful.runtime.scope import TaskScope
 from wakeful.runtime.service import Service
 from wakeful.runtime.signal import Signal
+from wakeful.runtime.tasks import TaskMaking
 from wakeful.store.base import Store
 from wakeful.tools.builtin import default_tools
 from wakeful.tools.registry import ToolRegistry
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("wakeful.runtime")
 
-MAX_INSTRUCTION_CHARS = 100_000
 RUNTIME_STOP = "the runtime stopped"
 
 
@@ -68,7 +68,7 @@ class AgentStatus:
     max_concurrent_tasks: int
 
 
-class Runtime(AgentControls):
+class Runtime(Adoption, TaskMaking, AgentControls):
     def __init__(
         self,
         *,
@@ -244,58 +244,6 @@ class Runtime(AgentControls):
             record.state, record.reason = saved.state, saved.reason
         self.agents[definition.name] = AgentRunner(self, definition, record)
 
-    async def _adopt(self, grants: list[AgentGrant]) -> None:
-        """This worker took agents' leases: run them from where the store says they
-        are. All at once, so that a thousand agents cost a few reads and commits."""
-        saved = await self.store.load_agents()
-        for grant in grants:
-            agent = self.agents[grant.agent]
-            agent.fence = Fence(grant.agent, self.ownership.worker_id, grant.epoch)
-            agent.record.state = AgentState.CREATED
-            for task_id in grant.requeued:
-                self.events.emit("task.recovered", agent=agent.name, task_id=task_id,
-                                 data={"reason": "its previous worker stopped while it ran",
-                                       "epoch": grant.epoch})
-            self.events.emit("agent.adopted", agent=agent.name, data={
-                "worker": self.ownership.worker_id, "epoch": grant.epoch,
-                "requeued": len(grant.requeued)})
-        await self.mailbox.adopt([g.agent for g in grants])
-        await self.responder.adopt([g.agent for g in grants])
-        await asyncio.gather(*(self._resume_agent(self.agents[g.agent], saved.get(g.agent))
-                               for g in grants))
-        await self._load_queued(agents={g.agent for g in grants})
-
-    async def _resume_agent(self, agent: AgentRunner, saved: AgentRecord | None) -> None:
-        if saved is not None and saved.state is AgentState.STOPPED and saved.reason == USER_STOP:
-            await agent.set_state(AgentState.STOPPED, USER_STOP)
-            return
-        await agent.set_state(AgentState.RUNNING, "started")
-        if saved is not None and saved.state in (AgentState.PAUSED, AgentState.SLEEPING):
-            await agent.set_state(saved.state, saved.reason)
-        agent.launch(self._scope)
-
-    async def _lost(self, name: str) -> None:
-        """Another worker took this agent (this one stalled past its lease): stop its
-        loops; their writes are refused by the fence, so nothing lands twice."""
-        await self._release_agent(name)
-        self.events.emit("agent.lease_lost", agent=name,
-                         data={"worker": self.ownership.worker_id})
-
-    async def _hand_over(self, name: str) -> None:
-        """Give an agent to another worker (rebalancing): interrupt its tasks (back to
-        the queue), then the caller releases the lease."""
-        await self._release_agent(name)
-        self.events.emit("agent.handed_over", agent=name,
-                         data={"worker": self.ownership.worker_id})
-
-    async def _release_agent(self, name: str) -> None:
-        agent = self.agents[name]
-        await agent.halt()
-        for record in agent.take_queue():
-            self._known.discard(record.id)
-        self.mailbox.forget(name)
-        self.changed()
-
     def owns_agent(self, name: str) -> bool:
         """Does this worker run ``name`` now (hold its lease)?"""
         return self.ownership.owns(name)
@@ -371,96 +319,6 @@ class Runtime(AgentControls):
         ]
 
     # tasks ---------------------------------------------------------------
-    async def create_task(
-        self,
-        agent: str,
-        instruction: str,
-        *,
-        created_by: str = "api",
-        parent_id: str | None = None,
-        attempt: int = 0,
-        submit: bool = True,
-        trace_id: str | None = None,
-        cause_id: str | None = None,
-    ) -> TaskRecord:
-        """Queue a task for ``agent``; it starts when the agent has a free slot.
-
-        Called from inside a task (a tool delegating work), the new task is linked to
-        the calling one: its parent and cause default to the caller, and it joins the
-        caller's trace, so the inspector can show the whole causal tree.
-        """
-        record = self.new_task(agent, instruction, created_by=created_by,
-                               parent_id=parent_id, attempt=attempt, trace_id=trace_id,
-                               cause_id=cause_id)
-        self._known.add(record.id)
-        await self.store.create_task(record)
-        self.launch_task(record, submit=submit)
-        return record
-
-    def new_task(
-        self,
-        agent: str,
-        instruction: str,
-        *,
-        created_by: str = "api",
-        parent_id: str | None = None,
-        attempt: int = 0,
-        trace_id: str | None = None,
-        cause_id: str | None = None,
-    ) -> TaskRecord:
-        """A new task's record, checked but not stored yet (for writers that store it in
-        the same transaction as something else; then call :meth:`launch_task`)."""
-        self.agent(agent)
-        if not instruction.strip():
-            raise WakefulError(f"task for agent {agent!r}: the instruction is empty")
-        if len(instruction) > MAX_INSTRUCTION_CHARS:
-            raise WakefulError(f"task for agent {agent!r}: the instruction is "
-                               f"{len(instruction)} characters; the limit is "
-                               f"{MAX_INSTRUCTION_CHARS}")
-        caller = CURRENT_TASK.get()
-        parent_id = parent_id or caller
-        record = new_task_record(agent, instruction, created_by=created_by,
-                                 parent_id=parent_id, attempt=attempt,
-                                 cause_id=cause_id or parent_id)
-        record.trace_id = trace_id or CURRENT_TRACE.get() or record.trace_id
-        if self.task_ids is not None:
-            record.id = self.task_ids(record)
-            record.trace_id = trace_id or CURRENT_TRACE.get() or record.id
-        return record
-
-    def launch_task(self, record: TaskRecord, *, submit: bool = True) -> None:
-        """Announce a stored new task and hand it to its agent."""
-        self._known.add(record.id)
-        self.events.emit("task.created", agent=record.agent, task_id=record.id, data={
-            "instruction": record.instruction[:500], "created_by": record.created_by,
-            "parent_id": record.parent_id}, correlation_id=record.trace_id,
-            causation_id=record.cause_id)
-        if submit and self.ownership.owns(record.agent):
-            self.agent(record.agent).submit(record)
-
-    async def _cancel_stored(self, record: TaskRecord) -> TaskRecord:
-        check_task_transition(record.id, record.state, TaskState.CANCELLED)
-        previous = record.state
-        record.state = TaskState.CANCELLED
-        record.finished_at = time.time()
-        # Only a task nobody runs: a claim that won first makes this a no-op.
-        await self.store.update_task(record.id, expect_state=previous.value,
-                                     state=record.state.value, finished_at=record.finished_at)
-        self.events.emit("task.state", agent=record.agent, task_id=record.id,
-                         data={"from": previous.value, "to": "cancelled"})
-        self.settle(record)
-        return record
-
-    async def get_task(self, task_id: str) -> TaskRecord:
-        for agent in self.agents.values():
-            found = agent.task_loop(task_id)
-            if found is not None:
-                return found[0].record
-        record = await self.store.get_task(task_id)
-        if record is None:
-            raise UnknownTaskError(task_id)
-        return record
-
     def settle(self, record: TaskRecord) -> None:
         """A task reached its final outcome: wake whoever waits for it."""
         self._known.discard(record.id)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from wakeful.core.states import TaskState
 from wakeful.observe.inspect import TaskNode, causal_tree
-from wakeful.runtime.runtime import MAX_INSTRUCTION_CHARS
+from wakeful.runtime.tasks import MAX_INSTRUCTION_CHARS
 from wakeful.server import views
 from wakeful.server.errors import NotFound, TooLarge
 from wakeful.server.routes.deps import Limit, RuntimeDep

@@ -13,7 +13,8 @@ from typing import Any
 
 from wakeful.core.a2a import A2ATaskRow
 from wakeful.core.records import TaskRecord
-from wakeful.store.sqlite.store import SQLiteStore, task_insert
+from wakeful.store.sqlite.rows import task_insert
+from wakeful.store.sqlite.store import SQLiteStore
 
 _COLUMNS = "task_id, agent, context_id, message_id, metadata, history, created_at"
 

@@ -32,7 +32,8 @@ from wakeful.core.mail_records import (
 )
 from wakeful.errors import ConflictError
 from wakeful.store.mail import MailStore, Wakeup
-from wakeful.store.sqlite.store import EVENT_INSERT, SQLiteStore, event_row
+from wakeful.store.sqlite.rows import EVENT_INSERT, event_row
+from wakeful.store.sqlite.store import SQLiteStore
 
 _MAIL_COLUMNS = ("id, sender, recipient, subject, body, payload, priority, thread_id, "
                  "in_reply_to, reply_to, correlation_id, causation_id, idempotency_key, "

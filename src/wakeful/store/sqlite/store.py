@@ -18,18 +18,28 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields as dc_fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from wakeful.core.records import AgentRecord, AgentTotals, Event, Fence, RunRecord, TaskRecord
+from wakeful.core.records import AgentRecord, Event, Fence, RunRecord, TaskRecord
 from wakeful.core.states import AgentState, TaskState
 from wakeful.errors import FenceError, StoreError
 from wakeful.store.base import Store
 from wakeful.store.sqlite.leases import FENCE_SQL, SQLiteLeases, check_fenced, fence_params
 from wakeful.store.sqlite.migrations import MIGRATIONS
+from wakeful.store.sqlite.rows import (
+    _EVENT_SELECT,
+    _TASK_COLUMNS,
+    _TASK_SELECT,
+    EVENT_INSERT,
+    event_from_row,
+    event_row,
+    task_from_row,
+    task_insert,
+)
+from wakeful.store.sqlite.task_reads import SQLiteTaskReads
 
 if TYPE_CHECKING:
     from wakeful.store.locks import LockStore
@@ -38,45 +48,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 WriteOp = Callable[[sqlite3.Connection], Any]
-
-_TASK_COLUMNS = [f.name for f in dc_fields(TaskRecord)]
-_TASK_SELECT = "SELECT " + ", ".join(_TASK_COLUMNS) + " FROM tasks"
-_EVENT_SELECT = ("SELECT id, ts, run_id, type, agent, task_id, correlation_id, causation_id, "
-                 "data FROM events")
-
-
-EVENT_INSERT = ("INSERT INTO events (ts, run_id, type, agent, task_id, correlation_id, "
-                "causation_id, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-
-
-def event_row(event: Event) -> tuple[Any, ...]:
-    """An event as the values of :data:`EVENT_INSERT` (shared by writers of the log)."""
-    return (event.ts, event.run_id, event.type, event.agent, event.task_id,
-            event.correlation_id, event.causation_id, json.dumps(event.data, default=str))
-
-
-_TASK_INSERT = (f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in _TASK_COLUMNS)})")
-
-
-def task_insert(record: TaskRecord) -> tuple[str, list[Any]]:
-    """The statement that inserts ``record``, for writers that create a task in the same
-    transaction as something else (a timer firing that starts it)."""
-    return _TASK_INSERT, [getattr(record, name) for name in _TASK_COLUMNS]
-
-
-def _task_from_row(row: Sequence[Any]) -> TaskRecord:
-    record = TaskRecord(**dict(zip(_TASK_COLUMNS, row, strict=True)))
-    record.state = TaskState(record.state)
-    record.truncated = bool(record.truncated)
-    return record
-
-
-def _event_from_row(row: Sequence[Any]) -> Event:
-    return Event(id=row[0], ts=row[1], run_id=row[2], type=row[3], agent=row[4],
-                 task_id=row[5], correlation_id=row[6], causation_id=row[7],
-                 data=json.loads(row[8]))
-
 
 def apply_mail_changes(conn: sqlite3.Connection, changes: Sequence[Any]) -> None:
     """Mailbox changes (acks, a delegation) committed with a task's own write."""
@@ -109,7 +80,7 @@ def migrate(conn: sqlite3.Connection) -> int:
             raise
 
 
-class SQLiteStore(SQLiteLeases, Store):
+class SQLiteStore(SQLiteTaskReads, SQLiteLeases, Store):
     def __init__(self, path: Path | str, synchronous: str = "normal") -> None:
         self.path = Path(path)
         self._synchronous = synchronous.upper()
@@ -371,85 +342,10 @@ class SQLiteStore(SQLiteLeases, Store):
                 conn.executemany("INSERT OR IGNORE INTO task_messages (task_id, seq, data) "
                                  "VALUES (?, ?, ?)", rows)
             row = conn.execute(_TASK_SELECT + " WHERE id = ?", (task_id,)).fetchone()
-            return _task_from_row(row), resumed
+            return task_from_row(row), resumed
 
         claimed: tuple[TaskRecord, bool] | None = await self.write(op)
         return claimed
-
-    async def get_task(self, task_id: str) -> TaskRecord | None:
-        row = await self.read(lambda c: c.execute(_TASK_SELECT + " WHERE id = ?",
-                                                  (task_id,)).fetchone())
-        return _task_from_row(row) if row else None
-
-    async def list_tasks(
-        self,
-        agent: str | None = None,
-        states: Iterable[TaskState] | None = None,
-        limit: int | None = None,
-        created_after: str | None = None,
-    ) -> list[TaskRecord]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if agent is not None:
-            clauses.append("agent = ?")
-            params.append(agent)
-        if states is not None:
-            wanted = [s.value for s in states]
-            clauses.append(f"state IN ({', '.join('?' for _ in wanted)})")
-            params.extend(wanted)
-        if created_after is not None:
-            clauses.append("id > ?")
-            params.append(created_after)
-        sql = _TASK_SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
-        sql += " ORDER BY created_at, id"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        rows = await self.read(lambda c: c.execute(sql, params).fetchall())
-        return [_task_from_row(r) for r in rows]
-
-    async def count_tasks(self) -> dict[tuple[str, TaskState], int]:
-        rows = await self.read(lambda c: c.execute(
-            "SELECT agent, state, COUNT(*) FROM tasks GROUP BY agent, state").fetchall())
-        return {(r[0], TaskState(r[1])): r[2] for r in rows}
-
-    async def agent_totals(self, agent: str | None = None) -> dict[str, AgentTotals]:
-        where, params = (" WHERE agent = ?", [agent]) if agent is not None else ("", [])
-        rows = await self.read(lambda c: c.execute(
-            "SELECT agent, COUNT(*), SUM(state IN ('done', 'failed', 'cancelled')), "
-            "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
-            f"COALESCE(SUM(cost), 0), COALESCE(SUM(tool_calls), 0) FROM tasks{where} "
-            "GROUP BY agent", params).fetchall())
-        return {r[0]: AgentTotals(int(r[1]), int(r[2] or 0), int(r[3]), int(r[4]),
-                                  float(r[5]), int(r[6])) for r in rows}
-
-    async def unanswered(self, agents: Collection[str]) -> list[TaskRecord]:
-        wanted = list(agents)
-        if not wanted:
-            return []
-        sql = (f"{_TASK_SELECT} WHERE agent IN ({', '.join('?' for _ in wanted)}) AND "
-               "created_by LIKE 'person:%' AND cause_id IS NOT NULL AND state IN "
-               "('done', 'failed', 'cancelled') AND NOT EXISTS (SELECT 1 FROM mail m WHERE "
-               "m.sender = tasks.agent AND m.idempotency_key = 'answer:' || tasks.id) "
-               "ORDER BY created_at, id")
-        rows = await self.read(lambda c: c.execute(sql, wanted).fetchall())
-        return [_task_from_row(r) for r in rows]
-
-    async def tasks_caused_by(self, cause_id: str, agent: str | None = None
-                              ) -> list[TaskRecord]:
-        sql = f"{_TASK_SELECT} WHERE cause_id = ?" + (" AND agent = ?" if agent else "")
-        params = [cause_id, agent] if agent else [cause_id]
-        rows = await self.read(lambda c: c.execute(sql + " ORDER BY created_at, id",
-                                                   params).fetchall())
-        return [_task_from_row(r) for r in rows]
-
-    async def child_tasks(self, parent_ids: Iterable[str]) -> list[TaskRecord]:
-        wanted = list(parent_ids)
-        if not wanted:
-            return []
-        sql = (f"{_TASK_SELECT} WHERE parent_id IN ({', '.join('?' for _ in wanted)}) "
-               "ORDER BY created_at, id")
-        rows = await self.read(lambda c: c.execute(sql, wanted).fetchall())
-        return [_task_from_row(r) for r in rows]
 
     async def save_step(
         self, task_id: str, first_seq: int, messages: Sequence[dict[str, Any]], *,
@@ -466,12 +362,6 @@ class SQLiteStore(SQLiteLeases, Store):
                 apply_mail_changes(conn, mail)
 
         await self.write(op)
-
-    async def load_messages(self, task_id: str) -> list[dict[str, Any]]:
-        rows = await self.read(lambda c: c.execute(
-            "SELECT data FROM task_messages WHERE task_id = ? ORDER BY seq", (task_id,)
-        ).fetchall())
-        return [json.loads(r[0]) for r in rows]
 
     async def requeue_interrupted(self) -> list[str]:
         def op(conn: sqlite3.Connection) -> list[str]:
@@ -528,5 +418,5 @@ class SQLiteStore(SQLiteLeases, Store):
         sql = (f"{_EVENT_SELECT} WHERE {' AND '.join(clauses)} ORDER BY id {order} "
                f"LIMIT {int(limit)}")
         rows = await self.read(lambda c: c.execute(sql, params).fetchall())
-        events = [_event_from_row(r) for r in rows]
+        events = [event_from_row(r) for r in rows]
         return events[::-1] if newest else events

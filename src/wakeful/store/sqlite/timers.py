@@ -17,7 +17,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from wakeful.core.timers import COLUMNS, Claim, Timer
-from wakeful.store.sqlite.store import EVENT_INSERT, SQLiteStore, event_row, task_insert
+from wakeful.store.sqlite.rows import EVENT_INSERT, event_row, task_insert
+from wakeful.store.sqlite.store import SQLiteStore
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM timers"
 _INSERT = (f"INSERT INTO timers ({', '.join(COLUMNS)}) "
