@@ -110,3 +110,19 @@ def test_demo_runs_the_example_team_from_a_fresh_store(tmp_path: Path) -> None:
         code, out, err = invoke("demo", str(folder))
         assert code == 0, err
         assert "Tasks: 10 done." in out
+
+
+def test_start_task_with_bytes_that_are_not_utf8_is_one_clear_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    project = tmp_path / "team"
+    assert CliRunner().invoke(app, ["init", str(project)]).exit_code == 0
+    # A shell passes the raw bytes; Python turns \xff into a lone surrogate.
+    done = subprocess.run([sys.executable, "-m", "wakeful", "start-task", "writer",
+                           b"\xff draft".decode("utf-8", "surrogateescape"), "-p",
+                           str(project)], capture_output=True, text=True,
+                          errors="replace", timeout=60)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().startswith("error: the instruction contains a lone surrogate")

@@ -261,3 +261,13 @@ def test_definition_models_directly() -> None:
     assert definition.restart.backoff(3) == 4.0
     assert definition.restart.backoff(100) == 30.0
     assert definition.restart.allows(1) and not definition.restart.allows(2)
+
+
+def test_restart_backoff_never_overflows() -> None:
+    from wakeful.project.definitions import RestartPolicy
+
+    policy = RestartPolicy(policy="always", max_restarts=None, backoff_initial_s=1.0,
+                           backoff_max_s=30.0)
+    assert [policy.backoff(n) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
+    # Restart 1,025 once raised OverflowError (2.0 ** 1024) and ended the chain silently.
+    assert policy.backoff(1025) == policy.backoff(10**9) == 30.0

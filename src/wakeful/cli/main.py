@@ -43,6 +43,7 @@ from wakeful.runtime.ownership import process_alive
 from wakeful.runtime.runtime import AgentStatus, Runtime
 from wakeful.server.auth import Token
 from wakeful.store import Store
+from wakeful.text import describe_text
 
 if TYPE_CHECKING:
     from wakeful.server.serve import WebServer
@@ -435,6 +436,9 @@ def start_task(
 
             if not instruction.strip():
                 raise WakefulError("the instruction is empty")
+            problem = describe_text(instruction)
+            if problem is not None:  # bytes that were not UTF-8, say
+                raise WakefulError(f"the instruction {problem}")
             record = new_task_record(agent, instruction, created_by="cli")
             await runtime.store.create_task(record)
             runtime.events.emit("task.created", agent=agent, task_id=record.id, data={

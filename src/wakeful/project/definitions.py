@@ -7,6 +7,7 @@ value a user could get wrong before the runtime ever sees it.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Literal
@@ -42,7 +43,15 @@ class RestartPolicy(_Strict):
 
     def backoff(self, attempt: int) -> float:
         """Delay before restart number ``attempt`` (1-based)."""
-        delay = self.backoff_initial_s * self.backoff_factor ** max(0, attempt - 1)
+        if self.backoff_initial_s <= 0:
+            return 0.0
+        # Grown in logarithms, so that restart 1,024 (or a million) with no bound on
+        # restarts cannot overflow a float: past the cap it is the cap.
+        exponent = max(0, attempt - 1)
+        if self.backoff_factor > 1 and exponent * math.log(self.backoff_factor) >= math.log(
+                max(self.backoff_max_s, 1e-9) / self.backoff_initial_s):
+            return float(self.backoff_max_s)
+        delay = self.backoff_initial_s * self.backoff_factor ** exponent
         return float(min(delay, self.backoff_max_s))
 
     def allows(self, restarts_so_far: int) -> bool:

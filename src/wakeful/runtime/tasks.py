@@ -17,6 +17,7 @@ from wakeful.core.records import TaskRecord
 from wakeful.core.states import TaskState, check_task_transition
 from wakeful.errors import UnknownTaskError, WakefulError
 from wakeful.runtime.agent import new_task_record
+from wakeful.text import describe_text
 
 if TYPE_CHECKING:
     from wakeful.observe.events import EventLog
@@ -84,6 +85,9 @@ class TaskMaking:
         self.agent(agent)
         if not instruction.strip():
             raise WakefulError(f"task for agent {agent!r}: the instruction is empty")
+        problem = describe_text(instruction)
+        if problem is not None:  # e.g. bytes that were not UTF-8 on a command line
+            raise WakefulError(f"task for agent {agent!r}: the instruction {problem}")
         if len(instruction) > MAX_INSTRUCTION_CHARS:
             raise WakefulError(f"task for agent {agent!r}: the instruction is "
                                f"{len(instruction)} characters; the limit is "
