@@ -23,12 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import structlog
+
 from wakeful.core.records import AgentRecord, Event, Fence, RunRecord, TaskRecord
 from wakeful.core.states import AgentState, TaskState
 from wakeful.errors import FenceError, StoreError
 from wakeful.store.base import Store
 from wakeful.store.sqlite.leases import FENCE_SQL, SQLiteLeases, check_fenced, fence_params
 from wakeful.store.sqlite.migrations import MIGRATIONS
+from wakeful.store.sqlite.outage import Outage, is_outage, next_wait
 from wakeful.store.sqlite.rows import (
     _EVENT_SELECT,
     _TASK_COLUMNS,
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     from wakeful.store.timers import TimerStore
 
 T = TypeVar("T")
+log = structlog.get_logger("wakeful.store")
 WriteOp = Callable[[sqlite3.Connection], Any]
 
 def apply_mail_changes(conn: sqlite3.Connection, changes: Sequence[Any]) -> None:
@@ -95,6 +99,8 @@ class SQLiteStore(SQLiteTaskReads, SQLiteLeases, Store):
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0
         self.writes = 0
+        self.outage: str | None = None  # why writes are being held, while they are
+        self._outage_wait = 0.0
         self._mail: MailStore | None = None
         self._locks: LockStore | None = None
         self._timers: TimerStore | None = None
@@ -121,9 +127,17 @@ class SQLiteStore(SQLiteTaskReads, SQLiteLeases, Store):
             raise StoreError(f"{self.path}: cannot open the SQLite store: {exc}") from None
         self._writer = asyncio.create_task(self._write_loop(), name="wakeful-store-writer")
 
-    async def close(self) -> None:
+    async def close(self, outage_grace_s: float = 10.0) -> None:
         if self._writer is not None:
-            await self.flush()
+            try:
+                await asyncio.wait_for(self.flush(), None if self.outage is None
+                                       else outage_grace_s)
+            except TimeoutError:  # the disk did not recover: what is held is lost
+                for _, future in self._pending:
+                    if future is not None and not future.done():
+                        future.set_exception(StoreError(
+                            f"{self.path}: the store could not be written ({self.outage})"))
+                self._pending.clear()
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
@@ -149,11 +163,18 @@ class SQLiteStore(SQLiteTaskReads, SQLiteLeases, Store):
                 try:
                     results.append(op(conn))
                     conn.execute("RELEASE op")
-                except Exception as exc:  # one bad write fails alone
+                except Exception as exc:  # one bad write fails alone...
+                    if is_outage(exc):  # ...unless the disk fails them all
+                        raise Outage(exc) from exc
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     results.append(exc)
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if is_outage(exc):
+                    raise Outage(exc) from exc
+                raise
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -170,7 +191,16 @@ class SQLiteStore(SQLiteTaskReads, SQLiteLeases, Store):
                 try:
                     results = await loop.run_in_executor(self._writer_thread, self._apply, batch)
                 except Exception as exc:
+                    if isinstance(exc, Outage) or is_outage(exc):
+                        # kept whole, and applied again once the store takes writes
+                        self._pending[:0] = batch
+                        await self._wait_out(exc)
+                        continue
                     results = [exc] * len(batch)
+                if self.outage is not None:
+                    log.warning("store: writes go through again", path=str(self.path),
+                                after=self.outage)
+                    self.outage, self._outage_wait = None, 0.0
                 self.batches += 1
                 self.writes += len(batch)
                 for (_, future), result in zip(batch, results, strict=True):
@@ -181,6 +211,14 @@ class SQLiteStore(SQLiteTaskReads, SQLiteLeases, Store):
                     else:
                         future.set_result(result)
             self._idle.set()
+
+    async def _wait_out(self, exc: Exception) -> None:
+        if self.outage is None:
+            log.error("store: cannot write; holding the writes and retrying",
+                      path=str(self.path), error=str(exc))
+        self.outage = str(exc)
+        self._outage_wait = next_wait(self._outage_wait)
+        await asyncio.sleep(self._outage_wait)
 
     def _enqueue(self, op: WriteOp, future: asyncio.Future[Any] | None) -> None:
         if self._writer is None:
