@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from polling import until
 from wakeful.core.states import TaskState
 from wakeful.runtime.agent import new_task_record
 from wakeful.store.sqlite import SQLiteStore
@@ -33,8 +34,7 @@ async def test_writes_wait_out_a_full_disk_and_land_after(tmp_path: Path) -> Non
         await _pragma(store, f"PRAGMA max_page_count = {pages}")  # full, from now on
         records = [new_task_record("a", "x" * 20_000) for _ in range(5)]
         writes = [asyncio.ensure_future(store.create_task(r)) for r in records]
-        while store.outage is None:
-            await asyncio.sleep(0.01)
+        await until(lambda: store.outage is not None, 10, "the writes to be held")
         assert "full" in store.outage
         assert not any(w.done() for w in writes)  # held, not failed
         await _pragma(store, "PRAGMA max_page_count = 1000000")  # space again
