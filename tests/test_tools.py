@@ -321,3 +321,20 @@ async def test_builtin_tools_see_the_runtime(
     agents = json.loads(tool_messages[0]["content"])
     assert {a["name"]: (a["state"], a["running"]) for a in agents} == {
         "boss": ("running", 1), "idle": ("running", 0)}
+
+
+async def test_oversized_tool_arguments_are_refused_and_not_kept(
+        make_runtime: Any, agent_def: Any, script: Any) -> None:
+    huge = '{"text": "' + "word " * 200 + '"}'
+    model = script([{"say": "counting", "tool_calls": [{"tool": "word_count",
+                                                        "raw_args": huge}]},
+                    {"say": "done"}])
+    rt = await make_runtime([agent_def("a", tools=["word_count"])], {"m": model})
+    rt.tools.max_argument_chars = 100
+    record = await rt.wait_task((await rt.create_task("a", "count")).id, 10)
+    messages = await rt.store.load_messages(record.id)
+    [call] = [c for m in messages if m["role"] == "assistant" for c in m.get("tool_calls", [])]
+    assert len(call["function"]["arguments"]) < 100
+    assert "over the limit of 100" in call["function"]["arguments"]
+    [result] = [m["content"] for m in messages if m["role"] == "tool"]
+    assert "limit is 100" in result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 import traceback
@@ -216,7 +217,7 @@ class TaskLoop:
             step_started = time.perf_counter()
             response = await self._call_model(specs)
             reply = response.message
-            new: list[Message] = [reply]
+            new: list[Message] = [self._storable(reply)]
             if not reply.tool_calls and not (reply.content or "").strip():
                 empty_replies += 1
                 self.runtime.events.emit("model.empty_reply", agent=self.agent.name,
@@ -238,6 +239,20 @@ class TaskLoop:
             if not reply.tool_calls:
                 return
             await self._run_calls(reply.tool_calls)
+
+    def _storable(self, reply: Message) -> Message:
+        """The reply as the conversation keeps it: a tool call's arguments over the
+        registry's limit are replaced by a note (the call itself is refused with the
+        reason), so that megabytes a model produced never reach the store or the next
+        prompt."""
+        limit = self.runtime.tools.max_argument_chars
+        if not any(len(c.arguments) > limit for c in reply.tool_calls):
+            return reply
+        calls = tuple(c if len(c.arguments) <= limit else dataclasses.replace(
+            c, arguments=json.dumps({"omitted": f"{len(c.arguments):,} characters of "
+                                                f"arguments, over the limit of {limit:,}"}))
+            for c in reply.tool_calls)
+        return dataclasses.replace(reply, tool_calls=calls)
 
     async def _run_calls(self, calls: Sequence[ToolCall]) -> None:
         """Run tool calls in order, storing each result (with the mail acks it made) as
@@ -354,7 +369,7 @@ class TaskLoop:
         kind = outcome.error_kind
         event_type = {None: "tool.call", "unknown": "tool.refused", "forbidden": "tool.refused",
                       "invalid_json": "tool.invalid_args", "invalid_args": "tool.invalid_args",
-                      "error": "tool.error"}[kind]
+                      "too_large": "tool.invalid_args"}.get(kind, "tool.error")
         data: dict[str, Any] = {"tool": name, "arguments": arguments[:_RESULT_EXCERPT],
                                 "ok": outcome.ok, "result": outcome.content[:_RESULT_EXCERPT],
                                 "latency_ms": round(latency_ms, 3)}
