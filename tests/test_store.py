@@ -87,10 +87,14 @@ async def test_reopen_existing_file_keeps_data(db_path: Path) -> None:
         assert (agents["a"].state, agents["a"].reason, agents["a"].restarts) == (
             AgentState.PAUSED, "nap", 2)
         assert [e.type for e in await second.query_events()] == ["x.happened"]
-        assert await second.requeue_interrupted() == [record.id]
+        # The worker that takes the agent puts back what the dead process left running.
+        [grant] = await second.acquire_agents("w2", ["a"], 60, 1)
+        assert grant.requeued == (record.id,)
         requeued = await second.get_task(record.id)
         assert requeued is not None and requeued.state is TaskState.QUEUED
-        assert await second.requeue_interrupted() == []
+        await second.release_agents("w2", {"a": grant.epoch})
+        [again] = await second.acquire_agents("w3", ["a"], 60, 1)
+        assert again.requeued == ()
     finally:
         await second.close()
 

@@ -93,13 +93,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def claim_task(self, task_id: str, fence: Fence,
-                         opening: Sequence[dict[str, Any]] = (), **fields: Any
-                         ) -> tuple[TaskRecord, bool] | None:
+                         opening: Sequence[dict[str, Any]] = (),
+                         started_at: float | None = None) -> tuple[TaskRecord, bool] | None:
         """Start a run of a queued task: queued -> running, owner = the fence's worker,
         only if it is still queued and the fence holds. Exactly one claim wins and gets
         the task as stored and whether it ran before (resumed); the losers get None
         (someone else runs it, or it was cancelled). A task that never ran gets its
-        ``opening`` messages in the same transaction."""
+        ``opening`` messages and ``started_at`` (default: now) in the same transaction."""
 
     @abc.abstractmethod
     async def get_task(self, task_id: str) -> TaskRecord | None: ...
@@ -148,12 +148,6 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def load_messages(self, task_id: str) -> list[dict[str, Any]]: ...
-
-    @abc.abstractmethod
-    async def requeue_interrupted(self) -> list[str]:
-        """Put every task left running or waiting back in the queue (offline tools
-        only: a live worker's tasks would be taken from it; workers requeue an agent's
-        tasks when they take its lease)."""
 
     # workers and agent leases --------------------------------------------
     @abc.abstractmethod

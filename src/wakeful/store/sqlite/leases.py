@@ -26,14 +26,16 @@ def fence_params(fence: Fence) -> list[Any]:
     return [fence.agent, fence.owner, fence.epoch]
 
 
+def require_fence(conn: sqlite3.Connection, fence: Fence, what: str) -> None:
+    """Raise FenceError (in the caller's transaction) unless ``fence`` still holds."""
+    if not conn.execute("SELECT " + FENCE_SQL, fence_params(fence)).fetchone()[0]:
+        raise FenceError(fence.agent, fence.owner, fence.epoch, what)
+
+
 def check_fenced(cursor: sqlite3.Cursor, fence: Fence | None, what: str) -> bool:
     """After a fenced UPDATE: raise FenceError if the fence refused it."""
     if cursor.rowcount == 0 and fence is not None:
-        conn = cursor.connection
-        held = conn.execute(FENCE_SQL.replace("EXISTS ", "SELECT EXISTS "),
-                            fence_params(fence)).fetchone()[0]
-        if not held:
-            raise FenceError(fence.agent, fence.owner, fence.epoch, what)
+        require_fence(cursor.connection, fence, what)
         return False
     return cursor.rowcount > 0
 

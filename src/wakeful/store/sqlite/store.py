@@ -26,10 +26,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from wakeful.core.records import AgentRecord, Event, Fence, RunRecord, TaskRecord
-from wakeful.core.states import AgentState, TaskState
-from wakeful.errors import FenceError, StoreError
+from wakeful.core.states import AgentState
+from wakeful.errors import StoreError
 from wakeful.store.base import Store
-from wakeful.store.sqlite.leases import FENCE_SQL, SQLiteLeases, check_fenced, fence_params
+from wakeful.store.sqlite.leases import (
+    FENCE_SQL,
+    SQLiteLeases,
+    check_fenced,
+    fence_params,
+    require_fence,
+)
 from wakeful.store.sqlite.migrations import MIGRATIONS
 from wakeful.store.sqlite.outage import Outage, is_outage, next_wait
 from wakeful.store.sqlite.rows import (
@@ -305,11 +311,9 @@ class SQLiteStore(SQLiteTaskReads, SQLiteLeases, Store):
                "updated_at = excluded.updated_at")
 
         def op(conn: sqlite3.Connection) -> None:
-            if fence is not None and not conn.execute(
-                    FENCE_SQL.replace("EXISTS ", "SELECT EXISTS "),
-                    fence_params(fence)).fetchone()[0]:
-                raise FenceError(fence.agent, fence.owner, fence.epoch,
-                                 f"agent {record.name!r} state {record.state.value!r}")
+            if fence is not None:
+                require_fence(conn, fence, f"agent {record.name!r} state "
+                              f"{record.state.value!r}")
             conn.execute(sql, values)
 
         await self.write(op)
@@ -359,14 +363,13 @@ class SQLiteStore(SQLiteTaskReads, SQLiteLeases, Store):
         return changed
 
     async def claim_task(self, task_id: str, fence: Fence,
-                         opening: Sequence[dict[str, Any]] = (), **fields: Any
-                         ) -> tuple[TaskRecord, bool] | None:
-        started_at = fields.pop("started_at", time.time())
-        sql, params = self._update_sql(task_id, {"state": TaskState.RUNNING.value,
-                                                 "owner": fence.owner, **fields}, fence)
-        sql = sql.replace(" WHERE id = ?", ", started_at = COALESCE(started_at, ?) "
-                          "WHERE id = ? AND state = 'queued'")
-        params.insert(len(params) - 1 - 3, started_at)
+                         opening: Sequence[dict[str, Any]] = (),
+                         started_at: float | None = None) -> tuple[TaskRecord, bool] | None:
+        now = time.time()
+        sql = ("UPDATE tasks SET state = 'running', owner = ?, updated_at = ?, "
+               "started_at = COALESCE(started_at, ?) WHERE id = ? AND state = 'queued' "
+               "AND " + FENCE_SQL)
+        params = [fence.owner, now, started_at or now, task_id, *fence_params(fence)]
         rows = [(task_id, i, json.dumps(m)) for i, m in enumerate(opening)]
 
         def op(conn: sqlite3.Connection) -> tuple[TaskRecord, bool] | None:
@@ -400,17 +403,6 @@ class SQLiteStore(SQLiteTaskReads, SQLiteLeases, Store):
                 apply_mail_changes(conn, mail)
 
         await self.write(op)
-
-    async def requeue_interrupted(self) -> list[str]:
-        def op(conn: sqlite3.Connection) -> list[str]:
-            ids = [r[0] for r in conn.execute(
-                "SELECT id FROM tasks WHERE state IN ('running', 'waiting') ORDER BY id")]
-            conn.execute("UPDATE tasks SET state = 'queued', updated_at = ? "
-                         "WHERE state IN ('running', 'waiting')", (time.time(),))
-            return ids
-
-        result: list[str] = await self.write(op)
-        return result
 
     # events ------------------------------------------------------------
     def append_event(self, event: Event) -> None:
