@@ -33,6 +33,12 @@ class TaskState(StrEnum):
     def terminal(self) -> bool:
         return self in _TASK_TERMINAL
 
+    @property
+    def ended(self) -> bool:
+        """Done, failed or cancelled: no run of it is going on (a failed task may still
+        be retried by its restart policy)."""
+        return self in _TASK_TERMINAL or self is TaskState.FAILED
+
 
 _A = AgentState
 AGENT_TRANSITIONS: dict[AgentState, frozenset[AgentState]] = {

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("wakeful.mailbox")
 
-_FINAL = (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED)
 
 
 class Requests(Sending, Reading):
@@ -201,7 +200,7 @@ class Requests(Sending, Reading):
         runtime = self._require_runtime("report delegations")
         for delegation in delegations:
             record = await runtime.store.get_task(delegation.task_id)
-            if record is not None and record.state in _FINAL:
+            if record is not None and record.state.ended:
                 await self._report(delegation, record)
 
     async def _report(self, delegation: Delegation, record: TaskRecord) -> None:

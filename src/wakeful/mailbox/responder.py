@@ -198,7 +198,7 @@ class Responder:
                                 **({"channel": channel} if channel else
                                    {"person": mail.sender})})
         await mailbox.ack_id(agent, mail.id)
-        if record.state in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED):
+        if record.state.ended:
             await self._send_answer(record)
 
     async def _send_answer(self, record: TaskRecord) -> None:

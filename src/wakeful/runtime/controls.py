@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("wakeful.controls")
 
 USER_STOP = "stopped by a person"
-_ENDED = (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED)
 
 
 class AgentControls:
@@ -126,7 +125,7 @@ class AgentControls:
         worker (the record returned is the task as it is now)."""
         record = await self._cancel_one(task_id)
         for child in await self.store.child_tasks([task_id]):
-            if child.state not in _ENDED and child.created_by.endswith(f"/{task_id}"):
+            if not child.state.ended and child.created_by.endswith(f"/{task_id}"):
                 try:
                     await self.cancel_task(child.id)
                 except WakefulError as exc:  # ended meanwhile: nothing to cancel

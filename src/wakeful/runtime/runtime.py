@@ -358,7 +358,7 @@ class Runtime(Adoption, TaskMaking, AgentControls):
                     return future.result()
                 stored = await self.store.get_task(task_id)
                 if stored is not None and (
-                        stored.state in (TaskState.DONE, TaskState.CANCELLED)
+                        stored.state.terminal
                         or (stored.state is TaskState.FAILED
                             and not self.ownership.owns(stored.agent))):
                     return stored

@@ -91,7 +91,7 @@ class TaskLoop:
             return
         self.record.state = stored.state
         self.record.result, self.record.error = stored.result, stored.error
-        if stored.state in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED):
+        if stored.state.ended:
             self.runtime.settle(self.record)
 
     def _state_event(self, current: TaskState, target: TaskState, reason: str,
