@@ -41,9 +41,9 @@ from wakeful.observe.describe import clip
 from wakeful.project.loader import PROJECT_FILE, Project
 from wakeful.runtime.ownership import process_alive
 from wakeful.runtime.runtime import AgentStatus, Runtime
+from wakeful.runtime.tasks import instruction_problem
 from wakeful.server.auth import Token
 from wakeful.store import Store
-from wakeful.text import describe_text
 
 if TYPE_CHECKING:
     from wakeful.server.serve import WebServer
@@ -434,11 +434,9 @@ def start_task(
         try:
             from wakeful.runtime.agent import new_task_record
 
-            if not instruction.strip():
-                raise WakefulError("the instruction is empty")
-            problem = describe_text(instruction)
-            if problem is not None:  # bytes that were not UTF-8, say
-                raise WakefulError(f"the instruction {problem}")
+            problem = instruction_problem(instruction)
+            if problem is not None:
+                raise WakefulError(problem)
             record = new_task_record(agent, instruction, created_by="cli")
             await runtime.store.create_task(record)
             runtime.events.emit("task.created", agent=agent, task_id=record.id, data={

@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 MAX_INSTRUCTION_CHARS = 100_000
 
 
+def instruction_problem(instruction: str) -> str | None:
+    """Why an instruction cannot make a task (empty, or text the store cannot hold, such
+    as bytes that were not UTF-8 on a command line), or None."""
+    if not instruction.strip():
+        return "the instruction is empty"
+    problem = describe_text(instruction)
+    return None if problem is None else f"the instruction {problem}"
+
+
 class TaskMaking:
     """Create, announce, cancel (when nobody runs it) and find tasks."""
 
@@ -83,11 +92,9 @@ class TaskMaking:
         """A new task's record, checked but not stored yet (for writers that store it in
         the same transaction as something else; then call :meth:`launch_task`)."""
         self.agent(agent)
-        if not instruction.strip():
-            raise WakefulError(f"task for agent {agent!r}: the instruction is empty")
-        problem = describe_text(instruction)
-        if problem is not None:  # e.g. bytes that were not UTF-8 on a command line
-            raise WakefulError(f"task for agent {agent!r}: the instruction {problem}")
+        problem = instruction_problem(instruction)
+        if problem is not None:
+            raise WakefulError(f"task for agent {agent!r}: {problem}")
         if len(instruction) > MAX_INSTRUCTION_CHARS:
             raise WakefulError(f"task for agent {agent!r}: the instruction is "
                                f"{len(instruction)} characters; the limit is "
