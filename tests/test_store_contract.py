@@ -21,9 +21,11 @@ from wakeful.runtime.agent import new_task_record
 from wakeful.store import Store, open_store
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path / 'wakeful.db'}")
+    url = (f"sqlite:///{tmp_path / 'wakeful.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    opened = open_store(url)
     await opened.open()
     try:
         yield opened

@@ -11,12 +11,14 @@ from wakeful.errors import ConfigError
 from wakeful.store.base import Store
 
 # scheme -> "module:class"; a backend is imported only when a URL names it.
-_BACKENDS = {"sqlite": "wakeful.store.sqlite:SQLiteStore"}
+_BACKENDS = {"sqlite": "wakeful.store.sqlite:SQLiteStore",
+             "postgresql": "wakeful.store.postgres:PostgresStore",
+             "postgres": "wakeful.store.postgres:PostgresStore"}
 
 
 def open_store(url: str | Path, synchronous: str = "normal") -> Store:
-    """The store a URL names (not opened yet): ``sqlite:///path/to/file.db``, or a
-    plain file path (SQLite)."""
+    """The store a URL names (not opened yet): ``sqlite:///path/to/file.db``, a plain
+    file path (SQLite), or ``postgresql://USER@HOST:PORT/DB``."""
     text = str(url)
     scheme, sep, rest = text.partition("://")
     if not sep:

@@ -20,6 +20,7 @@ from wakeful.core.records import (
     RunRecord,
     TaskRecord,
 )
+from wakeful.store.bells import Bells
 
 if TYPE_CHECKING:
     from wakeful.store.locks import LockStore
@@ -32,6 +33,21 @@ class Store(abc.ABC):
     """The runs, tasks, events, agents and leases families; the mail, locks and timers
     families are reached through :meth:`mail`, :meth:`locks` and :meth:`timers` (ports
     of their own, in the same database, so that one transaction can span families)."""
+
+    _bells: Bells | None = None
+
+    @property
+    def bells(self) -> Bells:
+        """This process's doorbells: rung when a commit may interest a listener (by
+        this process, and on backends with notifications, by any process)."""
+        if self._bells is None:
+            self._bells = Bells()
+        return self._bells
+
+    @property
+    def notifies(self) -> bool:
+        """Does this store hear other processes' commits (so polls may be rare)?"""
+        return False
 
     @abc.abstractmethod
     def mail(self) -> MailStore:

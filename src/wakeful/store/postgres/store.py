@@ -1,0 +1,347 @@
+"""PostgreSQL store: one database that any number of workers, on any machines, share.
+
+PostgreSQL decides who runs what (leases, claims and fences are conditional writes in
+one transaction, on the database's clock); notifications are only doorbells (see
+:mod:`wakeful.store.bells`). Writes go through one group-commit writer connection
+(:mod:`~wakeful.store.postgres.writer`); reads through a small pool beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
+
+from wakeful.core.records import AgentRecord, Event, Fence, RunRecord, TaskRecord
+from wakeful.core.states import AgentState
+from wakeful.errors import FenceError, StoreError
+from wakeful.store.base import Store
+from wakeful.store.postgres.connect import Target, connect, create_pool, parse_url
+from wakeful.store.postgres.leases import PgLeases
+from wakeful.store.postgres.listener import Listener, channel
+from wakeful.store.postgres.migrate import migrate
+from wakeful.store.postgres.rows import (
+    EVENT_SELECT,
+    TASK_COLUMNS,
+    event_from_row,
+    fence_sql,
+    task_from_row,
+    task_insert,
+)
+from wakeful.store.postgres.schema import HORIZON, NOW
+from wakeful.store.postgres.task_reads import PgTaskReads
+from wakeful.store.postgres.writer import PgOp, Writer
+
+if TYPE_CHECKING:
+    from wakeful.store.locks import LockStore
+    from wakeful.store.mail import MailStore
+    from wakeful.store.timers import TimerStore
+
+T = TypeVar("T")
+READ_POOL_SIZE = 4
+
+
+async def require_fence(conn: asyncpg.Connection, fence: Fence, what: str) -> None:
+    """Raise FenceError (in the caller's transaction) unless ``fence`` still holds."""
+    if not await conn.fetchval("SELECT " + fence_sql(1), fence.agent, fence.owner,
+                               fence.epoch):
+        raise FenceError(fence.agent, fence.owner, fence.epoch, what)
+
+
+async def fenced_update(conn: asyncpg.Connection, sql: str, params: Sequence[Any],
+                        fence: Fence | None, what: str) -> bool:
+    """Run a (fenced) UPDATE; FenceError if the fence refused it, else whether a row
+    changed."""
+    status = await conn.execute(sql, *params)
+    changed = not status.endswith(" 0")
+    if not changed and fence is not None:
+        await require_fence(conn, fence, what)
+    return changed
+
+
+async def apply_mail_changes(conn: asyncpg.Connection, changes: Sequence[Any]) -> None:
+    """Mailbox changes (acks, a delegation) committed with a task's own write."""
+    from wakeful.store.postgres.mail import apply_changes
+
+    await apply_changes(conn, changes)
+
+
+class PostgresStore(PgTaskReads, PgLeases, Store):
+    def __init__(self, url: str, synchronous: str = "normal") -> None:
+        self.target: Target = parse_url(url)
+        self.path = self.target.where
+        self._synchronous = synchronous
+        self._writer = Writer(self.target, channel)
+        self._pool: asyncpg.Pool | None = None
+        self._listener = Listener(self.target, self.bells)
+        self._mail: MailStore | None = None
+        self._locks: LockStore | None = None
+        self._timers: TimerStore | None = None
+
+    @property
+    def notifies(self) -> bool:
+        return True
+
+    @property
+    def outage(self) -> str | None:
+        return self._writer.outage
+
+    @property
+    def batches(self) -> int:
+        return self._writer.batches
+
+    @property
+    def writes(self) -> int:
+        return self._writer.writes
+
+    # lifecycle ---------------------------------------------------------
+    async def open(self) -> None:
+        conn = await connect(self.target)
+        try:
+            await migrate(conn, self.target)
+        except BaseException:
+            await conn.close()
+            raise
+        await self._writer.start(conn)
+        self._pool = await create_pool(self.target, READ_POOL_SIZE)
+        await self._listener.start()
+
+    async def close(self, outage_grace_s: float = 10.0) -> None:
+        await self._writer.stop(outage_grace_s)
+        await self._listener.stop()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    # writing and reading ------------------------------------------------
+    async def write(self, op: PgOp, ring: Iterable[str] = ()) -> Any:
+        """Run ``op`` in the next committed batch (its own savepoint if another write
+        in the batch fails) and return its result; ring ``ring`` on commit."""
+        import asyncio
+
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._writer.enqueue(op, future, ring)
+        return await future
+
+    def write_nowait(self, op: PgOp, ring: Iterable[str] = ()) -> None:
+        self._writer.enqueue(op, None, ring)
+
+    async def flush(self) -> None:
+        await self._writer.flush()
+
+    async def read(self, query: Callable[[Any], Awaitable[T]]) -> T:
+        if self._pool is None:
+            raise StoreError(f"{self.target.where}: the store is not open")
+        async with self._pool.acquire() as conn:
+            return await query(conn)
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        if self._pool is None:
+            raise StoreError(f"{self.target.where}: the store is not open")
+        rows: list[asyncpg.Record] = await self._pool.fetch(sql, *args)
+        return rows
+
+    async def now(self) -> float:
+        """The database's clock."""
+        rows = await self.fetch(f"SELECT {NOW}")
+        return float(rows[0][0])
+
+    # the other families, in the same database ---------------------------
+    def mail(self) -> MailStore:
+        from wakeful.store.postgres.mail import PgMailStore
+
+        if self._mail is None:
+            self._mail = PgMailStore(self)
+        return self._mail
+
+    def locks(self) -> LockStore:
+        from wakeful.store.postgres.locks import PgLockStore
+
+        if self._locks is None:
+            self._locks = PgLockStore(self)
+        return self._locks
+
+    def timers(self) -> TimerStore:
+        from wakeful.store.postgres.timers import PgTimerStore
+
+        if self._timers is None:
+            self._timers = PgTimerStore(self)
+        return self._timers
+
+    # runs --------------------------------------------------------------
+    async def begin_run(self, run: RunRecord) -> bool:
+        async def op(conn: asyncpg.Connection) -> bool:
+            first = not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM runs)")
+            await conn.execute("INSERT INTO runs (id, started_at, pid) VALUES ($1, $2, $3)",
+                               run.id, run.started_at, run.pid)
+            return bool(first)
+
+        result: bool = await self.write(op)
+        return result
+
+    async def end_run(self, run_id: str, ended_at: float) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute("UPDATE runs SET ended_at = $1 WHERE id = $2", ended_at, run_id)
+
+        await self.write(op)
+
+    async def list_runs(self) -> list[RunRecord]:
+        rows = await self.fetch("SELECT id, started_at, pid, ended_at FROM runs "
+                                "ORDER BY started_at")
+        return [RunRecord(id=r[0], started_at=r[1], pid=r[2], ended_at=r[3]) for r in rows]
+
+    async def latest_run(self) -> RunRecord | None:
+        rows = await self.fetch("SELECT id, started_at, pid, ended_at FROM runs "
+                                "ORDER BY started_at DESC LIMIT 1")
+        return (RunRecord(id=rows[0][0], started_at=rows[0][1], pid=rows[0][2],
+                          ended_at=rows[0][3]) if rows else None)
+
+    # agents ------------------------------------------------------------
+    async def save_agent(self, record: AgentRecord, fence: Fence | None = None) -> None:
+        values = [record.name, record.state.value, record.reason, record.restarts,
+                  record.updated_at]
+
+        async def op(conn: asyncpg.Connection) -> None:
+            if fence is not None:
+                await require_fence(conn, fence, f"agent {record.name!r} state "
+                                    f"{record.state.value!r}")
+            await conn.execute(
+                "INSERT INTO agents (name, state, reason, restarts, updated_at) VALUES "
+                "($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET state = "
+                "excluded.state, reason = excluded.reason, restarts = excluded.restarts, "
+                "updated_at = excluded.updated_at", *values)
+
+        await self.write(op, ring=("agents",))
+
+    async def load_agents(self) -> dict[str, AgentRecord]:
+        rows = await self.fetch("SELECT name, state, reason, restarts, updated_at FROM agents")
+        return {r[0]: AgentRecord(r[0], AgentState(r[1]), r[2], r[3], r[4]) for r in rows}
+
+    # tasks -------------------------------------------------------------
+    async def create_task(self, record: TaskRecord, mail: Sequence[Any] = ()) -> None:
+        sql, values = task_insert(record)
+
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(sql, *values)
+            if mail:
+                await apply_mail_changes(conn, mail)
+
+        await self.write(op, ring=("tasks", "mail") if mail else ("tasks",))
+
+    @staticmethod
+    def _update_sql(task_id: str, fields: dict[str, Any], fence: Fence | None = None
+                    ) -> tuple[str, list[Any]]:
+        unknown = set(fields) - set(TASK_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown task fields: {sorted(unknown)}")
+        fields.setdefault("updated_at", time.time())
+        if "state" in fields and hasattr(fields["state"], "value"):
+            fields["state"] = fields["state"].value
+        params = [*fields.values(), task_id]
+        assignments = ", ".join(f"{name} = ${i + 1}" for i, name in enumerate(fields))
+        sql = f"UPDATE tasks SET {assignments} WHERE id = ${len(params)}"
+        if fence is not None:
+            sql += " AND " + fence_sql(len(params) + 1)
+            params.extend([fence.agent, fence.owner, fence.epoch])
+        return sql, params
+
+    async def update_task(self, task_id: str, fence: Fence | None = None, *,
+                          expect_state: str | Sequence[str] | None = None, **fields: Any
+                          ) -> bool:
+        state = fields.get("state")
+        requeued = getattr(state, "value", state) == "queued"
+        sql, params = self._update_sql(task_id, fields, fence)
+        if expect_state is not None:
+            wanted = [expect_state] if isinstance(expect_state, str) else list(expect_state)
+            params.append(wanted)
+            sql += f" AND state = ANY(${len(params)}::text[])"
+        what = f"task {task_id} update"
+
+        async def op(conn: asyncpg.Connection) -> bool:
+            return await fenced_update(conn, sql, params, fence, what)
+
+        changed: bool = await self.write(op, ring=("tasks",) if requeued else ())
+        return changed
+
+    async def claim_task(self, task_id: str, fence: Fence,
+                         opening: Sequence[dict[str, Any]] = (),
+                         started_at: float | None = None) -> tuple[TaskRecord, bool] | None:
+        now = time.time()
+        sql = ("UPDATE tasks SET state = 'running', owner = $1, updated_at = $2, "
+               "started_at = COALESCE(started_at, $3) WHERE id = $4 AND state = 'queued' "
+               "AND " + fence_sql(5) + " RETURNING " + ", ".join(TASK_COLUMNS))
+        rows = [(task_id, i, json.dumps(m)) for i, m in enumerate(opening)]
+
+        async def op(conn: asyncpg.Connection) -> tuple[TaskRecord, bool] | None:
+            before = await conn.fetchval("SELECT started_at FROM tasks WHERE id = $1", task_id)
+            row = await conn.fetchrow(sql, fence.owner, now, started_at or now, task_id,
+                                      fence.agent, fence.owner, fence.epoch)
+            if row is None:
+                await require_fence(conn, fence, f"claim of task {task_id}")
+                return None
+            resumed = before is not None
+            if not resumed and rows:
+                await conn.executemany("INSERT INTO task_messages (task_id, seq, data) "
+                                       "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", rows)
+            return task_from_row(row), resumed
+
+        claimed: tuple[TaskRecord, bool] | None = await self.write(op)
+        return claimed
+
+    async def save_step(
+        self, task_id: str, first_seq: int, messages: Sequence[dict[str, Any]], *,
+        fence: Fence | None = None, mail: Sequence[Any] = (), **fields: Any
+    ) -> None:
+        sql, params = self._update_sql(task_id, fields, fence)
+        rows = [(task_id, first_seq + i, json.dumps(m)) for i, m in enumerate(messages)]
+
+        async def op(conn: asyncpg.Connection) -> None:
+            await fenced_update(conn, sql, params, fence, f"step of task {task_id}")
+            if rows:
+                await conn.executemany(
+                    "INSERT INTO task_messages (task_id, seq, data) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (task_id, seq) DO UPDATE SET data = excluded.data", rows)
+            if mail:
+                await apply_mail_changes(conn, mail)
+
+        await self.write(op, ring=("mail",) if mail else ())
+
+    # events ------------------------------------------------------------
+    def append_event(self, event: Event) -> None:
+        self._writer.event(event)
+
+    async def query_events(
+        self,
+        *,
+        agent: str | None = None,
+        task_id: str | None = None,
+        types: Iterable[str] | None = None,
+        type_prefix: str | None = None,
+        correlation_id: str | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+        newest: bool = False,
+    ) -> list[Event]:
+        # Commit-ordered: rows of transactions still running (or older than one that
+        # is) are left for a later call, so following ``after_id`` never skips a row.
+        params: list[Any] = [after_id]
+        clauses = ["id > $1", f"id < {HORIZON}"]
+        if type_prefix is not None:
+            params.extend([type_prefix, type_prefix + "\U0010ffff"])
+            clauses.append(f"type >= ${len(params) - 1} AND type < ${len(params)}")
+        for column, value in (("correlation_id", correlation_id), ("agent", agent),
+                              ("task_id", task_id)):
+            if value is not None:
+                params.append(value)
+                clauses.append(f"{column} = ${len(params)}")
+        if types is not None:
+            params.append(list(types))
+            clauses.append(f"type = ANY(${len(params)}::text[])")
+        order = "DESC" if newest else "ASC"
+        sql = (f"{EVENT_SELECT} WHERE {' AND '.join(clauses)} ORDER BY id {order} "
+               f"LIMIT {int(limit)}")
+        events = [event_from_row(r) for r in await self.fetch(sql, *params)]
+        return events[::-1] if newest else events

@@ -1,0 +1,76 @@
+"""PostgreSQL for tests: the run's database (``WAKEFUL_TEST_PG_URL``, made fresh by
+``.ci/run``), or, locally, a fresh database on the server at 127.0.0.1:5432.
+
+Each test gets a schema of its own in that database (the store URL carries
+``?search_path=...``), so tests never see each other's rows. PostgreSQL is required:
+a missing server fails the tests that need it, loudly, never skips them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import asyncpg
+import pytest
+
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+def _server_and_db() -> tuple[str, str, bool]:
+    given = os.environ.get("WAKEFUL_TEST_PG_URL")
+    if given:
+        server, _, database = given.rpartition("/")
+        return server, database, False
+    return LOCAL_SERVER, f"wakeful_test_{os.getpid()}_{uuid.uuid4().hex[:6]}", True
+
+
+async def _admin(server: str, sql: str) -> None:
+    try:
+        conn = await asyncpg.connect(f"{server}/postgres", timeout=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"PostgreSQL at {server} is required by these tests and cannot be "
+                    f"reached ({exc}); start it (see .ci/run) or set WAKEFUL_TEST_PG_URL")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """The URL of this test session's database."""
+    server, database, made = _server_and_db()
+    if made:
+        _run(_admin(server, f'CREATE DATABASE "{database}"'))
+    yield f"{server}/{database}"
+    if made:
+        _run(_admin(server, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+def _run(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` on a loop of its own (the fixture may be reached from inside one)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, work).result()
+
+
+async def _execute(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> Iterator[str]:
+    """A store URL on a fresh schema of the session's database (a plain fixture, so
+    async fixtures can ask for it with ``request.getfixturevalue``)."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    _run(_execute(pg_database, f"CREATE SCHEMA {schema}"))
+    yield f"{pg_database}?search_path={schema}"
+    _run(_execute(pg_database, f"DROP SCHEMA {schema} CASCADE"))
