@@ -4,6 +4,7 @@ errors, and opening a project or its store."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from wakeful.errors import ConfigError, WakefulError
-from wakeful.project.loader import Project, load_project
+from wakeful.project.loader import STORE_URL_ENV, Project, load_project
 from wakeful.store import Store, open_store
 
 DEFAULT_HOST = "127.0.0.1"
@@ -41,6 +42,34 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise fail(str(exc)) from None
 
 
+def shown_url(url: str) -> str:
+    """A store URL fit to print: any password replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    userinfo, _, host = rest.partition("@")
+    user, has_password, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if has_password else ''}@{host}"
+
+
+def take_store_option(argv: list[str]) -> list[str]:
+    """``--store URL`` may follow any command: take it out of ``argv`` and set
+    ``WAKEFUL_STORE_URL``, which every command that opens a project reads."""
+    kept: list[str] = []
+    items = iter(argv)
+    for item in items:
+        if item == "--store":
+            value = next(items, None)
+            if value is None:
+                raise fail("--store needs a URL (sqlite:///PATH or postgresql://USER@HOST:PORT/DB)")
+            os.environ[STORE_URL_ENV] = value
+        elif item.startswith("--store="):
+            os.environ[STORE_URL_ENV] = item.removeprefix("--store=")
+        else:
+            kept.append(item)
+    return kept
+
+
 def open_project(path: Path) -> Project:
     try:
         project = load_project(path)
@@ -53,7 +82,7 @@ def open_project(path: Path) -> Project:
 
 
 async def with_store(project: Project, action: Callable[[Store], Awaitable[T]]) -> T:
-    store = open_store(project.store_path(), project.config.store.synchronous)
+    store = open_store(project.store_url(), project.config.store.synchronous)
     await store.open()
     try:
         return await action(store)

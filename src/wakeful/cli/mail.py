@@ -51,7 +51,7 @@ async def _with_mailbox(project: Project, action: Callable[[Mailbox], Awaitable[
     from wakeful.observe.events import EventLog
     from wakeful.store import open_store
 
-    store = open_store(project.store_path(), project.config.store.synchronous)
+    store = open_store(project.store_url(), project.config.store.synchronous)
     await store.open()
     mailbox = Mailbox(store.mail(), project.config.mailbox,
                       events=EventLog(store), agents=project.agents.keys, live=False)

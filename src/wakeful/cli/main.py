@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import sys
@@ -31,6 +32,8 @@ from wakeful.cli.common import (
     open_project,
     out,
     run_async,
+    shown_url,
+    take_store_option,
     with_store,
 )
 from wakeful.cli.console import LiveStatus, agents_table, cell, print_events, tasks_table
@@ -38,7 +41,7 @@ from wakeful.core.records import TaskRecord
 from wakeful.core.states import AgentState, TaskState
 from wakeful.errors import WakefulError
 from wakeful.observe.describe import clip
-from wakeful.project.loader import PROJECT_FILE, Project
+from wakeful.project.loader import PROJECT_FILE, STORE_URL_ENV, Project
 from wakeful.runtime.ownership import process_alive
 from wakeful.runtime.runtime import AgentStatus, Runtime
 from wakeful.runtime.tasks import instruction_problem
@@ -47,6 +50,13 @@ from wakeful.store import Store
 
 if TYPE_CHECKING:
     from wakeful.server.serve import WebServer
+
+def write_store_url(project_file: Path, url: str) -> None:
+    """Point a project's wakeful.yaml at ``url`` (its ``store.url`` line)."""
+    text = project_file.read_text(encoding="utf-8")
+    project_file.write_text(text.replace("url: sqlite:///wakeful.db", f"url: {url}", 1),
+                            encoding="utf-8")
+
 
 def copy_example(target: Path) -> None:
     source = resources.files("wakeful") / "examples" / "team"
@@ -66,6 +76,9 @@ def init(
     if folder.exists() and any(folder.iterdir()):
         raise fail(f"{folder} exists and is not empty; choose another folder")
     copy_example(folder)
+    given = os.environ.get(STORE_URL_ENV)
+    if given:  # `wakeful init DIR --store URL`: the project keeps that store
+        write_store_url(folder / PROJECT_FILE, given)
     shown = escape(str(folder))
     out.print(f"Created [bold]{shown}[/] with the example team. "
               f"Run it: [bold]wakeful run -p {shown} --until-idle[/]")
@@ -217,7 +230,8 @@ def run(
     options = _ui_options(loaded, host, port, token) if ui else None
     use_plain = plain if plain is not None else not out.is_terminal
     out.print(f"Running [bold]{escape(loaded.config.name)}[/] with {len(loaded.agents)} "
-              f"agents (store: {escape(str(loaded.store_path()))}). Ctrl-C stops.", highlight=False)
+              f"agents (store: {escape(shown_url(loaded.store_url()))}). "
+              "Ctrl-C stops.", highlight=False)
     run_async(lambda: serve_runtime(loaded, until_idle, use_plain, log_json, options))
     tasks = run_async(lambda: summarize(loaded))
     print_summary(tasks)
@@ -289,6 +303,10 @@ def demo(
         return demo_local(folder, host, port)
     if not (folder / PROJECT_FILE).exists():
         copy_example(folder)
+    url = open_project(folder).store_url()
+    if "://" in url:  # a server store: empty its tables instead of deleting a file
+        from wakeful.cli.store import empty_store
+        run_async(lambda: empty_store(url))
     for suffix in ("", "-wal", "-shm"):
         (folder / f"wakeful.db{suffix}").unlink(missing_ok=True)
     run(project=folder, until_idle=not ui, plain=None, log_json=None, ui=ui, host=host,
@@ -456,6 +474,7 @@ def _register_commands() -> None:
     from wakeful.cli.mail import channel_app, mail_app
     from wakeful.cli.mcp import register as register_mcp
     from wakeful.cli.model import register as register_models
+    from wakeful.cli.store import register as register_store
     from wakeful.cli.timers import register as register_timers
 
     register_inspector(app)
@@ -463,6 +482,7 @@ def _register_commands() -> None:
     register_timers(app)
     register_models(app)
     register_mcp(app)
+    register_store(app)
     app.add_typer(mail_app, name="mail")
     app.add_typer(channel_app, name="channel")
 
@@ -473,6 +493,10 @@ _register_commands()
 def main() -> None:
     """Console-script entry point."""
     try:
+        try:
+            sys.argv[1:] = take_store_option(sys.argv[1:])
+        except typer.Exit as exc:
+            sys.exit(exc.exit_code)
         app()
     except KeyboardInterrupt:
         with contextlib.suppress(Exception):

@@ -28,7 +28,6 @@ runtime to pick up and answers queries, but delivers nothing itself.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -39,6 +38,7 @@ from wakeful.errors import MailError
 from wakeful.mailbox.channels import Channels
 from wakeful.mailbox.queries import Queries
 from wakeful.mailbox.requests import Requests
+from wakeful.store.bells import Bells
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime
@@ -129,24 +129,34 @@ class Mailbox(Requests, Channels, Queries):
 
     async def _watch(self, watermark: int) -> None:
         """Pick up what other processes wrote (``wakeful mail send``, ``... retry``)."""
-        while True:
-            await asyncio.sleep(self.poll_interval_s)
-            try:
-                watermark, wakeups = await self.store.take_wakeups(watermark)
-                if not wakeups:
-                    continue
-                if any(kind == "channels" for kind, _, _ in wakeups):
-                    self._channels = await self.store.load_channels()
-                keys = [(m, o) for kind, m, o in wakeups
-                        if kind == "delivery" and m is not None and o is not None]
-                for delivery in await self.store.load_deliveries(keys):
-                    if (delivery.key not in self._open and delivery.status == PENDING
-                            and self._mine(delivery.owner)):
-                        delivery.order = next(self._order)
-                        self._arrive(delivery)
-                        self._publish_sent(delivery.mail, 1)
-            except Exception as exc:  # keep watching; the next round may succeed
-                log.error("mailbox: reading other processes' mail failed", error=repr(exc))
+        bells = self._runtime.store.bells if self._runtime is not None else Bells()
+        bell = bells.subscribe(("mail",))
+        try:
+            while True:
+                await bell.wait(self.poll_interval_s)
+                watermark = await self._take_wakeups(watermark)
+        finally:
+            bells.unsubscribe(bell)
+
+    async def _take_wakeups(self, watermark: int) -> int:
+        """Take in the deliveries and channel changes other processes committed."""
+        try:
+            watermark, wakeups = await self.store.take_wakeups(watermark)
+            if not wakeups:
+                return watermark
+            if any(kind == "channels" for kind, _, _ in wakeups):
+                self._channels = await self.store.load_channels()
+            keys = [(m, o) for kind, m, o in wakeups
+                    if kind == "delivery" and m is not None and o is not None]
+            for delivery in await self.store.load_deliveries(keys):
+                if (delivery.key not in self._open and delivery.status == PENDING
+                        and self._mine(delivery.owner)):
+                    delivery.order = next(self._order)
+                    self._arrive(delivery)
+                    self._publish_sent(delivery.mail, 1)
+        except Exception as exc:  # keep watching; the next round may succeed
+            log.error("mailbox: reading other processes' mail failed", error=repr(exc))
+        return watermark
 
     def stats(self) -> dict[str, int]:
         return {"open": len(self._open), "writes": self._committer.writes,

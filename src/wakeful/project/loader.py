@@ -8,6 +8,7 @@ everything depends on) stops the load.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from wakeful.errors import ConfigError, UnknownAgentError
 from wakeful.project.definitions import AgentDefinition, ProjectConfig
 from wakeful.yamlfile import parse_yaml, read_text
 
+STORE_URL_ENV = "WAKEFUL_STORE_URL"
 PROJECT_FILE = "wakeful.yaml"
 AGENT_SUFFIXES = (".yaml", ".yml", ".md")
 
@@ -100,15 +102,27 @@ class Project:
         except KeyError:
             raise UnknownAgentError(name, list(self.agents)) from None
 
-    def store_path(self) -> Path:
-        url = self.config.store.url
+    def store_url(self) -> str:
+        """The store this project runs on: ``WAKEFUL_STORE_URL`` (also set by ``--store``
+        on any command) or ``store.url`` in wakeful.yaml; SQLite paths made absolute."""
+        given = os.environ.get(STORE_URL_ENV)
+        url = given or self.config.store.url
+        where = (f"${STORE_URL_ENV} / --store" if given else
+                 f"{self.root / PROJECT_FILE}: field 'store.url'")
+        if url.startswith(("postgresql://", "postgres://")):
+            return url
         if not url.startswith("sqlite:///"):
-            raise ConfigError(
-                f"{self.root / PROJECT_FILE}: field 'store.url': only sqlite:/// URLs are "
-                f"supported so far (got {url!r})"
-            )
+            raise ConfigError(f"{where}: expected sqlite:///PATH or "
+                              f"postgresql://USER@HOST:PORT/DB (got {url!r})")
         path = Path(url.removeprefix("sqlite:///"))
-        return path if path.is_absolute() else self.root / path
+        return str(path if path.is_absolute() else self.root / path)
+
+    def store_path(self) -> Path:
+        """The SQLite file of this project (an error on another backend)."""
+        url = self.store_url()
+        if "://" in url:
+            raise ConfigError(f"this needs a SQLite store; the project's store is {url}")
+        return Path(url)
 
 
 def load_project(root: Path | str) -> Project:

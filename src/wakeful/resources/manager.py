@@ -62,6 +62,20 @@ class ResourceManager(Locking):
             lambda e: e.type == "task.state" and e.data.get("to") in _TASK_ENDS)
         self._scope.spawn(self._release_ended_tasks(feed), name="resources:task-ends")
         self._scope.spawn(self._maintain(), name="resources:leases")
+        if runtime.store.notifies:
+            self._scope.spawn(self._hear_releases(runtime), name="resources:doorbell")
+
+    async def _hear_releases(self, runtime: Runtime) -> None:
+        """A lock released by another worker: waiters here look at the store again now
+        (without the doorbell they would look on their next poll)."""
+        bells = runtime.store.bells
+        bell = bells.subscribe(("locks",))
+        try:
+            while True:
+                if await bell.wait(None):
+                    self._notify()
+        finally:
+            bells.unsubscribe(bell)
 
     async def stop(self) -> None:
         await self._scope.aclose()

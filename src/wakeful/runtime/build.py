@@ -77,7 +77,7 @@ def runtime_for_project(project: Project, *, tools: ToolRegistry | None = None,
                         store_url: str | None = None) -> Runtime:
     """The runtime of a project folder (what ``wakeful run`` starts)."""
     config = project.config
-    store = open_store(store_url or project.store_path(), config.store.synchronous)
+    store = open_store(store_url or project.store_url(), config.store.synchronous)
     runtime = build_runtime(agents=project.agents.values(), store=store, config=config,
                             root=project.root)
     if tools is not None:

@@ -198,7 +198,7 @@ async def replay(project: Project, run_id: str | None = None, keep: Path | None 
 
     ``tools`` must hold the tools the run used (default: the built-in ones).
     """
-    source = open_store(project.store_path())
+    source = open_store(project.store_url())
     await source.open()
     try:
         recording = await load_recording(source, run_id)

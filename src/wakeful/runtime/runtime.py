@@ -270,20 +270,27 @@ class Runtime(Adoption, TaskMaking, AgentControls):
 
     async def _watch_store(self) -> None:
         """Pick up tasks queued by other processes for the agents this worker runs."""
-        while True:
-            await asyncio.sleep(self.poll_interval_s)
-            try:
-                await self.apply_commands()
-                queued = await self.store.list_tasks(states=[TaskState.QUEUED])
-            except Exception as exc:  # the store is busy: look again next time
-                log.warning("runtime: reading queued tasks or commands failed",
-                            error=repr(exc))
-                continue
-            for record in queued:
-                if record.id not in self._known and self.ownership.owns(record.agent):
-                    self.events.emit("task.accepted", agent=record.agent, task_id=record.id,
-                                     data={"created_by": record.created_by})
-                    self._accept(record)
+        bell = self.store.bells.subscribe(("tasks", "commands"))
+        try:
+            while True:
+                await bell.wait(self.poll_interval_s)
+                await self._look_at_store()
+        finally:
+            self.store.bells.unsubscribe(bell)
+
+    async def _look_at_store(self) -> None:
+        """One look for queued tasks and commands (a doorbell rang, or it is time)."""
+        try:
+            await self.apply_commands()
+            queued = await self.store.list_tasks(states=[TaskState.QUEUED])
+        except Exception as exc:  # the store is busy: look again next time
+            log.warning("runtime: reading queued tasks or commands failed", error=repr(exc))
+            return
+        for record in queued:
+            if record.id not in self._known and self.ownership.owns(record.agent):
+                self.events.emit("task.accepted", agent=record.agent, task_id=record.id,
+                                 data={"created_by": record.created_by})
+                self._accept(record)
 
     # agents --------------------------------------------------------------
     def agent(self, name: str) -> AgentRunner:

@@ -33,6 +33,8 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from wakeful.core.timers import Timer, TimerAction
 from wakeful.core.timespecs import MisfirePolicy, TimerSpec
 from wakeful.errors import ScheduleError
@@ -41,6 +43,8 @@ from wakeful.project.definitions import AgentDefinition
 from wakeful.schedule.firing import Firing
 from wakeful.schedule.plans import _entry_keys, schedule_spec
 from wakeful.schedule.table import WakeCallback
+
+log = structlog.get_logger("wakeful.schedule")
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime
@@ -74,6 +78,28 @@ class Scheduler(Firing):
         """Start firing (the runtime calls this once its agents run)."""
         if self._loop is None:
             self._loop = self._scope.spawn(self._run(), name="scheduler:timers")
+            if self._runtime is not None and self._runtime.store.notifies:
+                self._scope.spawn(self._hear_timers(), name="scheduler:doorbell")
+
+    async def _hear_timers(self) -> None:
+        """Timers added by other workers (for agents this one may run next, after a
+        failover) join this worker's table when their doorbell rings; whichever worker
+        sees one come due first fires it, once (the firing is a compare-and-set)."""
+        assert self._runtime is not None and self._store is not None
+        bells = self._runtime.store.bells
+        bell = bells.subscribe(("timers",))
+        try:
+            while True:
+                await bell.wait(None)
+                try:
+                    for timer in await self._store.active():
+                        if timer.id not in self._timers:
+                            self._remember(timer)
+                except Exception as exc:  # the store is busy: the next ring retries
+                    log.warning("scheduler: reading new timers failed", error=repr(exc))
+                await asyncio.sleep(self._runtime.poll_interval_s)  # at most this often
+        finally:
+            bells.unsubscribe(bell)
 
     async def stop(self) -> None:
         await self._scope.aclose()

@@ -213,6 +213,22 @@ class Store(abc.ABC):
     async def agent_owners(self) -> dict[str, tuple[str | None, int, float]]:
         """agent -> (owning worker or None, epoch, lease expiry)."""
 
+    # whole tables (moving a project between stores) ----------------------
+    @abc.abstractmethod
+    async def table_names(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def export_rows(self, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Every row of ``table``, with its column names."""
+
+    @abc.abstractmethod
+    async def clear(self) -> None:
+        """Delete every row of every table (a fresh start, as ``wakeful demo`` makes)."""
+
+    @abc.abstractmethod
+    async def import_rows(self, table: str, columns: Sequence[str],
+                          rows: Sequence[Sequence[Any]]) -> None: ...
+
     # events ------------------------------------------------------------
     @abc.abstractmethod
     def append_event(self, event: Event) -> None:

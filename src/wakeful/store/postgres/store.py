@@ -20,6 +20,7 @@ from wakeful.core.states import AgentState
 from wakeful.errors import FenceError, StoreError
 from wakeful.store.base import Store
 from wakeful.store.postgres.connect import Target, connect, create_pool, parse_url
+from wakeful.store.postgres.dump import PgDump
 from wakeful.store.postgres.leases import PgLeases
 from wakeful.store.postgres.listener import Listener, channel
 from wakeful.store.postgres.migrate import migrate
@@ -69,7 +70,7 @@ async def apply_mail_changes(conn: asyncpg.Connection, changes: Sequence[Any]) -
     await apply_changes(conn, changes)
 
 
-class PostgresStore(PgTaskReads, PgLeases, Store):
+class PostgresStore(PgTaskReads, PgLeases, PgDump, Store):
     def __init__(self, url: str, synchronous: str = "normal") -> None:
         self.target: Target = parse_url(url)
         self.path = self.target.where

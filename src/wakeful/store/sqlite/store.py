@@ -29,6 +29,7 @@ from wakeful.core.records import AgentRecord, Event, Fence, RunRecord, TaskRecor
 from wakeful.core.states import AgentState
 from wakeful.errors import StoreError
 from wakeful.store.base import Store
+from wakeful.store.sqlite.dump import SQLiteDump
 from wakeful.store.sqlite.leases import (
     FENCE_SQL,
     SQLiteLeases,
@@ -90,7 +91,7 @@ def migrate(conn: sqlite3.Connection) -> int:
             raise
 
 
-class SQLiteStore(SQLiteTaskReads, SQLiteLeases, Store):
+class SQLiteStore(SQLiteTaskReads, SQLiteLeases, SQLiteDump, Store):
     def __init__(self, path: Path | str, synchronous: str = "normal") -> None:
         self.path = Path(path)
         self._synchronous = synchronous.upper()
