@@ -44,3 +44,14 @@ def test_one_worker_under_random_sigkill(tmp_path: Path) -> None:
                    deadline_s=600).run()
     _check(report)
     assert report.kills >= 1
+
+
+@pytest.mark.slow
+def test_three_workers_on_postgresql_under_kills_stops_and_lost_connections(
+        tmp_path: Path, pg_url: str) -> None:
+    seed = random.randrange(1 << 30)
+    print(f"chaos seed {seed} on {pg_url}")
+    report = Chaos(tmp_path, workers=3, jobs=30, faults=10, seed=seed, deadline_s=600,
+                   store_url=pg_url, connection_kills=0.25).run()
+    _check(report)
+    assert report.kills + report.stops + report.connection_kills >= 1

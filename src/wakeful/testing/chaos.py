@@ -1,8 +1,10 @@
 """Chaos runs: real worker processes on one store, faults at random, history checked.
 
-Like Jepsen, in miniature: start several ``chaos_project`` workers on one SQLite
-project, and while they work SIGKILL one at random (restarting it soon after) or
-SIGSTOP one for longer than its leases (then SIGCONT it), at random moments. When the
+Like Jepsen, in miniature: start several ``chaos_project`` workers on one store
+(SQLite, or PostgreSQL with ``store_url``), and while they work SIGKILL one at random
+(restarting it soon after) or SIGSTOP one for longer than its leases (then SIGCONT it),
+and on PostgreSQL also kill the workers' database connections
+(``pg_terminate_backend``), at random moments. When the
 work is done, stop them cleanly and check what the store and the side logs recorded:
 
 * every task finished, and each conversation is exactly its script: no step lost,
@@ -20,6 +22,7 @@ work is done, stop them cleanly and check what the store and the side logs recor
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -34,10 +37,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from wakeful.testing.chaos_project import EXPECTED_SAYS, PEOPLE_MAILS, write_project
 
 _TOKEN = re.compile(r'"token": (\d+)')
 _MAIL_ID = re.compile(r'"id": "(m_[0-9a-z]+)"')
+
+
+async def _pg_rows(url: str, sql: str) -> list[Any]:
+    conn = await asyncpg.connect(url, timeout=30)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
 
 
 @dataclass
@@ -55,6 +68,7 @@ class ChaosReport:
     lost_mails: int = 0
     duplicate_effects: int = 0
     stale_writes: int = 0
+    connection_kills: int = 0
     reruns: int = 0  # interrupted tool calls run again (at-least-once, documented)
     finished: bool = False
     seconds: float = 0.0
@@ -76,8 +90,11 @@ class Chaos:
 
     def __init__(self, root: Path, *, workers: int = 3, jobs: int = 24, faults: int = 30,
                  seed: int | None = None, lease_s: float = 2.0, kill_share: float = 0.7,
-                 deadline_s: float = 240.0) -> None:
+                 deadline_s: float = 240.0, store_url: str | None = None,
+                 connection_kills: float = 0.0) -> None:
         self.root = root
+        self.store_url = store_url
+        self.connection_kills = connection_kills if store_url else 0.0
         self.workers = workers
         self.jobs = jobs
         self.faults = faults
@@ -99,6 +116,12 @@ class Chaos:
                                 stderr=subprocess.STDOUT, env=env)
 
     def _fault(self) -> None:
+        if self.random.random() < self.connection_kills:
+            self._rows("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                       "application_name LIKE 'wakeful%' AND datname = current_database() "
+                       "AND pid != pg_backend_pid()")
+            self.report.connection_kills += 1
+            return
         index = self.random.randrange(len(self.procs))
         proc = self.procs[index]
         if self.random.random() < self.kill_share:
@@ -115,7 +138,7 @@ class Chaos:
 
     def run(self) -> ChaosReport:
         started = time.monotonic()
-        write_project(self.root, self.jobs, self.lease_s)
+        write_project(self.root, self.jobs, self.lease_s, self.store_url)
         self.procs = [self._spawn() for _ in range(self.workers)]
         try:
             deadline = started + self.deadline_s
@@ -144,9 +167,11 @@ class Chaos:
         return self.report
 
     # history -------------------------------------------------------------
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    def _rows(self, sql: str) -> list[Any]:
+        if self.store_url is not None:
+            return asyncio.run(_pg_rows(self.store_url, sql))
         with sqlite3.connect(self.db, timeout=30) as conn:
-            return conn.execute(sql, params).fetchall()
+            return conn.execute(sql).fetchall()
 
     def _done(self) -> bool:
         try:
@@ -159,7 +184,7 @@ class Chaos:
                                "'boss/%' AND d.status != 'acked'")[0][0]
             answered = self._rows("SELECT COUNT(DISTINCT in_reply_to) FROM mail WHERE "
                                   "sender = 'clerk' AND recipient = 'person:ops'")[0][0]
-        except sqlite3.OperationalError:
+        except (sqlite3.OperationalError, OSError, asyncpg.PostgresError):
             return False
         return bool(boss == self.jobs and open_work == 0 and notes == 0
                     and answered >= PEOPLE_MAILS)

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -65,11 +66,12 @@ EXPECTED_SAYS = {
 }
 
 
-def write_project(root: Path, jobs: int, lease_s: float = 2.0) -> None:
+def write_project(root: Path, jobs: int, lease_s: float = 2.0,
+                  store_url: str | None = None) -> None:
     """A chaos project with ``jobs`` boss tasks queued on its first run."""
     (root / "agents").mkdir(parents=True, exist_ok=True)
     (root / "scripts").mkdir(exist_ok=True)
-    config = {
+    config: dict[str, Any] = {
         "name": "chaos",
         "poll_interval_s": 0.2,
         "worker_lease_s": lease_s,
@@ -78,6 +80,8 @@ def write_project(root: Path, jobs: int, lease_s: float = 2.0) -> None:
                     "request_timeout_s": 3600},
         "resources": {"auto_pause_timeout_s": 120, "poll_interval_s": 0.1},
     }
+    if store_url is not None:
+        config["store"] = {"url": store_url}
     (root / "wakeful.yaml").write_text(yaml.safe_dump(config))
     agents = {
         "boss": {"tools": ["delegate_task", "send_mail"], "max_concurrent_tasks": 8},
