@@ -114,3 +114,35 @@ async def test_agent_totals_add_up_tasks(store: Store) -> None:
     totals = (await store.agent_totals("a"))["a"]
     assert (totals.tasks, totals.ended, totals.tokens, totals.tool_calls) == (3, 2, 45, 6)
     assert totals.cost == pytest.approx(1.5)
+
+
+async def test_a_reader_following_positions_never_skips_a_late_commit(
+        request: pytest.FixtureRequest) -> None:
+    """Two writers: the one that began first commits last. A reader that follows the
+    event log's positions must still see both (on PostgreSQL positions come from the
+    transaction id, and reads stop below the oldest running transaction)."""
+    import asyncpg
+
+    url = request.getfixturevalue("pg_url")
+    store = open_store(url)
+    await store.open()
+    early, late = await asyncpg.connect(url), await asyncpg.connect(url)
+    insert = ("INSERT INTO events (ts, type, data) VALUES (extract(epoch from now()), $1, "
+              "'{}')")
+    try:
+        early_tx, late_tx = early.transaction(), late.transaction()
+        await early_tx.start()
+        await early.execute(insert, "early")  # takes its position first...
+        await late_tx.start()
+        await late.execute(insert, "late")
+        await late_tx.commit()  # ...but commits last
+        seen = [e.type for e in await store.query_events()]
+        cursor = max([e.id or 0 for e in await store.query_events()], default=0)
+        assert seen == []  # "late" waits below the horizon of the running "early"
+        await early_tx.commit()
+        followed = await store.query_events(after_id=cursor)
+        assert [e.type for e in followed] == ["early", "late"]
+    finally:
+        await early.close()
+        await late.close()
+        await store.close()

@@ -42,9 +42,11 @@ def styled(state: AgentState | TaskState) -> Text:
     return Text(state.value, style=STATE_STYLES.get(state, ""))
 
 
-def event_line(event: Event) -> Text:
+def event_line(event: Event, position: bool = False) -> Text:
+    """One event as a line; with ``position``, led by its position in the log (``#N``,
+    what ``wakeful trace --after N`` resumes from)."""
     stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
-    line = Text(f"{stamp} ")
+    line = Text(f"#{event.id} {stamp} " if position else f"{stamp} ")
     line.append(f"{event.agent or '-':<12} ", style="bold")
     line.append(f"{event.task_id or '':<22} ", style="dim")
     style = "red" if any(word in event.type for word in (

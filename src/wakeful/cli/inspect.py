@@ -35,6 +35,9 @@ def trace(
         "--follow", "-f", help="Keep printing new events as they are recorded.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between polls with --follow.")
                         ] = 0.25,
+    after: Annotated[int | None, typer.Option(
+        "--after", help="Resume after this event position (the # number each line shows): "
+        "every later event, in commit order, instead of the last few.")] = None,
 ) -> None:
     """A filterable tail of events across all agents (works beside a running runtime)."""
     loaded = open_project(project)
@@ -50,15 +53,16 @@ def trace(
                 agent=agent, task_id=task, type_prefix=type, correlation_id=trace_id,
                 after_id=after, limit=limit, newest=newest)
 
-        events = await fetch(0, True, last)
-        cursor = (events[-1].id or 0) if events else 0
+        events = await fetch(after, False, 100_000) if after is not None else await fetch(
+            0, True, last)
+        cursor = (events[-1].id or 0) if events else (after or 0)
         for event in events:
-            out.print(event_line(event), soft_wrap=True)
+            out.print(event_line(event, position=True), soft_wrap=True)
         while follow:
             await asyncio.sleep(interval)
             for event in await fetch(cursor, False, 1000):
                 cursor = event.id or cursor
-                out.print(event_line(event), soft_wrap=True)
+                out.print(event_line(event, position=True), soft_wrap=True)
 
     try:
         run_async(lambda: with_store(loaded, tail))
