@@ -240,11 +240,16 @@ def test_missing_agents_folder_gives_empty_project(tmp_path: Path) -> None:
     assert project.config.name == "wakeful-project"
 
 
-def test_non_sqlite_store_url_is_a_config_error(tmp_path: Path) -> None:
-    root = make_project(tmp_path / "p", {},
-                        config="store:\n  url: postgres://localhost/db\n")
-    with pytest.raises(ConfigError, match=r"field 'store.url': only sqlite:///"):
-        load_project(root).store_path()
+def test_an_unknown_store_scheme_is_a_config_error(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", {}, config="store:\n  url: mysql://localhost/db\n")
+    with pytest.raises(ConfigError, match=r"field 'store.url': expected sqlite:///PATH or "
+                       r"postgresql://"):
+        load_project(root).store_url()
+    server = make_project(tmp_path / "q", {},
+                          config="store:\n  url: postgresql://localhost/db\n")
+    assert load_project(server).store_url() == "postgresql://localhost/db"
+    with pytest.raises(ConfigError, match="needs a SQLite store"):
+        load_project(server).store_path()
 
 
 def test_definition_models_directly() -> None:
