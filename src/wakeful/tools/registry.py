@@ -30,7 +30,7 @@ ToolFunction = Callable[..., Any]
 AccessFunction = Callable[[Any], "Iterable[Access]"]
 """Validated arguments -> the resources a call touches (for auto-pause)."""
 ErrorKind = Literal["unknown", "forbidden", "invalid_json", "invalid_args", "too_large",
-                    "error"]
+                    "error", "denied"]
 MAX_ARGUMENT_CHARS = 2_000_000
 """The default bound on one call's arguments (JSON text): room for the largest file a
 file tool writes, escaped; more is refused before it is parsed, as oversized mail is."""
