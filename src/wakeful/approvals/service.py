@@ -18,6 +18,7 @@ Waiting costs a future and two dictionary entries per task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
@@ -140,8 +141,11 @@ class Approvals:
         self._waiting[approval.id] = future
         handle = None
         if approval.due_at is not None:
-            handle = runtime.clock.call_at(approval.due_at, lambda: self._scope.spawn(
-                self._time_out(approval), name=f"approvals:timeout:{approval.id}"))
+            def due() -> None:
+                self._scope.spawn(self._time_out(approval),
+                                  name=f"approvals:timeout:{approval.id}")
+
+            handle = runtime.clock.call_at(approval.due_at, due)
         try:
             fresh = await self.family.get(approval.id)  # decided elsewhere meanwhile?
             if fresh is not None and not fresh.pending:
@@ -208,11 +212,9 @@ class Approvals:
             await self._catch_up(approval.id)
 
     async def _withdraw(self, approval: Approval) -> None:
-        try:
+        with contextlib.suppress(WakefulError):
             await self.decide(approval.id, approve=False, by=CANCELLED_DECIDER,
                               reason="the task was cancelled", check_person=False)
-        except WakefulError:
-            pass
 
     async def _catch_up(self, approval_id: str) -> None:
         found = await self.family.get(approval_id)

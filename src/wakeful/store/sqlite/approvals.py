@@ -11,8 +11,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from wakeful.core.approvals import COLUMNS, Approval, ApprovalState, approval_from_row, \
-    approval_row
+from wakeful.core.approvals import COLUMNS, Approval, ApprovalState, approval_from_row, approval_row
 from wakeful.core.records import Event
 from wakeful.store.sqlite.rows import EVENT_INSERT, event_row
 from wakeful.store.sqlite.store import SQLiteStore
