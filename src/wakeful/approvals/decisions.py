@@ -23,6 +23,10 @@ from wakeful.store.approvals import ApprovalStore
 MAX_REASON_CHARS = 2000
 
 
+class AlreadyDecidedError(WakefulError):
+    """Someone decided first: their decision stands."""
+
+
 class UnknownApprovalError(WakefulError):
     def __init__(self, approval_id: str) -> None:
         super().__init__(f"no approval with id {approval_id!r} (wakeful approvals lists "
@@ -70,7 +74,7 @@ async def decide(family: ApprovalStore, log: EventLog, approval_id: str, *, appr
         raise AccessDeniedError(f"{by} may not decide approval {approval_id}: only "
                                 f"{', '.join(current.approvers)} (or the admin) may")
     if not current.pending:
-        raise WakefulError(_already(current))
+        raise AlreadyDecidedError(_already(current))
     if reason is not None and len(reason) > MAX_REASON_CHARS:
         raise WakefulError(f"the reason is {len(reason)} characters; the limit is "
                            f"{MAX_REASON_CHARS}")
@@ -84,7 +88,7 @@ async def decide(family: ApprovalStore, log: EventLog, approval_id: str, *, appr
     decided = await family.decide(approval_id, state, by, at=when, reason=reason,
                                   new_arguments=new_arguments, event=event)
     if decided is None:  # someone decided between our read and our write
-        raise WakefulError(_already(await family.get(approval_id) or current))
+        raise AlreadyDecidedError(_already(await family.get(approval_id) or current))
     return decided, event
 
 
