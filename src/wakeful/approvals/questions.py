@@ -101,6 +101,8 @@ async def ask_person(
                               correlation_id=new_id("c"), reply_to=me,
                               idempotency_key=key, priority="high")
     asked = sent.mail
+    if not sent.duplicate:
+        ctx.emit("question.asked", mail_id=asked.id, person=who, question=question[:500])
     wanted = MailFilter(correlation_id=asked.correlation_id)
     taken = mailbox.claim(me, wanted, 1)
     if not taken:
