@@ -100,3 +100,28 @@ async def test_a_restart_asks_once_and_the_answer_still_arrives(people_runtime: 
     await answer_question(second.mailbox, "person:ada", question, "yes")
     done = await second.wait_task(task.id, 10)
     assert json.loads(done.result or "{}")["answer"] == "yes"
+
+
+async def test_answered_from_the_cli_in_another_process(people_runtime: Make,
+                                                        tmp_path: object) -> None:
+    import asyncio
+    import os
+    import sys
+    from pathlib import Path
+
+    root = Path(str(tmp_path))
+    (root / "wakeful.yaml").write_text("name: t\n")
+    (root / "agents").mkdir(exist_ok=True)
+    (root / "agents" / "writer.yaml").write_text("name: writer\ntools: [ask_person]\n")
+    rt = await people_runtime([asker()], {"scripted:writer": asks()})
+    task = await rt.create_task("writer", "title it", created_by="person:ada")
+    question = await question_for(rt, "person:ada")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wakeful", "answer", question, "From the shell", "-p",
+        str(root), env=dict(os.environ), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert f"Answered question {question}" in out.decode()
+    done = await rt.wait_task(task.id, 30)
+    assert json.loads(done.result or "{}")["answer"] == "From the shell"

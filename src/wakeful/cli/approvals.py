@@ -129,3 +129,29 @@ def register(app: typer.Typer) -> None:
     app.command()(approvals)
     app.command()(approve)
     app.command()(deny)
+    app.command()(answer)
+
+
+def answer(
+    question_id: Annotated[str, typer.Argument(help="The question's mail id (wakeful "
+                                               "mail list --to person:NAME).")],
+    text: Annotated[str, typer.Argument(help="Your answer.")],
+    project: ProjectOpt = Path("."),
+    person: Annotated[str | None, typer.Option("--as", help="Answer as this person "
+                                               "(default: the one asked).")] = None,
+) -> None:
+    """Answer a question an agent asked with ask_person: the waiting task goes on."""
+    from wakeful.approvals.questions import answer_question
+    from wakeful.cli.common import out
+    from wakeful.cli.mail import _run
+    from wakeful.mailbox.service import Mailbox
+
+    async def send(mailbox: Mailbox) -> str:
+        original = await mailbox.store.get_mail(question_id)
+        who = _person(person) if person else (
+            original.recipient if original is not None else "person:admin")
+        sent = await answer_question(mailbox, who, question_id, text)
+        return str(sent.id)
+
+    sent_id = _run(project, send)
+    out.print(Text(f"Answered question {question_id} (mail {sent_id})."))
