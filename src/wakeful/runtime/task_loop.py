@@ -210,6 +210,7 @@ class TaskLoop:
         empty_replies = 0
         while True:
             await self.agent.gate(self)
+            await self.runtime.responder.new_messages.take_into(self)  # on_new_message
             if self.record.step >= definition.max_steps:
                 raise TaskFailure("step_limit", f"task {self.id} reached its step limit "
                                   f"({definition.max_steps} steps) without finishing", False)
