@@ -63,11 +63,15 @@ def decided_event(log: EventLog, approval: Approval, *, state: str, by: str,
 
 async def decide(family: ApprovalStore, log: EventLog, approval_id: str, *, approve: bool,
                  by: str, reason: str | None = None, arguments: Any = None,
-                 at: float | None = None, check_person: bool = True) -> tuple[Approval, Event]:
+                 at: float | None = None, check_person: bool = True,
+                 known: Approval | None = None) -> tuple[Approval, Event]:
     """Approve (optionally with edited ``arguments``) or deny (with ``reason``) a pending
     approval as ``by``. Raises a clear error when it does not exist, was decided
-    already, ``by`` may not decide it, or the arguments are not a JSON object."""
-    current = await family.get(approval_id)
+    already, ``by`` may not decide it, or the arguments are not a JSON object.
+    ``known``: the approval as read before (saves a read; the compare-and-set still
+    decides who wins)."""
+    current = known if known is not None and known.id == approval_id else \
+        await family.get(approval_id)
     if current is None:
         raise UnknownApprovalError(approval_id)
     if check_person and not may_decide(by, current):

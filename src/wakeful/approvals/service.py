@@ -54,6 +54,7 @@ class Approvals:
         self._runtime: Runtime | None = None
         self._family: ApprovalStore | None = None
         self._waiting: dict[str, asyncio.Future[Approval]] = {}
+        self._asked: dict[str, Approval] = {}  # pending approvals of the waiting tasks
         self._published: set[str] = set()  # decisions this process announced already
         self._seq = 0
         self._scope = TaskScope("approvals")
@@ -139,6 +140,7 @@ class Approvals:
         runtime = self.runtime
         future: asyncio.Future[Approval] = asyncio.get_running_loop().create_future()
         self._waiting[approval.id] = future
+        self._asked[approval.id] = approval
         handle = None
         if approval.due_at is not None:
             def due() -> None:
@@ -162,6 +164,7 @@ class Approvals:
             raise
         finally:
             self._waiting.pop(approval.id, None)
+            self._asked.pop(approval.id, None)
             if handle is not None:
                 handle.cancel()
 
@@ -175,7 +178,8 @@ class Approvals:
         decided, event = await decide(self.family, runtime.events, approval_id,
                                       approve=approve, by=by, reason=reason,
                                       arguments=arguments, at=runtime.clock.now(),
-                                      check_person=check_person)
+                                      check_person=check_person,
+                                      known=self._asked.get(approval_id))
         self._announce(decided, event)
         return decided
 
