@@ -80,7 +80,7 @@ async def measure(folder: Path) -> dict[str, Any]:
         tasks = [await runtime.create_task("writer", f"task {i}") for i in range(TASKS)]
         async with asyncio.timeout(TIMEOUT_S):
             while runtime.approvals.waiting() < TASKS:
-                await asyncio.sleep(0.02)
+                await runtime.wait_changed()  # a task's state changed: look again
         asked_s = time.perf_counter() - started
         waiting_rss = rss_mb()
         pending = await runtime.approvals.pending()
