@@ -222,3 +222,33 @@ def test_decided_arguments_dict() -> None:
     assert approval.arguments_dict() == {"a": 1}
     approval.new_arguments = json.dumps({"a": 2})
     assert approval.arguments_dict() == {"a": 2}
+
+
+async def test_a_replay_does_not_wait_for_approvals_again(tmp_path: Path) -> None:
+    from approval_support import pending_approval as asked
+    from wakeful.project.loader import load_project
+    from wakeful.runtime.replay import replay
+    from wakeful.runtime.runtime import Runtime
+
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "wakeful.yaml").write_text("name: replayed\n")
+    (tmp_path / "agents" / "writer.yaml").write_text(
+        "name: writer\nmodel: scripted:writer\nanswer_mail: false\ntools: [write_file]\n"
+        "approval: all\n")
+    (tmp_path / "scripts" / "writer.yaml").write_text(
+        "scripts:\n  - steps:\n      - tool_calls: [{tool: write_file, args: {path: a.md, "
+        "content: x}}]\n      - say: 'result: {last_tool_result}'\n")
+    project = load_project(tmp_path)
+    runtime = Runtime.from_project(project)
+    await runtime.start()
+    try:
+        task = await runtime.create_task("writer", "write")
+        approval = await asked(runtime, task.id)
+        await runtime.approvals.decide(approval.id, approve=False, by="person:ada",
+                                       reason="not now")
+        assert "not now" in ((await runtime.wait_task(task.id, 10)).result or "")
+    finally:
+        await runtime.stop()
+    result = await replay(project)
+    assert result.identical, result

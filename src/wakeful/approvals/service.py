@@ -92,7 +92,8 @@ class Approvals:
         tools = self.runtime.tools
         agent = self.runtime.agents.get(ctx.agent)
         config = agent.definition.approval if agent is not None else []
-        if not config or call.name not in allowed or call.name not in tools:
+        if (not config or not tools.approvals_apply or call.name not in allowed
+                or call.name not in tools):
             return await tools.call(ctx, allowed, call)
         args = _arguments(call)
         needed = None if args is None else requirement(config, call.name, args)

@@ -136,6 +136,10 @@ def _describe_args_error(tool_name: str, error: ValidationError) -> str:
 class ToolRegistry:
     """All tools the runtime knows; each agent may use only those it was granted."""
 
+    # Do calls wait for a person's approval where the agent's rules ask (see
+    # wakeful.approvals)? A replay's registry says no: its recording holds the results.
+    approvals_apply = True
+
     def __init__(self, tools: Iterable[Tool] = (), *,
                  max_argument_chars: int = MAX_ARGUMENT_CHARS) -> None:
         self._tools: dict[str, Tool] = {}
