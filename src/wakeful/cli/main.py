@@ -469,6 +469,7 @@ def start_task(
 
 def _register_commands() -> None:
     """Commands defined beside their features (they import this module's helpers)."""
+    from wakeful.cli.approvals import register as register_approvals
     from wakeful.cli.inspect import register as register_inspector
     from wakeful.cli.locks import register as register_resources
     from wakeful.cli.mail import channel_app, mail_app
@@ -478,6 +479,7 @@ def _register_commands() -> None:
     from wakeful.cli.timers import register as register_timers
 
     register_inspector(app)
+    register_approvals(app)
     register_resources(app)
     register_timers(app)
     register_models(app)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Collection, Container
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -39,6 +40,7 @@ from wakeful.core.mail import AddressKind, parse_address
 from wakeful.core.mail_records import PENDING, Delivery, Envelope
 from wakeful.core.records import Event, TaskRecord
 from wakeful.core.states import AgentState, TaskState
+from wakeful.mailbox.new_messages import NewMessages
 from wakeful.runtime.scope import TaskScope
 
 if TYPE_CHECKING:
@@ -87,6 +89,13 @@ def answering_note(record: TaskRecord) -> str | None:
             "(you need no tool to send it).")
 
 
+@dataclass(frozen=True, slots=True)
+class _Fresh:
+    """A message merged into a task that ended before taking it: a task of its own."""
+
+    delivery: Delivery
+
+
 class Responder:
     """A service: turns people's mail to agents into tasks, and their results into mail."""
 
@@ -95,15 +104,30 @@ class Responder:
     def __init__(self) -> None:
         self._runtime: Runtime | None = None
         self._scope = TaskScope("responder")
-        self._queue: asyncio.Queue[Delivery | TaskRecord] = asyncio.Queue()
+        self._queue: asyncio.Queue[Delivery | TaskRecord | _Fresh] = asyncio.Queue()
         self._answering: dict[str, tuple[Envelope, str | None]] = {}  # task -> mail, channel
         self._working = False
         self._truncated: set[str] = set()  # tasks whose final answer was cut off
+        self._new_messages: NewMessages | None = None
 
     @property
     def runtime(self) -> Runtime:
         assert self._runtime is not None, "the responder is not started"
         return self._runtime
+
+    @property
+    def new_messages(self) -> NewMessages:
+        """What happens to a person's new message while a task answers them."""
+        if self._new_messages is None:
+            self._new_messages = NewMessages(self.runtime)
+        return self._new_messages
+
+    def spawn_note(self, agent: str, mail: Envelope, body: str,
+                   payload: dict[str, Any]) -> None:
+        """Reply with a short note (in the background: it must not hold up the answer)."""
+        self._scope.spawn(self.runtime.mailbox.reply(
+            agent, mail, body, payload=payload, idempotency_key=f"note:{mail.id}"),
+            name=f"responder:note:{mail.id}")
 
     def attach(self, runtime: Runtime) -> None:
         """Listen before the mailbox opens, so that people's mail that waited while
@@ -151,6 +175,11 @@ class Responder:
     def _settled(self, record: TaskRecord) -> None:
         if record.id in self._answering or answers_a_person(record):
             self._queue.put_nowait(record)
+        leftover, queued = self.new_messages.settled(record)
+        for delivery in leftover:  # merged too late: answered on its own
+            self._queue.put_nowait(_Fresh(delivery))
+        for waiting in queued:
+            self.runtime.agent(waiting.agent).submit(waiting)
 
     def busy(self) -> bool:
         """Mail to answer, or an answer to send: the runtime is not idle."""
@@ -161,21 +190,29 @@ class Responder:
             item = await self._queue.get()
             self._working = True
             try:
-                if isinstance(item, Delivery):
+                if isinstance(item, _Fresh):
+                    await self._start_answer(item.delivery, fresh=True)
+                elif isinstance(item, Delivery):
                     await self._start_answer(item)
                 else:
                     await self._send_answer(item)
             except Exception as exc:  # one bad mail must not stop the answers to others
                 log.error("responder failed", item=repr(item)[:200], error=repr(exc))
-                if isinstance(item, Delivery):
-                    self.runtime.mailbox.nack(item, f"{type(exc).__name__}: {exc}")
+                if isinstance(item, Delivery | _Fresh):
+                    held = item.delivery if isinstance(item, _Fresh) else item
+                    self.runtime.mailbox.nack(held, f"{type(exc).__name__}: {exc}")
             finally:
                 self._working = False
                 self.runtime.changed()
 
-    async def _start_answer(self, delivery: Delivery) -> None:
+    async def _start_answer(self, delivery: Delivery, fresh: bool = False) -> None:
+        """Start (or find) the task answering ``delivery``; while a task still answers
+        the same person, the agent's ``on_new_message`` decides (see
+        :mod:`wakeful.mailbox.new_messages`); ``fresh``: a task of its own regardless."""
         runtime, mailbox = self.runtime, self.runtime.mailbox
         agent = delivery.owner
+        if not fresh and self.new_messages.merging(delivery.mail.id):
+            return  # delivered again while it waits to be merged
         if delivery.status != PENDING or not self._wanted(delivery):
             return  # taken already (by one of the agent's tasks), or not to be answered
         if delivery.channel:
@@ -185,12 +222,27 @@ class Responder:
         await mailbox.read(agent, delivery.mail.id)  # takes this very mail: a lease
         mail, channel = delivery.mail, delivery.channel
         started = await runtime.store.tasks_caused_by(mail.id, agent)
+        running = None if started or channel or fresh else \
+            self.new_messages.running_answer(agent, mail.sender, self._answering)
+        policy = runtime.agent(agent).definition.on_new_message
+        if running is not None and policy == "merge":
+            self.new_messages.merge(running, delivery)  # acked when the task takes it
+            return
+        if running is not None and policy == "reject":
+            await self.new_messages.reject(agent, running, delivery)
+            await mailbox.ack_id(agent, mail.id)
+            return
+        if running is not None and policy == "interrupt":
+            await self.new_messages.interrupt(running, delivery)
         if started:
             record = started[0]
         else:
             record = await runtime.create_task(
                 agent, instruction_for(mail, channel), created_by=mail.sender,
-                cause_id=mail.id, trace_id=mail.correlation_id)
+                cause_id=mail.id, trace_id=mail.correlation_id,
+                submit=running is None or policy != "queue")
+            if running is not None and policy == "queue":
+                self.new_messages.queue_after(running, record, delivery)
         self._answering[record.id] = (mail, channel)
         runtime.events.emit("mail.answering", agent=agent, task_id=record.id,
                             correlation_id=record.trace_id, causation_id=mail.id, data={
@@ -223,6 +275,9 @@ class Responder:
                 self._truncated.discard(record.id)
                 body = body[:_ANSWER_LIMIT - len(TRUNCATED_NOTE)] + TRUNCATED_NOTE
                 payload["truncated"] = True
+        elif record.state is TaskState.CANCELLED and record.id in self.new_messages.interrupted:
+            self.new_messages.interrupted.discard(record.id)
+            body = "I stopped this answer to answer your newer message."
         elif record.state is TaskState.CANCELLED:
             body = "I stopped before answering: the task was cancelled."
         else:

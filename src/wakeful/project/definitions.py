@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from wakeful.core.timespecs import parse_duration
 from wakeful.models.config import ProviderConfig
+from wakeful.project.approval import ApprovalConfig, OnNewMessage
 from wakeful.project.interop import A2AServerConfig, McpServerConfig, RemoteAgentConfig
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -163,6 +164,10 @@ class AgentDefinition(_Strict):
     # Whose status and tasks this agent may see with the progress tools (it always sees
     # its own); ["*"]: every agent, as a monitor does.
     can_watch: list[str] = Field(default_factory=list)
+    # Tool calls a person approves before they run (see wakeful.project.approval).
+    approval: ApprovalConfig = Field(default_factory=list)
+    # A person's new message while a task answering them still runs.
+    on_new_message: OnNewMessage = "merge"
 
     @field_validator("can_watch")
     @classmethod

@@ -136,6 +136,8 @@ class ReplayModels(ModelRegistry):
 class ReplayTools(ToolRegistry):
     """Recorded results for tools that touch the world; real runs for the rest."""
 
+    approvals_apply = False  # the recording holds what people's decisions led to
+
     def __init__(self, live: ToolRegistry, recording: Recording) -> None:
         super().__init__()
         self._tools = dict(live._tools)

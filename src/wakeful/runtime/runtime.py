@@ -123,6 +123,7 @@ class Runtime(Adoption, TaskMaking, AgentControls):
 
             clock = RealClock()
         self.clock: Clock = clock
+        from wakeful.approvals.service import Approvals
         from wakeful.schedule.progress import Progress
         from wakeful.schedule.timers import Scheduler
         from wakeful.schedule.waits import Waits
@@ -130,10 +131,12 @@ class Runtime(Adoption, TaskMaking, AgentControls):
         self.scheduler: Scheduler = scheduler if scheduler is not None else Scheduler()
         self.waits: Waits = Waits()
         self.progress: Progress = Progress()
+        self.approvals = Approvals()  # tool calls a person approves before they run
         self.responder = Responder()
         self.responder.attach(self)
         self.services: list[Service] = [self.mailbox, self.resources, self.scheduler,
-                                        self.waits, self.progress, self.responder,
+                                        self.waits, self.progress, self.approvals,
+                                        self.responder,
                                         *services]
         # Chooses the id of each new task (replay reuses the recorded ids); None: fresh ids.
         self.task_ids: Callable[[TaskRecord], str] | None = None

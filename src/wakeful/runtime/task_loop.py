@@ -210,6 +210,7 @@ class TaskLoop:
         empty_replies = 0
         while True:
             await self.agent.gate(self)
+            await self.runtime.responder.new_messages.take_into(self)  # on_new_message
             if self.record.step >= definition.max_steps:
                 raise TaskFailure("step_limit", f"task {self.id} reached its step limit "
                                   f"({definition.max_steps} steps) without finishing", False)
@@ -275,11 +276,13 @@ class TaskLoop:
                                              "max_loop_warnings": guards.max_loop_warnings})
             else:
                 started = time.perf_counter()
-                outcome = await self.runtime.tools.call(self.ctx, self.agent.allowed_tools,
-                                                        call)
+                # through the approvals service: a call a person must approve waits
+                outcome = await self.runtime.approvals.call(self.ctx, self.agent.allowed_tools,
+                                                            call)
                 self._record_tool(call.name, call.arguments, outcome,
                                   (time.perf_counter() - started) * 1000)
-                self._tool_errors = 0 if outcome.ok else self._tool_errors + 1
+                denied = outcome.error_kind == "denied"  # a person's answer, not a failure
+                self._tool_errors = 0 if outcome.ok or denied else self._tool_errors + 1
             message = Message(role="tool", content=outcome.content, tool_call_id=call.id,
                               name=call.name)
             await self._save_result(message)
@@ -369,7 +372,8 @@ class TaskLoop:
         kind = outcome.error_kind
         event_type = {None: "tool.call", "unknown": "tool.refused", "forbidden": "tool.refused",
                       "invalid_json": "tool.invalid_args", "invalid_args": "tool.invalid_args",
-                      "too_large": "tool.invalid_args"}.get(kind, "tool.error")
+                      "too_large": "tool.invalid_args", "denied": "tool.denied"
+                      }.get(kind, "tool.error")
         data: dict[str, Any] = {"tool": name, "arguments": arguments[:_RESULT_EXCERPT],
                                 "ok": outcome.ok, "result": outcome.content[:_RESULT_EXCERPT],
                                 "latency_ms": round(latency_ms, 3)}

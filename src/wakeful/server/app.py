@@ -27,6 +27,7 @@ from wakeful.server.routes import (
     locks,
     mail,
     overview,
+    people,
     search,
     tasks,
 )
@@ -58,7 +59,7 @@ def create_app(runtime: Runtime, token: str, *, stream_interval_s: float = INTER
     app.state.stream_interval_s = stream_interval_s
     errors.install(app)
     auth = [Depends(require_token)]
-    for module in (overview, agents, tasks, mail, channels, locks, events, search):
+    for module in (overview, agents, tasks, mail, channels, locks, events, search, people):
         app.include_router(module.router, dependencies=auth)
     app.include_router(stream_router)
 

@@ -18,7 +18,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wakeful.approvals.decisions import AlreadyDecidedError, UnknownApprovalError
 from wakeful.errors import (
+    AccessDeniedError,
     IllegalTransitionError,
     MailAccessError,
     MailTooLargeError,
@@ -40,10 +42,13 @@ class TooLarge(WakefulError):
 
 
 def status_of(error: WakefulError) -> int:
-    if isinstance(error, UnknownAgentError | UnknownTaskError | NotFound):
+    if isinstance(error, UnknownAgentError | UnknownTaskError | NotFound
+                  | UnknownApprovalError):
         return 404
-    if isinstance(error, MailAccessError):
+    if isinstance(error, MailAccessError | AccessDeniedError):
         return 403
+    if isinstance(error, AlreadyDecidedError):
+        return 409
     if isinstance(error, MailTooLargeError | TooLarge):
         return 413
     if isinstance(error, IllegalTransitionError):

@@ -87,8 +87,10 @@ BUILTIN_TOOLS: tuple[Tool, ...] = (list_agents, list_tasks, get_task, note, read
 
 
 def default_tools() -> ToolRegistry:
+    from wakeful.approvals.questions import QUESTION_TOOLS
     from wakeful.mailbox.tools import MAIL_TOOLS
     from wakeful.resources.tools import RESOURCE_TOOLS
     from wakeful.schedule.tools import SCHEDULE_TOOLS
 
-    return ToolRegistry((*BUILTIN_TOOLS, *MAIL_TOOLS, *RESOURCE_TOOLS, *SCHEDULE_TOOLS))
+    return ToolRegistry((*BUILTIN_TOOLS, *MAIL_TOOLS, *RESOURCE_TOOLS, *SCHEDULE_TOOLS,
+                         *QUESTION_TOOLS))

@@ -30,7 +30,7 @@ ToolFunction = Callable[..., Any]
 AccessFunction = Callable[[Any], "Iterable[Access]"]
 """Validated arguments -> the resources a call touches (for auto-pause)."""
 ErrorKind = Literal["unknown", "forbidden", "invalid_json", "invalid_args", "too_large",
-                    "error"]
+                    "error", "denied"]
 MAX_ARGUMENT_CHARS = 2_000_000
 """The default bound on one call's arguments (JSON text): room for the largest file a
 file tool writes, escaped; more is refused before it is parsed, as oversized mail is."""
@@ -135,6 +135,10 @@ def _describe_args_error(tool_name: str, error: ValidationError) -> str:
 
 class ToolRegistry:
     """All tools the runtime knows; each agent may use only those it was granted."""
+
+    # Do calls wait for a person's approval where the agent's rules ask (see
+    # wakeful.approvals)? A replay's registry says no: its recording holds the results.
+    approvals_apply = True
 
     def __init__(self, tools: Iterable[Tool] = (), *,
                  max_argument_chars: int = MAX_ARGUMENT_CHARS) -> None:

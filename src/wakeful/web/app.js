@@ -10,6 +10,7 @@ import { AgentView } from "./agent.js";
 import { OverviewView } from "./overview.js";
 import { TaskView } from "./task.js";
 import { SearchView } from "./search.js";
+import { InboxView, refreshCount, watchInbox } from "./inbox.js";
 import { clearErrors, toast } from "./toast.js";
 
 const state = {
@@ -251,6 +252,7 @@ async function show() {
   else if (kind === "agent" && name) view = new AgentView(name, state.agents);
   else if (kind === "task" && name) view = new TaskView(name);
   else if (kind === "search") view = new SearchView(raw, state.agents);
+  else if (kind === "inbox") view = new InboxView();
   else if (kind === "new-channel") view = newChannelView();
   else if (kind === "home") view = new OverviewView();
   else view = notFoundView(`There is no page at '${location.hash}'.`);
@@ -270,6 +272,7 @@ async function start() {
   if (!started) {
     started = true;
     stream.onEvents(onEvents);
+    stream.onEvents(watchInbox);
     stream.onEvents((events) => state.view && state.view.onEvents && state.view.onEvents(events));
     stream.onStatus(connectionChanged);
     window.addEventListener("hashchange", () => { if (!/token=/.test(location.hash)) show(); });
@@ -280,6 +283,7 @@ async function start() {
   }
   stream.connect();
   await Promise.all([refreshAgents(), refreshChannels()]);
+  refreshCount();
   show();
 }
 

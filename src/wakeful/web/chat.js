@@ -10,6 +10,7 @@
 
 import { enc, get, post, session } from "./api.js";
 import { messageNode } from "./message.js";
+import { PeoplePanel } from "./inbox.js";
 import { displayName, el, statusLabel, throttle } from "./util.js";
 import { toast } from "./toast.js";
 
@@ -62,9 +63,13 @@ export class ChatView {
     this.node = el("section", { class: "page chat", dataset: { chat: agent ? `agent:${agent}` : `channel:${channel}` } },
       el("header", { class: "chat-head" }, el("h1", { text: title }), links, exportButton, this.subtitle),
       this.note, this.list, this.jump, this.error, this.form);
+    // approvals and questions of this agent's tasks, inline (see inbox.js)
+    this.people = agent ? new PeoplePanel(agent) : null;
+    if (this.people) this.form.before(this.people.node);
   }
 
   async open() {
+    if (this.people) this.people.refresh();
     this.describe();
     await this.load();
     this.scrollDown(true);
@@ -314,6 +319,7 @@ export class ChatView {
 
   onEvents(events) {
     if (this.closed) return;
+    if (this.people) this.people.onEvents(events);
     const near = this.nearBottom();
     const fetches = [];
     let heldChanged = false;

@@ -23,6 +23,7 @@ export function messageNode(mail, me) {
       taskId ? el("a", { href: `#/task/${enc(taskId)}`, class: "reply-task", text: "open task" }) : null),
     body);
   node.order = orderOf(mail);
+  if (mail.payload && mail.payload.note) node.classList.add("note"); // merged, queued...
   if (text.length > LONG_CHARS) {
     node.classList.add("collapsed");
     const more = el("button", { class: "more", type: "button", text: `Show all (${text.length.toLocaleString()} characters)` });

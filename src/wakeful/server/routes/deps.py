@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request
 
+from wakeful.approvals.rules import ADMIN
 from wakeful.runtime.runtime import Runtime
 from wakeful.server.auth import bearer, token_matches
 
@@ -26,5 +27,14 @@ def require_token(request: Request) -> None:
         raise HTTPException(401, "wrong API token", headers={"WWW-Authenticate": "Bearer"})
 
 
+def current_person(request: Request) -> str:
+    """Who calls the API, as a person address: the one place the caller's identity is
+    decided. Today the project's token is the only credential, and its holder is the
+    admin (who may decide any approval); per-person credentials plug in here."""
+    require_token(request)
+    return ADMIN
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+CallerDep = Annotated[str, Depends(current_person)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many")]

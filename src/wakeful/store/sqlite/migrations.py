@@ -292,4 +292,33 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE tasks ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;
     """,
+    # 10: people's approvals of tool calls: one row per call (its key: task, step and
+    # call), decided once (pending -> approved | denied); decided_seq orders decisions
+    # for runtimes in other processes that watch for them
+    """
+    CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        task_id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        tool TEXT NOT NULL,
+        arguments TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        approvers TEXT NOT NULL DEFAULT '[]',
+        on_timeout TEXT NOT NULL DEFAULT 'deny',
+        due_at REAL,
+        call_id TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        decided_at REAL,
+        decided_by TEXT,
+        reason TEXT,
+        new_arguments TEXT,
+        decided_seq INTEGER
+    );
+    CREATE INDEX approvals_state ON approvals(state, created_at);
+    CREATE INDEX approvals_task ON approvals(task_id);
+    CREATE UNIQUE INDEX approvals_decided ON approvals(decided_seq)
+        WHERE decided_seq IS NOT NULL;
+    """,
 ]

@@ -1,0 +1,125 @@
+"""People in the loop: approvals of tool calls, and questions agents ask people.
+
+Who calls is decided in one place (:func:`~wakeful.server.routes.deps.current_person`);
+a decision is recorded as that person's, and only a person an approval names (or the
+admin) may decide it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import Field, JsonValue
+
+from wakeful.approvals.decisions import UnknownApprovalError
+from wakeful.approvals.preview import file_diff
+from wakeful.approvals.questions import answer_question, open_questions
+from wakeful.approvals.rules import ADMIN, may_decide
+from wakeful.core.approvals import Approval
+from wakeful.errors import WakefulError
+from wakeful.runtime.runtime import Runtime
+from wakeful.server import views
+from wakeful.server.routes.deps import CallerDep, Limit, RuntimeDep
+from wakeful.server.schemas import _Body, person_address
+
+router = APIRouter(prefix="/api", tags=["people"])
+
+StateFilter = Literal["pending", "approved", "denied", "all"]
+
+
+class Decision(_Body):
+    decision: Literal["approve", "deny"]
+    reason: str | None = Field(default=None, max_length=2000,
+                               description="why it is denied (the model reads it)")
+    arguments: dict[str, JsonValue] | None = Field(
+        default=None, description="approve with these arguments instead")
+
+
+class Answer(_Body):
+    body: str = Field(min_length=1, max_length=65_536, description="the answer")
+
+
+def approval_view(approval: Approval, runtime: Runtime, caller: str) -> dict[str, Any]:
+    view = approval.to_dict()
+    view["may_decide"] = approval.pending and may_decide(caller, approval)
+    view["diff"] = file_diff(runtime.resources, approval) if approval.pending else None
+    return view
+
+
+@router.get("/approvals", summary="Approvals of tool calls (pending ones by default)")
+async def list_approvals(runtime: RuntimeDep, caller: CallerDep,
+                         state: StateFilter = "pending", task_id: str | None = Query(
+                             None, max_length=128), agent: str | None = None,
+                         limit: Limit = 200) -> dict[str, Any]:
+    if agent is not None:
+        runtime.agent(agent)
+    await runtime.store.flush()
+    found = await runtime.approvals.family.listing(
+        state=None if state == "all" else state, task_id=task_id, agent=agent, limit=limit)
+    return {"approvals": [approval_view(a, runtime, caller) for a in found]}
+
+
+@router.get("/approvals/{approval_id}", summary="One approval, with a diff for file writes")
+async def get_approval(approval_id: str, runtime: RuntimeDep, caller: CallerDep
+                       ) -> dict[str, Any]:
+    found = await runtime.approvals.get(approval_id)
+    if found is None:
+        raise UnknownApprovalError(approval_id)
+    return {"approval": approval_view(found, runtime, caller)}
+
+
+@router.post("/approvals/{approval_id}", summary="Approve (optionally with edited "
+             "arguments) or deny (with a reason) a pending approval")
+async def decide(approval_id: str, body: Decision, runtime: RuntimeDep, caller: CallerDep
+                 ) -> dict[str, Any]:
+    if body.decision == "deny" and not (body.reason or "").strip():
+        raise WakefulError("body.reason: say why the call is denied (the model reads it)")
+    decided = await runtime.approvals.decide(
+        approval_id, approve=body.decision == "approve", by=caller, reason=body.reason,
+        arguments=body.arguments)
+    return {"approval": approval_view(decided, runtime, caller)}
+
+
+@router.get("/inbox", summary="What waits for a person: approvals and questions")
+async def inbox(runtime: RuntimeDep, caller: CallerDep, person: str | None = Query(
+        None, description="whose questions ('person:ada'); default: the caller")
+        ) -> dict[str, Any]:
+    who = caller if person is None else person_address(person)
+    await runtime.store.flush()
+    pending = await runtime.approvals.family.listing(state="pending")
+    mine = [a for a in pending if may_decide(caller, a)]
+    asked = await open_questions(runtime.mailbox, runtime.store, who)
+    if caller == ADMIN and person is None:  # the admin sees every open question
+        asked = [q for p in await _people_asked(runtime)
+                 for q in await open_questions(runtime.mailbox, runtime.store, p)]
+    return {"person": who,
+            "approvals": [approval_view(a, runtime, caller) for a in mine],
+            "questions": [views.mail_view(q) for q in asked]}
+
+
+async def _people_asked(runtime: Runtime) -> list[str]:
+    """Every person with a question in their mailbox (the admin's inbox shows all)."""
+    seen: list[str] = []
+    for event in await runtime.store.query_events(types=["question.asked"], limit=1000,
+                                                  newest=True):
+        who = str(event.data.get("person") or "")
+        if who and who not in seen:
+            seen.append(who)
+    return seen
+
+
+@router.post("/questions/{mail_id}/answer", status_code=201,
+             summary="Answer a question an agent asked (as the person asked)")
+async def answer(mail_id: str, body: Answer, runtime: RuntimeDep, caller: CallerDep,
+                 person: str | None = Query(None, description="answer as this person "
+                                            "(the admin only); default: the one asked")
+                 ) -> dict[str, Any]:
+    original = await runtime.mailbox.store.get_mail(mail_id)
+    if original is None or not (original.payload or {}).get("question"):
+        raise WakefulError(f"no question with id {mail_id!r}")
+    who = caller
+    if caller == ADMIN:  # the admin answers for whoever was asked (or for `person`)
+        who = original.recipient if person is None else person_address(person)
+    sent = await answer_question(runtime.mailbox, who, mail_id, body.body)
+    return {"mail": views.mail_view(sent.mail.view())}
