@@ -36,6 +36,7 @@ from wakeful.runtime.accounting import RunUsage
 from wakeful.runtime.adoption import Adoption
 from wakeful.runtime.agent import AgentRunner
 from wakeful.runtime.controls import AgentControls
+from wakeful.runtime.intervention import Intervention
 from wakeful.runtime.ownership import Ownership
 from wakeful.runtime.scope import TaskScope
 from wakeful.runtime.service import Service
@@ -68,7 +69,7 @@ class AgentStatus:
     max_concurrent_tasks: int
 
 
-class Runtime(Adoption, TaskMaking, AgentControls):
+class Runtime(Adoption, TaskMaking, AgentControls, Intervention):
     def __init__(
         self,
         *,
@@ -138,6 +139,10 @@ class Runtime(Adoption, TaskMaking, AgentControls):
         # Chooses the id of each new task (replay reuses the recorded ids); None: fresh ids.
         self.task_ids: Callable[[TaskRecord], str] | None = None
         self._running_services: list[Service] = []
+        from wakeful.runtime.agent_admin import AgentAdmin
+
+        # Agents made, changed and removed at run time (stored; every worker follows).
+        self.admin = AgentAdmin(self)
 
     def add_service(self, service: Service) -> None:
         if self._started:
@@ -187,6 +192,7 @@ class Runtime(Adoption, TaskMaking, AgentControls):
             await service.start(self)
             self._running_services.append(service)
         saved = await self.store.load_agents()
+        await self.admin.load_stored_agents()
         for definition in self._definitions.values():
             self._make_agent(definition, saved.get(definition.name))
         self.responder.begin()
@@ -273,6 +279,7 @@ class Runtime(Adoption, TaskMaking, AgentControls):
         while True:
             await asyncio.sleep(self.poll_interval_s)
             try:
+                await self.admin.sync_stored_agents()
                 await self.apply_commands()
                 queued = await self.store.list_tasks(states=[TaskState.QUEUED])
             except Exception as exc:  # the store is busy: look again next time

@@ -89,6 +89,10 @@ BUILTIN_TOOLS: tuple[Tool, ...] = (list_agents, list_tasks, get_task, note, read
 def default_tools() -> ToolRegistry:
     from wakeful.mailbox.tools import MAIL_TOOLS
     from wakeful.resources.tools import RESOURCE_TOOLS
+    from wakeful.schedule.escalation import ESCALATION_TOOLS
     from wakeful.schedule.tools import SCHEDULE_TOOLS
+    from wakeful.tools.control import CONTROL_TOOLS
+    from wakeful.tools.spawn import SPAWN_TOOLS
 
-    return ToolRegistry((*BUILTIN_TOOLS, *MAIL_TOOLS, *RESOURCE_TOOLS, *SCHEDULE_TOOLS))
+    return ToolRegistry((*BUILTIN_TOOLS, *MAIL_TOOLS, *RESOURCE_TOOLS, *SCHEDULE_TOOLS,
+                         *CONTROL_TOOLS, *ESCALATION_TOOLS, *SPAWN_TOOLS))

@@ -292,4 +292,31 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE tasks ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;
     """,
+    # 10: people with their own API tokens (stored hashed) and a role
+    """
+    CREATE TABLE people (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    """,
+    # 11: agents made at run time (API, CLI, spawn_agent): their definition as JSON;
+    # a removed one keeps a tombstone (removed_at, and what to do with its running
+    # tasks) so that every worker sees the removal
+    """
+    CREATE TABLE stored_agents (
+        name TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        parent TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        removed_at REAL,
+        removal TEXT
+    );
+    CREATE INDEX stored_agents_parent ON stored_agents(parent);
+    """,
 ]
