@@ -107,7 +107,11 @@ class Intervention:
                                f"{', '.join(ACTIONS)})")
         act: Action = action
         why = _clip(reason)
-        said = f"{why} (by {by})"
+        given = reason.strip() != ""
+
+        def said(verb: str) -> str:
+            return f"{verb} by {by}" + (f": {why}" if given else "")
+
         task: TaskRecord | None = None
         if act in TASK_ACTIONS:
             task = await self.get_task(target)
@@ -116,13 +120,13 @@ class Intervention:
             agent = self.agent(target).name
         made: TaskRecord | None = None
         if act == "pause":
-            await self.pause_agent(agent, f"paused: {said}")
+            await self.pause_agent(agent, said("paused"))
         elif act == "resume":
-            await self.resume_agent(agent, f"resumed: {said}")
-        elif act == "sleep":
-            await self.sleep_agent(agent, f"asleep: {said}")
+            await self.resume_agent(agent, said("resumed"))
+        elif act == "sleep":  # the reason is what the agent's sleep shows, as given
+            await self.sleep_agent(agent, why if given else said("put to sleep"))
         elif act == "wake":
-            await self.wake_agent(agent, f"woken: {said}")
+            await self.wake_agent(agent, said("woken"))
         elif act == "stop":
             await self.stop_agent(agent)
         elif act == "start":
