@@ -74,7 +74,7 @@ class AgentAdmin:
 
     def stored_names(self) -> set[str]:
         """Agents this runtime runs that were made at run time (not from a file)."""
-        return set(self._stored_versions)
+        return {name for name, version in self._stored_versions.items() if version > 0}
 
     # the store -> this worker ---------------------------------------------------
     async def load_stored_agents(self) -> None:
@@ -206,9 +206,13 @@ class AgentAdmin:
 
     def _require_stored(self, name: str) -> None:
         self.rt.agent(name)
-        if name not in self.stored_names() or self._stored_versions[name] < 0:
+        if name not in self.stored_names():
             raise WakefulError(f"agent {name!r} is defined by a file in the project's agents "
                                "folder: edit or delete the file (it is reloaded)")
+
+    async def remove_file_agent(self, name: str) -> None:
+        """An agent whose file was deleted: removed here, its running tasks finish."""
+        await self._remove_live(name, "finish")
 
     # at run time, in this worker ---------------------------------------------------
     async def replace_agent(self, definition: AgentDefinition) -> None:

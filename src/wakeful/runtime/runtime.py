@@ -209,6 +209,15 @@ class Runtime(Adoption, TaskMaking, AgentControls, Intervention):
         self.waits.begin()
         self._scope.spawn(self._watch_store(), name="runtime:watch-store")
 
+    async def open_without_running(self) -> None:
+        """Open the store and know the agents, running none of them: for a process
+        that only asks (``wakeful control``): its control actions are left in the store
+        for the worker that owns each agent. Close with ``store.close()``."""
+        await self.store.open()
+        await self.admin.load_stored_agents()
+        for definition in self._definitions.values():
+            self._make_agent(definition, None)
+
     async def stop(self) -> None:
         if not self._started:
             return
