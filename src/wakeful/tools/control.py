@@ -24,6 +24,9 @@ Reason = Annotated[str, Field(min_length=1, max_length=500,
 AgentName = Annotated[str, Field(min_length=1, max_length=64, description="the agent")]
 
 
+_PHRASES = {"cancel": "cancel a task of", "start_task": "start a task on"}
+
+
 def caller_address(ctx: ToolContext) -> str:
     return f"{ctx.agent}/{ctx.task_id}"
 
@@ -34,7 +37,7 @@ def _check(ctx: ToolContext, action: str, target: str, agent: str) -> None:
     if definition.may_control(agent):
         return
     granted = [n for n in sorted(ctx.runtime.agent_names()) if definition.may_control(n)]
-    why = (f"agent {ctx.agent!r} may not {action.replace('_', ' ')} on agent {agent!r} "
+    why = (f"agent {ctx.agent!r} may not {_PHRASES.get(action, action)} agent {agent!r} "
            f"(it may control: {', '.join(granted) or 'no agent'}; grant more with "
            "can_control in its agent file)")
     ctx.runtime.refuse_control(action, target, by=caller_address(ctx), agent=agent, why=why)
