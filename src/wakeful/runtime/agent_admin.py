@@ -61,8 +61,9 @@ class AgentAdmin:
     def __init__(self, runtime: Runtime, limits: AgentLimits | None = None) -> None:
         self.rt = runtime
         self.limits = limits or AgentLimits()
-        # stored agent -> the version this worker runs (negative: removed at that version)
+        # stored agent -> the version this worker last applied (negative: removed then)
         self._stored_versions: dict[str, int] = {}
+        self._mine: set[str] = set()  # agents this runtime runs from the store
 
     def _stored_family(self) -> StoredAgents | None:
         from wakeful.store.agent_definitions import stored_agents
@@ -74,7 +75,7 @@ class AgentAdmin:
 
     def stored_names(self) -> set[str]:
         """Agents this runtime runs that were made at run time (not from a file)."""
-        return {name for name, version in self._stored_versions.items() if version > 0}
+        return set(self._mine)
 
     # the store -> this worker ---------------------------------------------------
     async def load_stored_agents(self) -> None:
@@ -87,6 +88,7 @@ class AgentAdmin:
             if stored.removed_at is not None:
                 self._stored_versions[stored.name] = -stored.version
                 continue
+            self._stored_versions[stored.name] = stored.version
             if stored.name in self.rt._definitions:
                 self.rt.events.emit("agent.definition_clash", agent=stored.name, data={
                     "why": "an agent file defines this name too; the file wins"})
@@ -98,7 +100,7 @@ class AgentAdmin:
                                     data={"error": str(exc)})
                 continue
             self.rt._definitions[stored.name] = definition
-            self._stored_versions[stored.name] = stored.version
+            self._mine.add(stored.name)
 
     async def sync_stored_agents(self) -> None:
         """Apply what other processes created, changed or removed."""
@@ -116,18 +118,19 @@ class AgentAdmin:
         name = stored.name
         if stored.removed_at is not None:
             self._stored_versions[name] = -stored.version
-            if name in self.rt.agents and name not in self._file_agents():
+            if name in self._mine:
+                self._mine.discard(name)
                 await self._remove_live(name, stored.removal or "finish")
             return
+        self._stored_versions[name] = stored.version
         if name in self._file_agents():
             return  # a file agent of that name wins
         try:
             definition = parse_definition(stored.definition, f"stored agent {name}")
         except ConfigError as exc:
             self.rt.events.emit("agent.load_failed", agent=name, data={"error": str(exc)})
-            self._stored_versions[name] = stored.version
             return
-        self._stored_versions[name] = stored.version
+        self._mine.add(name)
         if name in self.rt.agents:
             if self.rt.agents[name].definition != definition:
                 await self.replace_agent(definition)
@@ -135,8 +138,7 @@ class AgentAdmin:
             await self.rt.add_agent(definition)
 
     def _file_agents(self) -> set[str]:
-        return {n for n in self.rt._definitions if n not in self._stored_versions
-                or self._stored_versions[n] < 0}
+        return set(self.rt._definitions) - self._mine
 
     # making and changing ----------------------------------------------------------
     def _check_new(self, definition: AgentDefinition) -> None:
@@ -165,6 +167,7 @@ class AgentAdmin:
         stored = await family.save(StoredAgent(definition.name, _fields(definition), by,
                                                parent), create=True)
         self._stored_versions[definition.name] = stored.version
+        self._mine.add(definition.name)
         await self.rt.add_agent(definition)
         self.rt.events.emit("agent.created", agent=definition.name,
                          data={"by": by, "parent": parent, "version": stored.version})
@@ -195,6 +198,7 @@ class AgentAdmin:
         if stored is None:
             raise UnknownAgentError(name, list(self.rt.agents))
         self._stored_versions[name] = -stored.version
+        self._mine.discard(name)
         self.rt.events.emit("agent.removed", agent=name, data={"by": by, "running": running})
         return await self._remove_live(name, running)
 
