@@ -62,7 +62,7 @@ async def test_spawn_limits(make_runtime: RuntimeFactory, agent_def: AgentFactor
     rt = await make_runtime([agent_def("lead", model="m", can_spawn={"max_agents": 1},
                                        tools=["note"])], {"m": steps({"say": "ok"})})
     await rt.admin.spawn_agent("lead", {"name": "one", "tools": ["note"]}, by="test")
-    with pytest.raises(WakefulError, match="can_spawn.max_agents of 'lead'"):
+    with pytest.raises(WakefulError, match=r"can_spawn\.max_agents of 'lead'"):
         await rt.admin.spawn_agent("lead", {"name": "two"}, by="test")
     rt.admin.limits = AgentLimits(max=2)
     with pytest.raises(WakefulError, match=r"agents.max: 2"):
