@@ -11,6 +11,7 @@ import { OverviewView } from "./overview.js";
 import { TaskView } from "./task.js";
 import { SearchView } from "./search.js";
 import { clearErrors, toast } from "./toast.js";
+import { newAgentView, showWhoIsLoggedIn } from "./agent-form.js";
 
 const state = {
   agents: new Map(), // name -> summary from the API
@@ -252,6 +253,7 @@ async function show() {
   else if (kind === "task" && name) view = new TaskView(name);
   else if (kind === "search") view = new SearchView(raw, state.agents);
   else if (kind === "new-channel") view = newChannelView();
+  else if (kind === "new-agent") view = newAgentView(refreshAgents);
   else if (kind === "home") view = new OverviewView();
   else view = notFoundView(`There is no page at '${location.hash}'.`);
   state.view = view;
@@ -267,6 +269,7 @@ async function start() {
   $("login").hidden = true;
   $("app").hidden = false;
   $("me").textContent = session.name;
+  await showWhoIsLoggedIn($("me"));
   if (!started) {
     started = true;
     stream.onEvents(onEvents);
@@ -274,6 +277,7 @@ async function start() {
     stream.onStatus(connectionChanged);
     window.addEventListener("hashchange", () => { if (!/token=/.test(location.hash)) show(); });
     $("new-channel").addEventListener("click", () => { location.hash = "#/new-channel/"; });
+    $("new-agent").addEventListener("click", () => { location.hash = "#/new-agent/"; });
     $("menu").addEventListener("click", toggleDrawer);
     $("scrim").addEventListener("click", closeDrawer);
     document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeDrawer(); });
