@@ -182,3 +182,25 @@ def test_the_agent_cli_creates_updates_exports_and_removes(tmp_path: Path) -> No
     assert runner.invoke(cli, ["agent", "remove", "helper", "--running", "cancel", *p]
                          ).exit_code == 0
     assert runner.invoke(cli, ["agent", "export", "helper", *p]).exit_code == 1
+
+
+def test_wakeful_control_records_who_and_leaves_the_action_for_the_owner(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    project = tmp_path / "team"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init", str(project)]).exit_code == 0
+    done = runner.invoke(cli, ["control", "pause", "writer", "-r", "maintenance",
+                               "-p", str(project)])
+    assert done.exit_code == 0, done.output
+    with sqlite3.connect(project / "wakeful.db") as conn:
+        [(command, argument)] = conn.execute(
+            "SELECT command, argument FROM agent_commands WHERE agent = 'writer'").fetchall()
+        [(data,)] = conn.execute(
+            "SELECT data FROM events WHERE type = 'control.pause'").fetchall()
+    assert command == "pause" and argument.endswith(": maintenance")
+    recorded = json.loads(data)
+    assert recorded["by"].startswith("cli") and recorded["reason"] == "maintenance"
+    bad = runner.invoke(cli, ["control", "pause", "nobody", "-p", str(project)])
+    assert bad.exit_code == 1 and "unknown agent 'nobody'" in bad.output

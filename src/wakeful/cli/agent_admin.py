@@ -183,8 +183,8 @@ def control(
 
     control_id = run_async(act)
     what = "task" if action in TASK_ACTIONS else "agent"
-    out.print(f"{escape(action)} {what} {escape(target)}: done ({control_id}).",
-              highlight=False)
+    out.print(f"{escape(action)} {what} {escape(target)}: recorded as {escape(who())} "
+              f"({control_id}); the worker that runs it carries it out.", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
