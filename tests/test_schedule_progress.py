@@ -133,6 +133,8 @@ async def test_the_example_monitor_flags_stuck_looping_and_failed_work_once(
     example = load_agent_file(EXAMPLE / "agents" / "monitor.yaml")
     assert example.can_watch == ["*"] and example.schedule[0].every == "1s"
     monitor = example.model_copy(update={
+        # Reporting only: its escalations (pause, cancel) are tested in test_control.py.
+        "can_control": [],
         "model": "monitor", "schedule": [ScheduleEntry(every="400ms", max_runs=8,
                                                        instruction="Check on the team")]})
     stuck = steps({"say": "thinking", "tool_calls": [{"tool": "note", "args": {"text": "a"}}]},

@@ -137,6 +137,16 @@ async def serve_runtime(project: Project, until_idle: bool, plain: bool,
 
     runtime = Runtime.from_project(with_remote_agents(project))
     install_interop(runtime, project)
+    if project.config.agents.reload_files:
+        from wakeful.runtime.reload import AgentFileWatcher
+
+        def report(line: str) -> None:
+            err.print(f"[yellow]agent files:[/] {escape(line)}", highlight=False,
+                      soft_wrap=True)
+
+        runtime.add_service(AgentFileWatcher(project.root / project.config.agents_dir,
+                                             project.config.agents.reload_interval_s,
+                                             report))
     with observed(runtime, log_json):
         await _serve(runtime, until_idle, plain, ui)
     return runtime
@@ -469,6 +479,7 @@ def start_task(
 
 def _register_commands() -> None:
     """Commands defined beside their features (they import this module's helpers)."""
+    from wakeful.cli.agent_admin import register as register_agent_admin
     from wakeful.cli.approvals import register as register_approvals
     from wakeful.cli.inspect import register as register_inspector
     from wakeful.cli.locks import register as register_resources
@@ -485,6 +496,7 @@ def _register_commands() -> None:
     register_models(app)
     register_mcp(app)
     register_store(app)
+    register_agent_admin(app)
     app.add_typer(mail_app, name="mail")
     app.add_typer(channel_app, name="channel")
 

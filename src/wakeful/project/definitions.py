@@ -145,6 +145,13 @@ class LoopGuards(_Strict):
     max_empty_replies: int = Field(default=2, ge=0)
 
 
+class SpawnGrant(_Strict):
+    """``can_spawn:`` as limits: how many agents this one may make (beside the
+    project's ``agents.max_spawned_per_agent``)."""
+
+    max_agents: int | None = Field(default=None, ge=1)
+
+
 class AgentDefinition(_Strict):
     """One agent as a user writes it in ``agents/NAME.yaml`` or ``agents/NAME.md``."""
 
@@ -168,8 +175,13 @@ class AgentDefinition(_Strict):
     approval: ApprovalConfig = Field(default_factory=list)
     # A person's new message while a task answering them still runs.
     on_new_message: OnNewMessage = "merge"
+    # Which agents this agent may act on with the control tools (pause_agent,
+    # cancel_task...); ["*"]: every other agent.
+    can_control: list[str] = Field(default_factory=list)
+    # May it make agents with spawn_agent (true, or limits of its own)?
+    can_spawn: bool | SpawnGrant = False
 
-    @field_validator("can_watch")
+    @field_validator("can_watch", "can_control")
     @classmethod
     def _valid_watch(cls, value: list[str]) -> list[str]:
         for name in value:
@@ -180,11 +192,31 @@ class AgentDefinition(_Strict):
     def may_watch(self, agent: str) -> bool:
         return agent == self.name or "*" in self.can_watch or agent in self.can_watch
 
+    def may_control(self, agent: str) -> bool:
+        """Named, or under "*" (which never includes the agent itself: it would stop
+        the very task that asked)."""
+        return agent in self.can_control or ("*" in self.can_control and agent != self.name)
+
+    @property
+    def spawn_grant(self) -> SpawnGrant | None:
+        if isinstance(self.can_spawn, SpawnGrant):
+            return self.can_spawn
+        return SpawnGrant() if self.can_spawn else None
+
     def system_prompt(self) -> str:
         parts = [f"You are {self.name}" + (f", {self.role}." if self.role else ".")]
         if self.instructions.strip():
             parts.append(self.instructions.strip())
         return "\n\n".join(parts)
+
+
+class AgentLimits(_Strict):
+    """``agents:`` in ``wakeful.yaml``: bounds on agents made at run time."""
+
+    max: int | None = Field(default=None, ge=1)  # agents in the team, all kinds
+    max_spawned_per_agent: int | None = Field(default=5, ge=0)  # live children of one agent
+    reload_files: bool = True  # reload agent files edited while the team runs
+    reload_interval_s: float = Field(default=1.0, gt=0)
 
 
 class StartupTask(_Strict):
@@ -266,6 +298,7 @@ class ProjectConfig(_Strict):
     name: str = Field(default="wakeful-project", min_length=1)
     default_model: str = "scripted"
     agents_dir: str = "agents"
+    agents: AgentLimits = Field(default_factory=AgentLimits)
     scripts_dir: str = "scripts"
     # The folder file tools work in (relative to the project); they cannot leave it.
     workspace: str = Field(default="workspace", min_length=1)

@@ -49,6 +49,19 @@ class AgentRunner:
         # kept after the lease is lost, so that late writes are refused, not unfenced.
         self.fence: Fence | None = None
 
+    def take_over(self, previous: AgentRunner) -> None:
+        """Carry on from the runner of this agent's previous definition (the agent was
+        changed at run time): its lifecycle record, its lease and its spending."""
+        self.record = previous.record
+        self.fence = previous.fence
+        self.ledger = previous.ledger
+        if self.record.state is AgentState.RUNNING:
+            self._open.set()
+
+    @property
+    def launched(self) -> bool:
+        return self._supervisor is not None
+
     # identity and status -------------------------------------------------
     @property
     def name(self) -> str:

@@ -58,7 +58,7 @@ def build_runtime(
     if not isinstance(store, Store):
         store = open_store(store if "://" in str(store) or Path(store).is_absolute()
                            else base / store, config.store.synchronous)
-    return Runtime(
+    runtime = Runtime(
         store=store,
         models=registry,
         tools=tool_registry,
@@ -71,6 +71,8 @@ def build_runtime(
         lease_s=config.worker_lease_s,
         clock=clock,
     )
+    runtime.admin.limits = config.agents
+    return runtime
 
 
 def runtime_for_project(project: Project, *, tools: ToolRegistry | None = None,

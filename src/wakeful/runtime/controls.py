@@ -65,13 +65,13 @@ class AgentControls:
                          data={"command": command, "argument": argument})
         return True
 
-    async def pause_agent(self, name: str) -> None:
-        if not await self._forwarded(name, "pause"):
-            await self.agent(name).set_state(AgentState.PAUSED, "paused by a person")
+    async def pause_agent(self, name: str, reason: str = "paused by a person") -> None:
+        if not await self._forwarded(name, "pause", reason):
+            await self.agent(name).set_state(AgentState.PAUSED, reason)
 
-    async def resume_agent(self, name: str) -> None:
-        if not await self._forwarded(name, "resume"):
-            await self.agent(name).set_state(AgentState.RUNNING, "resumed")
+    async def resume_agent(self, name: str, reason: str = "resumed") -> None:
+        if not await self._forwarded(name, "resume", reason):
+            await self.agent(name).set_state(AgentState.RUNNING, reason)
 
     async def sleep_agent(self, name: str, reason: str = "asleep", *,
                           until: float | None = None,
@@ -167,11 +167,14 @@ class AgentControls:
             if argument:
                 await self.cancel_task(argument)
             return
-        actions = {"pause": self.pause_agent, "resume": self.resume_agent,
-                   "stop": self.stop_agent, "start": self.start_agent,
+        actions = {"stop": self.stop_agent, "start": self.start_agent,
                    "restart": self.restart_agent}
         if command in actions:
             await actions[command](name)
+        elif command == "pause":
+            await self.pause_agent(name, argument or "paused by a person")
+        elif command == "resume":
+            await self.resume_agent(name, argument or "resumed")
         elif command == "sleep":
             await self.sleep_agent(name, argument or "asleep")
         elif command == "wake":

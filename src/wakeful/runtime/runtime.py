@@ -36,6 +36,7 @@ from wakeful.runtime.accounting import RunUsage
 from wakeful.runtime.adoption import Adoption
 from wakeful.runtime.agent import AgentRunner
 from wakeful.runtime.controls import AgentControls
+from wakeful.runtime.intervention import Intervention
 from wakeful.runtime.ownership import Ownership
 from wakeful.runtime.scope import TaskScope
 from wakeful.runtime.service import Service
@@ -68,7 +69,7 @@ class AgentStatus:
     max_concurrent_tasks: int
 
 
-class Runtime(Adoption, TaskMaking, AgentControls):
+class Runtime(Adoption, TaskMaking, AgentControls, Intervention):
     def __init__(
         self,
         *,
@@ -141,6 +142,10 @@ class Runtime(Adoption, TaskMaking, AgentControls):
         # Chooses the id of each new task (replay reuses the recorded ids); None: fresh ids.
         self.task_ids: Callable[[TaskRecord], str] | None = None
         self._running_services: list[Service] = []
+        from wakeful.runtime.agent_admin import AgentAdmin
+
+        # Agents made, changed and removed at run time (stored; every worker follows).
+        self.admin = AgentAdmin(self)
 
     def add_service(self, service: Service) -> None:
         if self._started:
@@ -190,6 +195,7 @@ class Runtime(Adoption, TaskMaking, AgentControls):
             await service.start(self)
             self._running_services.append(service)
         saved = await self.store.load_agents()
+        await self.admin.load_stored_agents()
         for definition in self._definitions.values():
             self._make_agent(definition, saved.get(definition.name))
         self.responder.begin()
@@ -205,6 +211,15 @@ class Runtime(Adoption, TaskMaking, AgentControls):
         self.scheduler.begin()  # timers fire once the agents they start or wake run
         self.waits.begin()
         self._scope.spawn(self._watch_store(), name="runtime:watch-store")
+
+    async def open_without_running(self) -> None:
+        """Open the store and know the agents, running none of them: for a process
+        that only asks (``wakeful control``): its control actions are left in the store
+        for the worker that owns each agent. Close with ``store.close()``."""
+        await self.store.open()
+        await self.admin.load_stored_agents()
+        for definition in self._definitions.values():
+            self._make_agent(definition, None)
 
     async def stop(self) -> None:
         if not self._started:
@@ -284,6 +299,7 @@ class Runtime(Adoption, TaskMaking, AgentControls):
     async def _look_at_store(self) -> None:
         """One look for queued tasks and commands (a doorbell rang, or it is time)."""
         try:
+            await self.admin.sync_stored_agents()
             await self.apply_commands()
             queued = await self.store.list_tasks(states=[TaskState.QUEUED])
         except Exception as exc:  # the store is busy: look again next time

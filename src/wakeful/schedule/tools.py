@@ -278,6 +278,11 @@ async def check_agents(
     problems = await find_problems(ctx.runtime, names, stuck_after_s=stuck_after_s,
                                    repeated_calls=repeated_calls)
     ctx.scratch[_PROBLEMS] = [p.to_dict() for p in problems]
+    # What this check flagged, durably: escalate acts on work flagged in several checks
+    # in a row (each check runs in a task of its own).
+    ctx.emit("monitor.checked", flagged=[{"kind": p.kind, "agent": p.agent,
+                                          "task": p.task_id, "key": p.key}
+                                         for p in problems if p.kind != "failed"])
     overview = await ctx.runtime.progress.overview(names)
     agents = [{"agent": a["agent"], "state": a["state"], "running": a["tasks"]["running"],
                "queued": a["tasks"]["queued"], "finished": a["tasks"]["finished"],

@@ -3,7 +3,8 @@
 ``create_app(runtime, token)`` builds it for a runtime that is already started (or
 about to be); it owns nothing and stops nothing, so the same runtime can be served,
 tested over ASGI, or driven from the CLI at once. Every ``/api`` route needs the token;
-the UI's static files do not (the login page has to load first).
+the UI's static files do not (the login page has to load first). The token is the
+project's (the admin's) or a person's own (see :mod:`wakeful.server.identity`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from fastapi.staticfiles import StaticFiles
 from wakeful import __version__
 from wakeful.runtime.runtime import Runtime
 from wakeful.server import errors, security
+from wakeful.server.identity import require_caller, viewers_read_only
 from wakeful.server.mounts import mount_interop
 from wakeful.server.routes import (
+    agent_admin,
     agents,
     channels,
+    controls,
     events,
     locks,
     mail,
@@ -31,7 +35,6 @@ from wakeful.server.routes import (
     search,
     tasks,
 )
-from wakeful.server.routes.deps import require_token
 from wakeful.server.schemas import error_body
 from wakeful.server.stream import INTERVAL_S
 from wakeful.server.stream import router as stream_router
@@ -58,8 +61,9 @@ def create_app(runtime: Runtime, token: str, *, stream_interval_s: float = INTER
     app.state.token = token
     app.state.stream_interval_s = stream_interval_s
     errors.install(app)
-    auth = [Depends(require_token)]
-    for module in (overview, agents, tasks, mail, channels, locks, events, search, people):
+    auth = [Depends(require_caller), Depends(viewers_read_only)]
+    for module in (overview, agent_admin, agents, controls, tasks, mail, channels, locks,
+                   events, search, people):
         app.include_router(module.router, dependencies=auth)
     app.include_router(stream_router)
 

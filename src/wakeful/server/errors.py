@@ -28,6 +28,7 @@ from wakeful.errors import (
     UnknownTaskError,
     WakefulError,
 )
+from wakeful.runtime.intervention import UndoError
 from wakeful.server.schemas import error_body
 
 log = structlog.get_logger("wakeful.server")
@@ -51,7 +52,7 @@ def status_of(error: WakefulError) -> int:
         return 409
     if isinstance(error, MailTooLargeError | TooLarge):
         return 413
-    if isinstance(error, IllegalTransitionError):
+    if isinstance(error, IllegalTransitionError | UndoError):
         return 409
     return 422
 

@@ -28,6 +28,10 @@ def person_address(value: str) -> str:
     return str(address)
 
 
+def _optional_person(value: str | None) -> str | None:
+    return None if value is None else person_address(value)
+
+
 def _members(value: list[str]) -> list[str]:
     for index, member in enumerate(value):
         try:
@@ -49,9 +53,11 @@ class _Body(BaseModel):
 class NewTask(_Body):
     agent: str = Field(min_length=1, max_length=64, description="the agent to run it")
     instruction: str = Field(min_length=1, description="what the task should do")
-    created_by: str = Field(default=DEFAULT_PERSON, description="a person: 'person:ada'")
+    created_by: str | None = Field(default=None, description=(
+        "a person: 'person:ada' (default: the caller; only the project token may name "
+        "someone else)"))
 
-    _who = field_validator("created_by")(person_address)
+    _who = field_validator("created_by")(_optional_person)
 
     @field_validator("instruction")
     @classmethod
@@ -62,7 +68,9 @@ class NewTask(_Body):
 
 
 class NewMail(_Body):
-    sender: str = Field(default=DEFAULT_PERSON, description="a person: 'person:ada' or 'ada'")
+    sender: str | None = Field(default=None, description=(
+        "a person: 'person:ada' or 'ada' (default: the caller; only the project token "
+        "may name someone else)"))
     to: str = Field(description="an agent, a task ('writer/t_1'), '#channel', '*' or a person")
     subject: str = ""
     body: str = ""
@@ -71,7 +79,7 @@ class NewMail(_Body):
     thread_id: str | None = Field(default=None, max_length=128)
     in_reply_to: str | None = Field(default=None, max_length=128)
 
-    _who = field_validator("sender")(person_address)
+    _who = field_validator("sender")(_optional_person)
 
     @field_validator("to")
     @classmethod
@@ -81,21 +89,22 @@ class NewMail(_Body):
 
 
 class NewPost(_Body):
-    sender: str = Field(default=DEFAULT_PERSON, description="a person: 'person:ada' or 'ada'")
+    sender: str | None = Field(default=None, description=(
+        "a person: 'person:ada' or 'ada' (default: the caller)"))
     body: str = Field(min_length=1)
     subject: str = ""
     join: bool = Field(default=False, description="join the channel first if not a member")
 
-    _who = field_validator("sender")(person_address)
+    _who = field_validator("sender")(_optional_person)
 
 
 class NewChannel(_Body):
     name: str = Field(min_length=1, max_length=65)
     members: list[str] = Field(default_factory=list, max_length=10_000)
     topic: str = Field(default="", max_length=500)
-    created_by: str = DEFAULT_PERSON
+    created_by: str | None = None
 
-    _who = field_validator("created_by")(person_address)
+    _who = field_validator("created_by")(_optional_person)
     _check = field_validator("members")(_members)
 
 
@@ -106,11 +115,22 @@ class Members(_Body):
 
 
 class MarkRead(_Body):
-    member: str = DEFAULT_PERSON
+    member: str | None = None
 
 
 class SleepRequest(_Body):
     reason: str = Field(default="put to sleep by a person", max_length=500)
+
+
+class ControlRequest(_Body):
+    """Why a person acts on an agent or a task (recorded with who they are)."""
+
+    reason: str = Field(default="", max_length=500)
+
+
+class AgentRemoval(_Body):
+    running: str = Field(default="finish", pattern="^(finish|cancel)$", description=(
+        "its running tasks: let them finish, or cancel them"))
 
 
 def error_body(message: str, status: int, **extra: Any) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from starlette.websockets import WebSocketDisconnect
 from wakeful.core.records import Event
 from wakeful.observe.events import EventLog, Subscription
 from wakeful.server import views
-from wakeful.server.auth import token_matches
+from wakeful.server.identity import caller_for
 from wakeful.server.schemas import error_body
 from wakeful.store.base import Store
 
@@ -154,7 +154,7 @@ class EventStream:
 async def stream(socket: WebSocket) -> None:
     app = socket.app
     presented, as_protocol = offered_token(socket)
-    if not token_matches(app.state.token, presented):
+    if await caller_for(app, presented) is None:
         await socket.send_denial_response(JSONResponse(
             error_body("missing or wrong API token: offer the subprotocol 'bearer.TOKEN' "
                        "or connect to /api/stream?token=TOKEN", 401), status_code=401))

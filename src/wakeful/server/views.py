@@ -92,6 +92,8 @@ def agent_definition(runtime: Runtime, runner: AgentRunner) -> dict[str, Any]:
         "budget": d.budget.model_dump(exclude_none=True),
         "answer_mail": d.answer_mail,
         "schedule": [s.model_dump(exclude_none=True) for s in d.schedule],
+        "can_control": list(d.can_control),
+        "made_at_run_time": d.name in runtime.admin.stored_names(),
     }
 
 

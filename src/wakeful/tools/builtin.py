@@ -90,7 +90,11 @@ def default_tools() -> ToolRegistry:
     from wakeful.approvals.questions import QUESTION_TOOLS
     from wakeful.mailbox.tools import MAIL_TOOLS
     from wakeful.resources.tools import RESOURCE_TOOLS
+    from wakeful.schedule.escalation import ESCALATION_TOOLS
     from wakeful.schedule.tools import SCHEDULE_TOOLS
+    from wakeful.tools.control import CONTROL_TOOLS
+    from wakeful.tools.spawn import SPAWN_TOOLS
 
     return ToolRegistry((*BUILTIN_TOOLS, *MAIL_TOOLS, *RESOURCE_TOOLS, *SCHEDULE_TOOLS,
-                         *QUESTION_TOOLS))
+                          *QUESTION_TOOLS, *CONTROL_TOOLS, *ESCALATION_TOOLS,
+                          *SPAWN_TOOLS))

@@ -10,6 +10,8 @@ import { enc, get, post, session } from "./api.js";
 import { describe, taskLink, tone } from "./events.js";
 import { ago, clear, displayName, el, money, num, plural, statusLabel, throttle, time, fill } from "./util.js";
 import { toast } from "./toast.js";
+import { InterventionsPanel } from "./interventions.js";
+import { agentAdminLinks } from "./agent-form.js";
 
 const TIMELINE_MAX = 200;
 const TERMINAL = new Set(["done", "failed", "cancelled"]);
@@ -59,9 +61,10 @@ export class AgentView {
       el("h2", { id: `${id}-h`, text: title }), body);
     this.node = el("section", { class: "page agent", dataset: { agent: name } },
       el("header", { class: "agent-head" }, this.title,
-        el("a", { href: `#/chat/${enc(name)}`, class: "small-link", text: "chat" }), this.status, this.controls),
+        el("a", { href: `#/chat/${enc(name)}`, class: "small-link", text: "chat" }), agentAdminLinks(name), this.status, this.controls),
       el("div", { class: "grid" },
         section("Tasks", el("div", {}, taskForm, this.taskError, this.tasks), "panel-tasks"),
+        section("Interventions", (this.interventions = new InterventionsPanel(name)).root, "panel-interventions"),
         section("Schedule and wake", this.schedule, "panel-schedule"),
         section("Why", this.why, "panel-why"),
         section("Locks", this.locks, "panel-locks"),
@@ -74,7 +77,7 @@ export class AgentView {
   }
 
   async open() {
-    await Promise.all([this.refresh(), this.refreshTasks(), this.loadTimeline()]);
+    await Promise.all([this.refresh(), this.refreshTasks(), this.loadTimeline(), this.interventions.refresh()]);
   }
 
   reload() { return this.open(); }
@@ -350,6 +353,7 @@ export class AgentView {
     if (this.closed) return;
     const mine = events.filter((e) => e.agent === this.name && !QUIET.has(e.type));
     if (!mine.length) return;
+    this.interventions.onEvents(mine);
     this.addTimeline(mine, true);
     if (mine.some((e) => e.type.startsWith("task.") || e.type === "model.call")) this.refreshTasksSoon();
     this.refreshSoon();

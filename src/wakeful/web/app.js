@@ -12,6 +12,7 @@ import { TaskView } from "./task.js";
 import { SearchView } from "./search.js";
 import { InboxView, refreshCount, watchInbox } from "./inbox.js";
 import { clearErrors, toast } from "./toast.js";
+import { newAgentView, showWhoIsLoggedIn } from "./agent-form.js";
 
 const state = {
   agents: new Map(), // name -> summary from the API
@@ -254,6 +255,7 @@ async function show() {
   else if (kind === "search") view = new SearchView(raw, state.agents);
   else if (kind === "inbox") view = new InboxView();
   else if (kind === "new-channel") view = newChannelView();
+  else if (kind === "new-agent") view = newAgentView(refreshAgents);
   else if (kind === "home") view = new OverviewView();
   else view = notFoundView(`There is no page at '${location.hash}'.`);
   state.view = view;
@@ -269,6 +271,7 @@ async function start() {
   $("login").hidden = true;
   $("app").hidden = false;
   $("me").textContent = session.name;
+  await showWhoIsLoggedIn($("me"));
   if (!started) {
     started = true;
     stream.onEvents(onEvents);
@@ -277,6 +280,7 @@ async function start() {
     stream.onStatus(connectionChanged);
     window.addEventListener("hashchange", () => { if (!/token=/.test(location.hash)) show(); });
     $("new-channel").addEventListener("click", () => { location.hash = "#/new-channel/"; });
+    $("new-agent").addEventListener("click", () => { location.hash = "#/new-agent/"; });
     $("menu").addEventListener("click", toggleDrawer);
     $("scrim").addEventListener("click", closeDrawer);
     document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeDrawer(); });

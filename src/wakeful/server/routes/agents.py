@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter
 
 from wakeful.observe.inspect import why_agent
 from wakeful.server import views
+from wakeful.server.identity import CallerDep
 from wakeful.server.routes.deps import Limit, RuntimeDep
-from wakeful.server.schemas import SleepRequest
+from wakeful.server.schemas import ControlRequest, SleepRequest
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 
@@ -62,30 +62,29 @@ async def agent_mail(name: str, runtime: RuntimeDep, limit: Limit = 50) -> dict[
             "sent": [views.mail_view(m.view()) for m in sent]}
 
 
-def _control(action: str, doc: str,
-             act: Callable[[Any, str], Awaitable[None]]) -> None:
-    async def endpoint(name: str, runtime: RuntimeDep) -> dict[str, Any]:
-        await act(runtime, name)
-        return views.agent_summary(runtime, runtime.agent(name))
+def _control(action: str, doc: str) -> None:
+    async def endpoint(name: str, runtime: RuntimeDep, caller: CallerDep,
+                       body: ControlRequest | None = None) -> dict[str, Any]:
+        done = await runtime.control(action, name, by=caller.identity,
+                                     reason=body.reason if body else "")
+        return {**views.agent_summary(runtime, runtime.agent(name)),
+                "control": done.to_dict()}
 
     endpoint.__name__ = f"{action}_agent"
     router.post(f"/{{name}}/{action}", summary=doc)(endpoint)
 
 
-_control("pause", "Pause: no task takes a new step until resumed",
-         lambda r, n: r.pause_agent(n))
-_control("resume", "Resume a paused agent", lambda r, n: r.resume_agent(n))
-_control("wake", "Wake a sleeping agent now", lambda r, n: r.wake_agent(n, "woken by a person"))
-_control("stop", "Stop: running tasks go back to the queue and stay there",
-         lambda r, n: r.stop_agent(n))
-_control("start", "Start a stopped or failed agent; its queued tasks resume",
-         lambda r, n: r.start_agent(n))
-_control("restart", "Stop (if needed) and start again", lambda r, n: r.restart_agent(n))
+_control("pause", "Pause: no task takes a new step until resumed")
+_control("resume", "Resume a paused agent")
+_control("wake", "Wake a sleeping agent now")
+_control("stop", "Stop: running tasks go back to the queue and stay there")
+_control("start", "Start a stopped or failed agent; its queued tasks resume")
+_control("restart", "Stop (if needed) and start again")
 
 
 @router.post("/{name}/sleep", summary="Put an agent to sleep until woken")
-async def sleep_agent(name: str, runtime: RuntimeDep,
+async def sleep_agent(name: str, runtime: RuntimeDep, caller: CallerDep,
                       body: SleepRequest | None = None) -> dict[str, Any]:
     reason = body.reason if body is not None else SleepRequest().reason
-    await runtime.sleep_agent(name, reason)
-    return views.agent_summary(runtime, runtime.agent(name))
+    done = await runtime.control("sleep", name, by=caller.identity, reason=reason)
+    return {**views.agent_summary(runtime, runtime.agent(name)), "control": done.to_dict()}

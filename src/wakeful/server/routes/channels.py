@@ -10,6 +10,7 @@ from wakeful.core.mail_records import Channel
 from wakeful.runtime.runtime import Runtime
 from wakeful.server import views
 from wakeful.server.errors import NotFound
+from wakeful.server.identity import CallerDep, speaking_as
 from wakeful.server.routes.deps import Limit, RuntimeDep
 from wakeful.server.schemas import MarkRead, Members, NewChannel, NewPost
 
@@ -40,10 +41,12 @@ async def list_channels(runtime: RuntimeDep, member: str | None = Query(
 
 
 @router.post("", status_code=201, summary="Create a channel (its creator joins it)")
-async def create_channel(body: NewChannel, runtime: RuntimeDep) -> dict[str, Any]:
-    members = [*body.members, body.created_by]
+async def create_channel(body: NewChannel, runtime: RuntimeDep,
+                         caller: CallerDep) -> dict[str, Any]:
+    creator = speaking_as(caller, body.created_by, "body.created_by")
+    members = [*body.members, creator]
     channel = await runtime.mailbox.create_channel(body.name, members, topic=body.topic,
-                                                   created_by=body.created_by)
+                                                   created_by=creator)
     return channel_view(channel)
 
 
@@ -62,11 +65,13 @@ async def posts(name: str, runtime: RuntimeDep, limit: Limit = 100,
 
 
 @router.post("/{name}/posts", status_code=201, summary="Post as a person")
-async def post(name: str, body: NewPost, runtime: RuntimeDep) -> dict[str, Any]:
+async def post(name: str, body: NewPost, runtime: RuntimeDep,
+               caller: CallerDep) -> dict[str, Any]:
     channel = _channel(runtime, name)
-    if body.join and body.sender not in channel.members:
-        await runtime.mailbox.add_members(channel.name, [body.sender])
-    sent = await runtime.mailbox.post(body.sender, channel.name, body.body, body.subject)
+    sender = speaking_as(caller, body.sender, "body.sender")
+    if body.join and sender not in channel.members:
+        await runtime.mailbox.add_members(channel.name, [sender])
+    sent = await runtime.mailbox.post(sender, channel.name, body.body, body.subject)
     return {"mail": views.mail_view(sent.mail.view()), "delivered_to": sent.delivered_to}
 
 
@@ -86,7 +91,11 @@ async def remove_member(name: str, member: str, runtime: RuntimeDep) -> dict[str
 
 
 @router.post("/{name}/read", summary="Mark the channel read for a member")
-async def mark_read(name: str, body: MarkRead, runtime: RuntimeDep) -> dict[str, Any]:
+async def mark_read(name: str, body: MarkRead, runtime: RuntimeDep,
+                    caller: CallerDep) -> dict[str, Any]:
     channel = _channel(runtime, name)
-    await runtime.mailbox.mark_read(channel.name, body.member)
-    return {"channel": channel.name, "member": body.member, "unread": 0}
+    member = body.member or speaking_as(caller, None, "body.member")
+    if member.startswith("person:"):
+        member = speaking_as(caller, member, "body.member")
+    await runtime.mailbox.mark_read(channel.name, member)
+    return {"channel": channel.name, "member": member, "unread": 0}

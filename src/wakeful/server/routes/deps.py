@@ -27,12 +27,15 @@ def require_token(request: Request) -> None:
         raise HTTPException(401, "wrong API token", headers={"WWW-Authenticate": "Bearer"})
 
 
-def current_person(request: Request) -> str:
-    """Who calls the API, as a person address: the one place the caller's identity is
-    decided. Today the project's token is the only credential, and its holder is the
-    admin (who may decide any approval); per-person credentials plug in here."""
-    require_token(request)
-    return ADMIN
+async def current_person(request: Request) -> str:
+    """Who calls the API, as a person address, for approvals and questions: the caller
+    of the token presented (:func:`~wakeful.server.identity.require_caller`); any admin
+    (the project token's holder, or a person with the admin role) acts as the admin,
+    who may decide any approval. Viewers are refused changes before this is asked."""
+    from wakeful.server.identity import require_caller
+
+    caller = await require_caller(request)
+    return ADMIN if caller.role == "admin" else caller.identity
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from wakeful.errors import MailError
 from wakeful.server import views
 from wakeful.server.errors import NotFound
+from wakeful.server.identity import CallerDep, speaking_as
 from wakeful.server.routes.deps import Limit, RuntimeDep
 from wakeful.server.schemas import DEFAULT_PERSON, NewMail, person_address
 
@@ -23,9 +24,10 @@ def _as_person(value: str, where: str) -> str:
 
 
 @router.post("/mail", status_code=201, summary="Send a mail as a person")
-async def send_mail(body: NewMail, runtime: RuntimeDep) -> dict[str, Any]:
+async def send_mail(body: NewMail, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     fields = body.model_dump(exclude={"sender", "to", "subject", "body"}, exclude_none=True)
-    sent = await runtime.mailbox.send(body.sender, body.to, body.subject, body.body, **fields)
+    sender = speaking_as(caller, body.sender, "body.sender")
+    sent = await runtime.mailbox.send(sender, body.to, body.subject, body.body, **fields)
     return {"mail": views.mail_view(sent.mail.view()), "duplicate": sent.duplicate,
             "delivered_to": sent.delivered_to}
 

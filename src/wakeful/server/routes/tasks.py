@@ -11,8 +11,9 @@ from wakeful.observe.inspect import TaskNode, causal_tree
 from wakeful.runtime.tasks import MAX_INSTRUCTION_CHARS
 from wakeful.server import views
 from wakeful.server.errors import NotFound, TooLarge
+from wakeful.server.identity import CallerDep, speaking_as
 from wakeful.server.routes.deps import Limit, RuntimeDep
-from wakeful.server.schemas import NewTask
+from wakeful.server.schemas import ControlRequest, NewTask
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 
@@ -39,12 +40,13 @@ async def list_tasks(runtime: RuntimeDep, agent: str | None = None,
 
 
 @router.post("", status_code=201, summary="Start a task on an agent")
-async def create_task(body: NewTask, runtime: RuntimeDep) -> dict[str, Any]:
+async def create_task(body: NewTask, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     if len(body.instruction) > MAX_INSTRUCTION_CHARS:
         raise TooLarge(f"the instruction is {len(body.instruction):,} characters; the limit "
                        f"is {MAX_INSTRUCTION_CHARS:,}")
-    record = await runtime.create_task(body.agent, body.instruction,
-                                       created_by=body.created_by)
+    record = await runtime.create_task(
+        body.agent, body.instruction,
+        created_by=speaking_as(caller, body.created_by, "body.created_by"))
     return views.task_view(record, runtime)
 
 
@@ -88,6 +90,19 @@ async def task_events(task_id: str, runtime: RuntimeDep, limit: Limit = 500
 
 
 @router.post("/{task_id}/cancel", summary="Cancel a queued, running or waiting task")
-async def cancel_task(task_id: str, runtime: RuntimeDep) -> dict[str, Any]:
-    record = await runtime.cancel_task(task_id)
-    return views.task_view(record, runtime)
+async def cancel_task(task_id: str, runtime: RuntimeDep, caller: CallerDep,
+                      body: ControlRequest | None = None) -> dict[str, Any]:
+    done = await runtime.control("cancel", task_id, by=caller.identity,
+                                 reason=body.reason if body else "")
+    assert done.task is not None
+    return {**views.task_view(done.task, runtime), "control": done.to_dict()}
+
+
+@router.post("/{task_id}/restart", status_code=201, summary="Start a task again (a new "
+             "task with the same instruction; the undo of a cancel)")
+async def restart_task(task_id: str, runtime: RuntimeDep, caller: CallerDep,
+                       body: ControlRequest | None = None) -> dict[str, Any]:
+    done = await runtime.control("restart_task", task_id, by=caller.identity,
+                                 reason=body.reason if body else "")
+    assert done.task is not None
+    return {**views.task_view(done.task, runtime), "control": done.to_dict()}

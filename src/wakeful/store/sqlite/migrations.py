@@ -321,4 +321,31 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX approvals_decided ON approvals(decided_seq)
         WHERE decided_seq IS NOT NULL;
     """,
+    # 11: people with their own API tokens (stored hashed) and a role
+    """
+    CREATE TABLE people (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    """,
+    # 12: agents made at run time (API, CLI, spawn_agent): their definition as JSON;
+    # a removed one keeps a tombstone (removed_at, and what to do with its running
+    # tasks) so that every worker sees the removal
+    """
+    CREATE TABLE stored_agents (
+        name TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        parent TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        removed_at REAL,
+        removal TEXT
+    );
+    CREATE INDEX stored_agents_parent ON stored_agents(parent);
+    """,
 ]
