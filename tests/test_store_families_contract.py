@@ -22,6 +22,7 @@ import pytest
 
 from polling import until
 from wakeful.core.a2a import A2ATaskRow
+from wakeful.core.locks import Acquired, Blocked
 from wakeful.core.mail_records import Delivery, DeliveryState, Envelope, NewMail
 from wakeful.core.records import Event
 from wakeful.core.resources import Mode, Owner, Resource
@@ -214,6 +215,31 @@ async def test_tokens_only_grow_across_workers(workers: Pair) -> None:
         await store.locks().release(got.lock.token, got.lock.owner)
     assert tokens == sorted(set(tokens))
     assert await one.locks().last_token() == tokens[-1]
+
+
+async def test_a_place_in_line_comes_before_later_requests_of_other_workers(
+        workers: Pair) -> None:
+    one, two = workers
+    held = await acquire(one, "q.txt", "a-1")
+    renewed = await two.locks().renew(held.lock.token, held.lock.owner, 120)
+    assert renewed.expires_at > held.lock.expires_at and renewed.token == held.lock.token
+    place = await two.locks().join_line(res("q.txt"), Mode.WRITE, Owner("b-1", "b"),
+                                        kind="lock", process="p2", pid=2, keep_alive_s=60)
+    await one.locks().release(held.lock.token, held.lock.owner)
+    later = await one.locks().acquire(res("q.txt"), Mode.WRITE, Owner("c-1", "c"),
+                                      process="p3", pid=3, lease_s=60, waiter_id=None)
+    assert isinstance(later, Blocked) and [w.id for w in later.queued] == [place]
+    first = await two.locks().acquire(res("q.txt"), Mode.WRITE, Owner("b-1", "b"),
+                                      process="p2", pid=2, lease_s=60, waiter_id=place)
+    assert isinstance(first, Acquired) and first.lock.token > held.lock.token
+    _, locks, waiters = await one.locks().snapshot()
+    assert [lock.token for lock in locks] == [first.lock.token] and waiters == []
+    assert await one.locks().grants_of("b-1") == [("file:q.txt", first.lock.token)]
+    assert [lock.token for lock in await one.locks().release_all("b-1")] == [
+        first.lock.token]
+    assert await two.locks().grants_of("b-1") == []
+    with pytest.raises(StaleTokenError, match="cannot renew"):
+        await two.locks().renew(first.lock.token, first.lock.owner, 60)
 
 
 async def lapse(store: Store, expires_at: float) -> None:

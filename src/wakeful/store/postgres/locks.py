@@ -216,9 +216,9 @@ class PgLockStore:
     async def renew(self, token: int, owner: Owner, lease_s: float) -> LockRow:
         async def op(conn: asyncpg.Connection) -> LockRow:
             row = await conn.fetchrow(
-                f"UPDATE resource_locks SET expires_at = {NOW} + $1, renewed_at = {NOW} "
-                f"WHERE token = $2 AND holder_task = $3 AND expires_at > {NOW} "
-                f"RETURNING {_LOCK_COLUMNS}", lease_s, token, owner.task_id)
+                "UPDATE resource_locks SET expires_at = n.t + $1, renewed_at = n.t FROM "
+                f"(SELECT {NOW} AS t) AS n WHERE token = $2 AND holder_task = $3 AND "
+                f"expires_at > n.t RETURNING {_LOCK_COLUMNS}", lease_s, token, owner.task_id)
             if row is None:
                 raise StaleTokenError(f"cannot renew lock token {token}: its lease has "
                                       "already lapsed or it was released; acquire the lock "
@@ -298,9 +298,10 @@ class PgLockStore:
         async def op(conn: asyncpg.Connection) -> int:
             place: int = await conn.fetchval(
                 "INSERT INTO resource_waiters (resource, mode, kind, holder_task, "
-                f"holder_agent, process, pid, since, alive_until) VALUES ($1, $2, $3, $4, $5, "
-                f"$6, $7, {NOW}, {NOW} + $8) RETURNING id", str(resource), mode.value, kind,
-                owner.task_id, owner.agent, process, pid, keep_alive_s)
+                "holder_agent, process, pid, since, alive_until) SELECT $1, $2, $3, $4, $5, "
+                f"$6, $7, n.t, n.t + $8 FROM (SELECT {NOW} AS t) AS n RETURNING id",
+                str(resource), mode.value, kind, owner.task_id, owner.agent, process, pid,
+                keep_alive_s)
             return place
 
         result: int = await self.store.write(op)
