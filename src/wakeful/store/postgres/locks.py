@@ -7,8 +7,14 @@ column, whose sequence only grows. Two workers deciding grants on overlapping re
 are serialized by transaction-scoped advisory locks taken before the conflict check:
 shared on every folder above the resource, exclusive on the resource itself (intention
 locks), so that ``file:a`` and ``file:a/b`` exclude each other while ``file:a/b`` and
-``file:a/c`` are decided at once. The keys are (depth, hash), taken from the root down,
-so the grant decisions of one transaction take their advisory locks in one order.
+``file:a/c`` are decided at once. The keys are (depth, hash), taken from the root down.
+
+A grant is decided in a transaction of its own (on a pool connection, committed before
+:meth:`PgLockStore.acquire` returns), not in the group commit: inside a batch, advisory
+locks of several grants would be held together until the batch commits, in no common
+order across workers (two workers' batches could deadlock on them), and every other
+write of the worker would wait whenever a grant waits. Alone, a decision takes its
+advisory locks in one global order, so grant decisions never deadlock each other.
 
 A fenced write holds the lock's row ``FOR SHARE`` while it runs: a successor cannot be
 granted (that needs the lapsed row deleted first) until the write is done.
@@ -208,10 +214,13 @@ class PgLockStore:
                 owner.task_id, str(resource), row["token"], now)
             return Acquired(_lock(row), already_held=False, expired=expired)
 
+        async def decide(conn: asyncpg.Connection) -> Acquired | Blocked:
+            async with conn.transaction():
+                return await op(conn)
+
         # Not rung: waiters re-check by acquiring, and a bell per attempt would have
         # them wake each other in a loop; a grant that reaped lapsed leases rings alone.
-        result: Acquired | Blocked = await self.store.write(op)
-        return result
+        return await self.store.read(decide)
 
     async def renew(self, token: int, owner: Owner, lease_s: float) -> LockRow:
         async def op(conn: asyncpg.Connection) -> LockRow:
