@@ -31,6 +31,7 @@ from wakeful.errors import StaleTokenError
 from wakeful.runtime.agent import new_task_record
 from wakeful.store import Store, open_store
 from wakeful.store.a2a import a2a_store
+from wakeful.store.postgres.mail import apply_changes
 
 Pair = tuple[Store, Store]
 
@@ -98,6 +99,46 @@ async def test_a_keyed_send_is_stored_once_even_from_two_workers_at_once(
     notes = [int(d.mail.subject.split()[1]) for d in open_ if d.mail.subject[0] == "n"]
     assert [n for n in notes if n < 25] == list(range(25))  # each batch keeps its order
     assert [n for n in notes if n >= 25] == list(range(25, 50))
+
+
+async def test_a_burst_of_a_thousand_sends_is_a_few_statements(pg_workers: Pair) -> None:
+    one, two = pg_workers
+    statements: list[str] = []
+
+    class Counting:
+        """The connection, counting the statements sent through it."""
+
+        def __init__(self, conn: asyncpg.Connection) -> None:
+            self.conn = conn
+
+        def __getattr__(self, name: str) -> Any:
+            found = getattr(self.conn, name)
+            if name not in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
+                return found
+
+            async def counted(*args: Any) -> Any:
+                statements.append(str(args[0]).split()[0])
+                return await found(*args)
+            return counted
+
+    burst = [new_mail("alice", f"r{i % 50}", f"s{i}", key=f"k{i}" if i % 2 else None)
+             for i in range(1000)]
+
+    async def op(conn: asyncpg.Connection) -> None:
+        await apply_changes(Counting(conn), burst)  # type: ignore[arg-type]
+
+    await one.write(op, ring=("mail",))  # type: ignore[attr-defined]
+    assert 4 <= len(statements) <= 6  # mail, keyed mail, deliveries, wakeups, events (2)
+    assert len(await two.mail().load_open()) == 1000
+    watermark, wakeups = 0, []
+
+    async def all_woken() -> bool:
+        nonlocal watermark
+        watermark, more = await two.mail().take_wakeups(watermark)
+        wakeups.extend(more)
+        return len(wakeups) >= 1000
+
+    await until(all_woken, 10, "a wakeup per delivery")
 
 
 async def test_an_ack_is_final_whatever_commits_after_it(workers: Pair) -> None:
