@@ -5,9 +5,7 @@ firing across two runtimes, the schedule tools, and agents asleep until a timer.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from datetime import UTC, datetime
-from pathlib import Path
 
 from schedule_support import (
     START,
@@ -21,6 +19,7 @@ from schedule_support import (
 from wakeful.core.states import AgentState, TaskState
 from wakeful.core.timespecs import TimerSpec, stamp
 from wakeful.project.definitions import AgentDefinition, ScheduleEntry
+from wakeful.runtime.runtime import Runtime
 from wakeful.schedule.clock import FakeClock, RealClock
 
 
@@ -34,16 +33,22 @@ def done_model() -> dict[str, object]:
     return {"done": steps({"say": "checked"})}
 
 
-def fired_dues(db: Path, timer_id: str | None = None) -> list[str]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT json_extract(data, '$.timer_id'), json_extract(data, "
-                            "'$.due'), json_extract(data, '$.runs') FROM events WHERE "
-                            "type = 'timer.fired' ORDER BY id").fetchall()
-    return [due for tid, due, runs in rows if timer_id in (None, tid) for _ in range(runs)]
+async def fired_dues(rt: Runtime, count: int) -> list[str]:
+    """The due times fired (one per run), from the event log, once ``count`` are there
+    (commit-ordered reads may show a just committed event a moment later)."""
+    await rt.store.flush()
+    dues: list[str] = []
+
+    async def logged() -> bool:
+        dues[:] = [e.data["due"] for e in await rt.store.query_events(
+            types=["timer.fired"], limit=100_000) for _ in range(e.data["runs"])]
+        return len(dues) >= count
+
+    await until(logged, 10, f"{count} firings in the event log")
+    return dues
 
 
-async def test_every_30_minutes_runs_in_milliseconds(make_runtime: Factory,
-                                                     tmp_path: Path) -> None:
+async def test_every_30_minutes_runs_in_milliseconds(make_runtime: Factory) -> None:
     clock = FakeClock(START)
     rt = await make_runtime(
         [agent("watcher", ScheduleEntry(every="30m", instruction="check the team"))],
@@ -59,14 +64,12 @@ async def test_every_30_minutes_runs_in_milliseconds(make_runtime: Factory,
     assert {t.created_by for t in created} == {"schedule"}
     assert {t.cause_id for t in created} == {timer.id}
     assert {t.state for t in created} == {TaskState.DONE}
-    await rt.store.flush()
-    assert fired_dues(tmp_path / "wakeful.db") == [stamp(START + 1800 * k)
-                                                   for k in range(1, 7)]
+    assert await fired_dues(rt, 6) == [stamp(START + 1800 * k) for k in range(1, 7)]
     assert timer.fired == 6 and timer.next_due == START + 7 * 1800
 
 
 async def test_cron_in_a_time_zone_fires_at_local_nine_on_weekdays(
-        make_runtime: Factory, tmp_path: Path) -> None:
+        make_runtime: Factory) -> None:
     # Monday 2025-03-03 06:00 UTC = 07:00 in Paris (CET, UTC+1).
     clock = FakeClock(datetime.fromisoformat("2025-03-03T06:00:00+00:00").timestamp())
     rt = await make_runtime(
@@ -76,8 +79,7 @@ async def test_cron_in_a_time_zone_fires_at_local_nine_on_weekdays(
     await clock.advance(7 * 86400)  # one week
     await rt.wait_idle(10)
     assert len(await tasks_of(rt, "standup")) == 5  # Monday to Friday
-    await rt.store.flush()
-    assert fired_dues(tmp_path / "wakeful.db") == [
+    assert await fired_dues(rt, 5) == [
         f"2025-03-0{d}T08:00:00Z" for d in (3, 4, 5, 6, 7)]  # 09:00 Paris
 
 
@@ -108,7 +110,7 @@ async def test_max_runs_ends_a_schedule(make_runtime: Factory) -> None:
 
 
 async def test_agent_file_schedules_register_once_and_follow_edits(
-        make_runtime: Factory, tmp_path: Path) -> None:
+        make_runtime: Factory) -> None:
     clock = FakeClock(START)
     first = ScheduleEntry(every="1h", instruction="hourly")
     rt = await make_runtime([agent("a", first)], done_model(), clock=clock)
@@ -150,7 +152,7 @@ async def test_misfire_policies_after_a_restart(make_runtime: Factory) -> None:
 
 
 async def test_two_runtimes_on_one_store_fire_each_due_time_exactly_once(
-        make_runtime: Factory, tmp_path: Path) -> None:
+        make_runtime: Factory) -> None:
     defs = [agent("pinger", ScheduleEntry(every="100ms", max_runs=12, instruction="ping"))]
     clock = RealClock()
     # Both register the same agent file: one timer, known to both; each races the other.
@@ -167,9 +169,8 @@ async def test_two_runtimes_on_one_store_fire_each_due_time_exactly_once(
     await b.wait_idle(10)
     assert a.scheduler.fired + b.scheduler.fired == 12
     assert len(await tasks_of(a, "pinger")) == 12
-    await a.store.flush()
     await b.store.flush()
-    dues = fired_dues(tmp_path / "wakeful.db")
+    dues = await fired_dues(a, 12)
     assert len(dues) == 12 and len(set(dues)) == 12
 
 
@@ -208,7 +209,7 @@ async def test_schedule_tools_set_list_and_cancel(make_runtime: Factory) -> None
 
 
 async def test_sleeping_agent_wakes_at_its_timer_and_by_its_schedule(
-        make_runtime: Factory, tmp_path: Path) -> None:
+        make_runtime: Factory) -> None:
     clock = FakeClock(START)
     rt = await make_runtime(
         [agent("night", ScheduleEntry(every="1h", instruction="wake and check")),
