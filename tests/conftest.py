@@ -20,8 +20,8 @@ from wakeful.observe.events import EventLog
 from wakeful.project.definitions import AgentDefinition, MailboxConfig, RestartPolicy
 from wakeful.runtime.runtime import Runtime
 from wakeful.schedule.clock import Clock
+from wakeful.store import Store, open_store
 from wakeful.store.sqlite import SQLiteStore
-from wakeful.store.sqlite.mail import SQLiteMailStore
 from wakeful.tools.builtin import default_tools
 from wakeful.tools.registry import Tool
 
@@ -147,15 +147,26 @@ def wait_until() -> WaitUntil:
     return wait
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL of each backend: a SQLite file, or a fresh PostgreSQL schema (tests
+    that open several stores on it are several processes sharing one store)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'wakeful.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
 @pytest.fixture
-async def open_mailbox(tmp_path: Path) -> AsyncIterator[OpenMailbox]:
-    """Open mailboxes on one SQLite file (several = several processes); closes them all."""
-    opened: list[tuple[Mailbox, SQLiteStore]] = []
+async def open_mailbox(backend_url: str) -> AsyncIterator[OpenMailbox]:
+    """Open mailboxes on one store (several = several processes), on each backend;
+    closes them all."""
+    opened: list[tuple[Mailbox, Store]] = []
 
     async def make(live: bool = True, poll_interval_s: float = 0.05, **config: Any) -> Mailbox:
-        store = SQLiteStore(tmp_path / "wakeful.db")
+        store = open_store(backend_url)
         await store.open()
-        mailbox = Mailbox(SQLiteMailStore(store), MailboxConfig(**config),
+        mailbox = Mailbox(store.mail(), MailboxConfig(**config),
                           events=EventLog(store), agents=lambda: AGENTS, live=live,
                           poll_interval_s=poll_interval_s)
         await mailbox.open()

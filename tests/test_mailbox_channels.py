@@ -1,14 +1,16 @@
-"""Channels, request/reply, access rules and bad mail, against a real SQLite file."""
+"""Channels, request/reply, access rules and bad mail, against a real store (SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
 import pytest
 
-from mail_fixtures import OpenMailbox, rows
+from mail_fixtures import OpenMailbox, stored
 from wakeful.errors import (
     MailAccessError,
     MailError,
@@ -115,9 +117,9 @@ async def test_readers_see_only_their_mail_and_channels_and_refusals_are_recorde
         with pytest.raises(MailAccessError, match="this was refused and recorded"):
             await attempt
     assert mailbox.denied == 6
-    await mailbox.store.store.flush()  # type: ignore[attr-defined]
-    denied = rows(tmp_path / "wakeful.db", "SELECT agent, json_extract(data, '$.action') "
-                  "FROM events WHERE type = 'mail.access_denied' ORDER BY id")
+    denied = [(agent, json.loads(data)["action"]) for agent, data in await stored(
+        mailbox, "SELECT agent, data FROM events WHERE type = 'mail.access_denied' "
+        "ORDER BY id")]
     assert [a for a, _ in denied] == ["carol"] * 6
     assert denied[3][1] == "read #ops"
     # Nothing of it leaked into carol's mailbox, and the mailbox still works.

@@ -1,4 +1,4 @@
-"""The mailbox's delivery guarantees, against a real SQLite file.
+"""The mailbox's delivery guarantees, against a real store (SQLite and PostgreSQL).
 
 Order, ack and redelivery, idempotent sends, dead letters and retry, durability across
 a reopen, wake-on-mail without polling, cancellation, and mail written by another
@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mail_fixtures import AGENTS, OpenMailbox, rows
+from mail_fixtures import AGENTS, OpenMailbox, stored
 from wakeful.errors import MailError, MailTimeoutError
 from wakeful.mailbox import Mailbox, MailFilter, MemoryMailStore
 
@@ -63,13 +62,12 @@ async def test_a_crashed_handler_s_mail_is_delivered_again_after_the_visibility_
     assert await mailbox.ack(again) is False  # acknowledged once only
     await asyncio.sleep(0.4)  # well past the timeout: an acked mail never comes back
     assert mailbox.claim("bob") == []
-    await mailbox.flush()
-    db = mailbox.store.store.path  # type: ignore[attr-defined]
-    assert rows(db, "SELECT status, attempts FROM mail_deliveries") == [("acked", 2)]
+    assert await stored(mailbox, "SELECT status, attempts FROM mail_deliveries") == [
+        ("acked", 2)]
 
 
 async def test_a_repeated_send_with_the_same_idempotency_key_is_dropped(
-        open_mailbox: OpenMailbox, tmp_path: Path) -> None:
+        open_mailbox: OpenMailbox) -> None:
     mailbox = await open_mailbox()
     first = await mailbox.send("alice", "bob", "invoice 7", idempotency_key="inv-7")
     again = await mailbox.send("alice", "bob", "invoice 7 (resent)", idempotency_key="inv-7")
@@ -80,11 +78,11 @@ async def test_a_repeated_send_with_the_same_idempotency_key_is_dropped(
     # The key outlives the process: a sender restarted after a crash resends safely.
     later = await open_mailbox()
     assert (await later.send("alice", "bob", "x", idempotency_key="inv-7")).duplicate
-    assert rows(tmp_path / "wakeful.db", "SELECT COUNT(*) FROM mail") == [(2,)]
+    assert await stored(later, "SELECT COUNT(*) FROM mail") == [(2,)]
 
 
 async def test_mail_failing_max_deliveries_times_is_dead_lettered_and_can_be_retried(
-        open_mailbox: OpenMailbox, tmp_path: Path) -> None:
+        open_mailbox: OpenMailbox) -> None:
     mailbox = await open_mailbox(visibility_timeout_s=0.1, max_deliveries=3)
     sent = await mailbox.send("alice", "bob", "poison")
     for attempt in range(1, 4):
@@ -106,9 +104,7 @@ async def test_mail_failing_max_deliveries_times_is_dead_lettered_and_can_be_ret
     assert await mailbox.dead_letters() == []
     with pytest.raises(MailError, match="not in a dead-letter box"):
         await mailbox.retry(sent.id)
-    await mailbox.flush()
-    await mailbox.store.store.flush()  # type: ignore[attr-defined]
-    events = [t for (t,) in rows(tmp_path / "wakeful.db", "SELECT type FROM events")]
+    events = [t for (t,) in await stored(mailbox, "SELECT type FROM events")]
     assert events.count("mail.dead_lettered") == 1 and events.count("mail.retried") == 1
 
 
@@ -143,14 +139,17 @@ async def test_a_waiting_reader_wakes_on_matching_mail_without_reading_the_store
     mailbox = await open_mailbox(poll_interval_s=3600)
     store = mailbox.store.store  # type: ignore[attr-defined]
     reads = 0
-    real_read = store.read
 
-    async def counting_read(query: Any) -> Any:
-        nonlocal reads
-        reads += 1
-        return await real_read(query)
+    def counting(real: Any) -> Any:
+        async def read(*args: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return await real(*args)
+        return read
 
-    store.read = counting_read
+    store.read = counting(store.read)
+    if hasattr(store, "fetch"):  # PostgreSQL reads through fetch too
+        store.fetch = counting(store.fetch)
     wanted = MailFilter.of(sender="carol", payload={"order.id": 7})
     woke: list[float] = []
 

@@ -20,7 +20,8 @@ from wakeful.errors import WakefulError
 from wakeful.store.base import Store
 
 # store backend module -> "module:class" of its A2A family
-_BACKENDS = {"wakeful.store.sqlite": "wakeful.store.sqlite.a2a:SQLiteA2AStore"}
+_BACKENDS = {"wakeful.store.sqlite": "wakeful.store.sqlite.a2a:SQLiteA2AStore",
+             "wakeful.store.postgres": "wakeful.store.postgres.a2a:PgA2AStore"}
 
 
 class A2AStore(Protocol):
@@ -58,4 +59,4 @@ def a2a_store(store: Store) -> A2AStore:
             family: A2AStore = getattr(importlib.import_module(name), cls)(store)
             return family
     raise WakefulError(f"the A2A server needs a store with A2A tables; "
-                       f"{type(store).__name__} has none (use the SQLite store)")
+                       f"{type(store).__name__} has none (use the SQLite or PostgreSQL store)")
