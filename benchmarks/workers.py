@@ -223,14 +223,16 @@ async def failover(store: PostgresStore, workers: Workers, agents: int, kills: i
     found: list[tuple[float, float]] = []
     for k in range(kills):
         await settled(store, workers, agents)
-        slot = k % len(workers.procs)
-        victim = workers.procs[slot]
         held = await owners(store)
+        busy = [i for i, p in enumerate(workers.procs)  # the workers running step agents
+                if any(pid == p.pid and a[0] == "a" for a, pid in held.items())]
+        slot = busy[k % len(busy)]
+        victim = workers.procs[slot]
         mine = sorted(a for a, pid in held.items() if pid == victim.pid and a[0] == "a")
-        if not mine:
-            raise BenchmarkError(f"worker {victim.pid} holds no step agent")
         killed = time.time()
         victim.send_signal(signal.SIGSTOP if stall else signal.SIGKILL)
+        if not stall:
+            victim.wait()  # reaped at once: a zombie's pid would still look alive
         task_id = await create(store, mine[0], f"quick {k}")
         gone_s = None
         deadline = time.monotonic() + DONE_TIMEOUT_S
