@@ -9,13 +9,14 @@ parametrized by backend so that a new one (PostgreSQL) is held to the same contr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from wakeful.core.records import Fence
-from wakeful.core.states import TaskState
+from wakeful.core.records import AgentRecord, Fence
+from wakeful.core.states import AgentState, TaskState
 from wakeful.errors import FenceError
 from wakeful.runtime.agent import new_task_record
 from wakeful.store import Store, open_store
@@ -152,3 +153,49 @@ async def test_a_reader_following_positions_never_skips_a_late_commit(
         await early.close()
         await late.close()
         await store.close()
+
+
+async def test_many_steps_and_agent_states_at_once_refuse_only_a_stale_fence(
+        store: Store) -> None:
+    """Concurrent writes share a commit (PostgreSQL applies them as one statement per
+    kind): each lands whole, and one whose fence moved is refused alone."""
+    grants = await store.acquire_agents("w1", [f"a{i}" for i in range(20)], 60, 20)
+    fences = {g.agent: Fence(g.agent, "w1", g.epoch) for g in grants}
+    records = [new_task_record(f"a{i}", "work") for i in range(20)]
+    for record in records:
+        await store.create_task(record)
+    stale = Fence("a0", "w1", fences["a0"].epoch - 1)
+
+    def step(i: int, n: int, fence: Fence) -> Coroutine[Any, Any, None]:
+        return store.save_step(
+            records[i].id, 2 * n - 2, [{"role": "assistant", "content": f"m{i}.{n}"},
+                                       {"role": "tool", "content": f"r{i}.{n}"}],
+            fence=fence, step=n, tool_calls=i, scratch=None if i % 2 else f"s{i}")
+
+    def agent(i: int, fence: Fence) -> Coroutine[Any, Any, None]:
+        return store.save_agent(AgentRecord(f"a{i}", AgentState.RUNNING, f"why {i}", i),
+                                fence=fence)
+
+    good = range(1, 20)
+    first = await asyncio.gather(*(step(i, 1, fences[f"a{i}"]) for i in good),
+                                 *(agent(i, fences[f"a{i}"]) for i in good))
+    assert first == [None] * 38
+    second = await asyncio.gather(step(0, 1, stale), agent(0, stale),
+                                  *(step(i, 2, fences[f"a{i}"]) for i in good),
+                                  return_exceptions=True)
+    assert [type(o).__name__ for o in second[:2]] == ["FenceError", "FenceError"]
+    assert second[2:] == [None] * 19
+    stored = await store.get_task(records[0].id)
+    assert stored is not None and stored.step == 0
+    assert await store.load_messages(records[0].id) == []
+    for i in good:
+        stored = await store.get_task(records[i].id)
+        messages = [m["content"] for m in await store.load_messages(records[i].id)]
+        assert stored is not None
+        assert (stored.step, stored.tool_calls, messages) == (
+            2, i, [f"m{i}.1", f"r{i}.1", f"m{i}.2", f"r{i}.2"])
+        assert stored.scratch == (None if i % 2 else f"s{i}")
+    agents = await store.load_agents()
+    assert "a0" not in agents
+    assert all((agents[f"a{i}"].state, agents[f"a{i}"].reason, agents[f"a{i}"].restarts)
+               == (AgentState.RUNNING, f"why {i}", i) for i in good)

@@ -23,6 +23,7 @@ from wakeful.store.postgres.connect import Target, connect, create_pool, parse_u
 from wakeful.store.postgres.dump import PgDump
 from wakeful.store.postgres.leases import PgLeases
 from wakeful.store.postgres.listener import Listener, channel
+from wakeful.store.postgres.merged import AgentWrite, StepWrite
 from wakeful.store.postgres.migrate import migrate
 from wakeful.store.postgres.rows import (
     EVENT_SELECT,
@@ -34,7 +35,7 @@ from wakeful.store.postgres.rows import (
 )
 from wakeful.store.postgres.schema import HORIZON, NOW
 from wakeful.store.postgres.task_reads import PgTaskReads
-from wakeful.store.postgres.writer import PgOp, Writer
+from wakeful.store.postgres.writer import Merge, PgOp, Writer
 
 if TYPE_CHECKING:
     from wakeful.store.locks import LockStore
@@ -118,13 +119,15 @@ class PostgresStore(PgTaskReads, PgLeases, PgDump, Store):
             self._pool = None
 
     # writing and reading ------------------------------------------------
-    async def write(self, op: PgOp, ring: Iterable[str] = ()) -> Any:
+    async def write(self, op: PgOp, ring: Iterable[str] = (), merge: Merge | None = None
+                    ) -> Any:
         """Run ``op`` in the next committed batch (its own savepoint if another write
-        in the batch fails) and return its result; ring ``ring`` on commit."""
+        in the batch fails) and return its result; ring ``ring`` on commit. With
+        ``merge``, it may be applied together with others of its kind instead."""
         import asyncio
 
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._writer.enqueue(op, future, ring)
+        self._writer.enqueue(op, future, ring, merge)
         return await future
 
     def write_nowait(self, op: PgOp, ring: Iterable[str] = ()) -> None:
@@ -215,7 +218,9 @@ class PostgresStore(PgTaskReads, PgLeases, PgDump, Store):
                 "excluded.state, reason = excluded.reason, restarts = excluded.restarts, "
                 "updated_at = excluded.updated_at", *values)
 
-        await self.write(op, ring=("agents",))
+        await self.write(op, ring=("agents",), merge=AgentWrite(
+            (record.name, record.state.value, record.reason, record.restarts,
+             record.updated_at), fence))
 
     async def load_agents(self) -> dict[str, AgentRecord]:
         rows = await self.fetch("SELECT name, state, reason, restarts, updated_at FROM agents")
@@ -308,7 +313,12 @@ class PostgresStore(PgTaskReads, PgLeases, PgDump, Store):
             if mail:
                 await apply_mail_changes(conn, mail)
 
-        await self.write(op, ring=("mail",) if mail else ())
+        if mail:
+            await self.write(op, ring=("mail",))
+        else:
+            # _update_sql completed ``fields`` (updated_at, the state's value)
+            await self.write(op, merge=StepWrite(task_id, tuple(fields),
+                                                 tuple(fields.values()), rows, fence))
 
     # events ------------------------------------------------------------
     def append_event(self, event: Event) -> None:

@@ -9,7 +9,11 @@ its batch committed.
 Each batch is first tried whole (no savepoints: a round trip each). If one write in it
 fails, the batch is rolled back and applied again with a savepoint around each write, so
 that the bad write fails alone and the rest commit. Events, the most numerous writes,
-go in as one multi-row INSERT per batch.
+go in as one multi-row INSERT per batch. Writes that say how they :class:`Merge` (agent
+steps: thousands per batch under load) are applied together, a group per statement,
+instead of a few round trips each, which is what held a worker to about 900 steps a
+second; their order against other writes is kept (a group is applied before the next
+write that does not merge, and two writes on one subject never share a group).
 
 Doorbells: each write names the topics its commit should ring; the batch sends one
 NOTIFY per topic just before its COMMIT (delivered by PostgreSQL only if it commits),
@@ -25,9 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import structlog
@@ -46,11 +50,27 @@ _EVENT_INSERT = (
     "$4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])")
 
 
+class Merge(Protocol):
+    """How a write can be applied together with others of its kind: writes with equal
+    ``key`` go to one ``apply_many`` call (which returns one result per write; if it
+    raises, the batch is applied again one write at a time, each by its own ``op``)."""
+
+    @property
+    def key(self) -> Hashable: ...
+
+    @property
+    def subject(self) -> str: ...
+
+    async def apply_many(self, conn: asyncpg.Connection, group: Sequence[Any]
+                         ) -> list[Any]: ...
+
+
 @dataclass(slots=True)
 class _Write:
     op: PgOp
     future: asyncio.Future[Any] | None
     ring: tuple[str, ...]
+    merge: Merge | None = None
 
 
 class _Unknown(Exception):
@@ -101,10 +121,10 @@ class Writer:
 
     # queueing -----------------------------------------------------------
     def enqueue(self, op: PgOp, future: asyncio.Future[Any] | None,
-                ring: Iterable[str] = ()) -> None:
+                ring: Iterable[str] = (), merge: Merge | None = None) -> None:
         if self._task is None:
             raise StoreError(f"{self.target.where}: the store is not open")
-        self._pending.append(_Write(op, future, tuple(ring)))
+        self._pending.append(_Write(op, future, tuple(ring), merge))
         self._kick()
 
     def event(self, event: Event) -> None:
@@ -193,19 +213,20 @@ class Writer:
         transaction = conn.transaction()
         await transaction.start()
         try:
-            for write in batch:
-                if not isolate:
-                    results.append(await write.op(conn))
+            if isolate:
+                for write in batch:
+                    try:
+                        async with conn.transaction():
+                            results.append(await write.op(conn))
+                        topics.update(write.ring)
+                    except Exception as exc:
+                        if is_connection_lost(exc):
+                            raise
+                        results.append(exc)
+            else:
+                results = await self._run_merged(conn, batch)
+                for write in batch:
                     topics.update(write.ring)
-                    continue
-                try:
-                    async with conn.transaction():
-                        results.append(await write.op(conn))
-                    topics.update(write.ring)
-                except Exception as exc:
-                    if is_connection_lost(exc):
-                        raise
-                    results.append(exc)
             if events:
                 await self._insert_events(conn, events)
             if topics:
@@ -221,6 +242,39 @@ class Writer:
             if is_connection_lost(exc):
                 raise _Unknown(str(exc)) from exc
             raise
+        return results
+
+    @staticmethod
+    async def _run_merged(conn: asyncpg.Connection, batch: list[_Write]) -> list[Any]:
+        """Apply ``batch`` in order, writes that merge in groups (see :class:`Merge`)."""
+        results: list[Any] = [None] * len(batch)
+        groups: dict[Hashable, list[int]] = {}
+        subjects: set[str] = set()
+
+        async def apply_groups() -> None:
+            for indices in groups.values():
+                if len(indices) == 1:
+                    results[indices[0]] = await batch[indices[0]].op(conn)
+                    continue
+                merges = [batch[i].merge for i in indices]
+                assert merges[0] is not None
+                for i, result in zip(indices, await merges[0].apply_many(conn, merges),
+                                     strict=True):
+                    results[i] = result
+            groups.clear()
+            subjects.clear()
+
+        for index, write in enumerate(batch):
+            merge = write.merge
+            if merge is None:
+                await apply_groups()
+                results[index] = await write.op(conn)
+                continue
+            if merge.subject in subjects:
+                await apply_groups()
+            groups.setdefault(merge.key, []).append(index)
+            subjects.add(merge.subject)
+        await apply_groups()
         return results
 
     @staticmethod
