@@ -17,7 +17,9 @@ from wakeful.store.base import Store
 from wakeful.store.family import find_family
 
 _BACKENDS = {"wakeful.store.sqlite":
-             "wakeful.store.sqlite.agent_definitions:SQLiteStoredAgents"}
+             "wakeful.store.sqlite.agent_definitions:SQLiteStoredAgents",
+             "wakeful.store.postgres":
+             "wakeful.store.postgres.agent_definitions:PgStoredAgents"}
 
 
 class StoredAgents(Protocol):

@@ -25,7 +25,8 @@ from wakeful.errors import WakefulError
 from wakeful.store.base import Store
 
 # store backend module -> "module:class" of its approvals family
-_BACKENDS = {"wakeful.store.sqlite": "wakeful.store.sqlite.approvals:SQLiteApprovalStore"}
+_BACKENDS = {"wakeful.store.sqlite": "wakeful.store.sqlite.approvals:SQLiteApprovalStore",
+             "wakeful.store.postgres": "wakeful.store.postgres.approvals:PgApprovalStore"}
 
 
 class ApprovalStore(Protocol):

@@ -14,7 +14,8 @@ from wakeful.core.people import Person
 from wakeful.store.base import Store
 from wakeful.store.family import find_family
 
-_BACKENDS = {"wakeful.store.sqlite": "wakeful.store.sqlite.people:SQLitePeopleStore"}
+_BACKENDS = {"wakeful.store.sqlite": "wakeful.store.sqlite.people:SQLitePeopleStore",
+             "wakeful.store.postgres": "wakeful.store.postgres.people:PgPeopleStore"}
 
 
 class PeopleStore(Protocol):

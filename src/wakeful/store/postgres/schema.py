@@ -301,8 +301,53 @@ MIGRATIONS: list[str] = [
     POS_FUNCTION + _CORE + _RESOURCES + _MAIL + _TIMERS_A2A,
 ]
 
-TABLES = ("runs", "agents", "tasks", "task_messages", "events", "workers", "agent_leases",
-          "agent_commands", "resource_locks", "resource_waiters", "kv_entries",
-          "lock_grants", "mail", "mail_deliveries", "mail_channels", "mail_channel_members",
-          "mail_delegations", "mail_wakeups", "timers", "a2a_tasks", "a2a_push_configs")
-"""Every table, in an order that ``wakeful store copy`` can fill them in."""
+
+_PEOPLE_IN_THE_LOOP = """
+CREATE TABLE approvals (
+    id text PRIMARY KEY,
+    key text NOT NULL UNIQUE,
+    task_id text NOT NULL,
+    agent text NOT NULL,
+    tool text NOT NULL,
+    arguments text NOT NULL,
+    summary text NOT NULL,
+    approvers text NOT NULL DEFAULT '[]',
+    on_timeout text NOT NULL DEFAULT 'deny',
+    due_at double precision,
+    call_id text NOT NULL DEFAULT '',
+    state text NOT NULL,
+    created_at double precision NOT NULL,
+    decided_at double precision,
+    decided_by text,
+    reason text,
+    new_arguments text,
+    decided_seq bigint
+);
+CREATE INDEX approvals_state ON approvals(state, created_at);
+CREATE INDEX approvals_task ON approvals(task_id);
+CREATE UNIQUE INDEX approvals_decided ON approvals(decided_seq) WHERE decided_seq IS NOT NULL;
+CREATE TABLE people (
+    name text PRIMARY KEY,
+    role text NOT NULL,
+    token_hash text NOT NULL UNIQUE,
+    created_at double precision NOT NULL,
+    created_by text NOT NULL
+);
+CREATE TABLE stored_agents (
+    name text PRIMARY KEY,
+    definition text NOT NULL,
+    created_by text NOT NULL,
+    parent text,
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL,
+    version integer NOT NULL DEFAULT 1,
+    removed_at double precision,
+    removal text
+);
+CREATE INDEX stored_agents_parent ON stored_agents(parent);
+"""
+
+MIGRATIONS.append(
+    # 2: people in the loop: approvals of tool calls (decided_seq is a commit-ordered
+    # position), people with their own tokens, agents made at run time
+    _PEOPLE_IN_THE_LOOP)
