@@ -430,3 +430,23 @@ async def test_an_a2a_task_and_its_push_configs_round_trip(workers: Pair) -> Non
     assert await a2a_store(one).undelivered_pushes() == []
     assert await a2a_store(two).delete_push(task.id, "p1") is True
     assert await a2a_store(two).delete_push(task.id, "p1") is False
+
+
+async def test_a_cycle_of_lock_waits_across_workers_is_found_in_the_store(
+        workers: Pair) -> None:
+    one, two = workers
+    assert isinstance(await acquire(one, "x.txt", "a-1"), Acquired)
+    assert isinstance(await acquire(two, "dir/y.txt", "b-1"), Acquired)
+    await one.locks().join_line(res("dir"), Mode.WRITE, Owner("a-1", "a"), kind="lock",
+                                process="p1", pid=1, keep_alive_s=60)
+    assert await one.locks().wait_cycle("a-1") == []  # a waits for b; b waits for nobody
+    await two.locks().join_line(res("x.txt"), Mode.READ, Owner("b-1", "b"), kind="lock",
+                                process="p2", pid=2, keep_alive_s=60)
+    assert sorted(await one.locks().wait_cycle("b-1")) == ["a-1", "b-1"]
+    assert sorted(await two.locks().wait_cycle("a-1")) == ["a-1", "b-1"]
+    assert await two.locks().wait_cycle("c-1") == []
+    # two readers never wait for each other: no edge, no cycle
+    assert isinstance(await acquire(one, "r.txt", "c-1", mode=Mode.READ), Acquired)
+    await two.locks().join_line(res("r.txt"), Mode.READ, Owner("d-1", "d"), kind="lock",
+                                process="p2", pid=2, keep_alive_s=60)
+    assert await two.locks().wait_cycle("d-1") == []

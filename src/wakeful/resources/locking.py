@@ -101,6 +101,7 @@ class Locking(AutoPause):
                 current[:] = blockers
                 await span.blocked(blockers, lambda: list(current), _abort_with(abort),
                                    current)
+                await self._across_workers(owner)
                 await self._pause(abort, deadline, blockers, result.holders)
         except DeadlockError as exc:
             outcome = "deadlock"
@@ -109,6 +110,20 @@ class Locking(AutoPause):
             if request is not None:
                 self.gate.cancel(request)
             await span.close(outcome)
+
+    async def _across_workers(self, owner: Owner) -> None:
+        """A cycle of lock waits that spans workers is seen only in the store: if this
+        wait closes one and this task is the youngest in it, it gives up (as in-process
+        cycles are resolved); an older task waits for the youngest's worker to see it."""
+        cycle = await self.store.wait_cycle(owner.task_id)
+        if not cycle or max(cycle) != owner.task_id:
+            return
+        others = set(cycle) - {owner.task_id}
+        wanted = await self.store.locks_of(owner.task_id)
+        tokens = [lock.token for lock in wanted
+                  if lock.owner.task_id == owner.task_id and others]
+        raise DeadlockError(f"deadlock across workers: {' -> '.join([*cycle, cycle[0]])} "
+                            "wait for each other's locks", cycle, tokens)
 
     def _store_blockers(self, blocked: Blocked) -> list[Blocker]:
         return ([Blocker(lock.owner, self.kinds.canonical(lock.resource), lock.mode,

@@ -71,6 +71,10 @@ class LockStore(Protocol):
 
     async def recent_deadlocks(self, limit: int = 10) -> list[dict[str, Any]]: ...
 
+    async def wait_cycle(self, task_id: str) -> list[str]:
+        """The tasks of a cycle of waits through ``task_id`` across every process (its
+        lock waits and live locks in the store), or [] when there is none."""
+
     async def kv_get(self, key: str) -> KVEntry | None: ...
 
     async def kv_set(self, key: str, value: object, updated_by: str,

@@ -34,6 +34,7 @@ from wakeful.core.resources import Mode, Owner, Resource, conflicts
 from wakeful.errors import ResourceError, StaleTokenError
 from wakeful.store.postgres.listener import channel
 from wakeful.store.postgres.schema import NOW
+from wakeful.store.waitgraph import cycle_of, cycle_query
 
 if TYPE_CHECKING:
     from wakeful.store.postgres.store import PostgresStore
@@ -332,6 +333,10 @@ class PgLockStore:
                                              waiter_id))
 
         return await self.store.read(query)
+
+    async def wait_cycle(self, task_id: str) -> list[str]:
+        rows = await self.store.fetch(cycle_query("$1", NOW, "strpos"), task_id)
+        return cycle_of(rows[0][0] if rows else None)
 
     async def get_lock(self, token: int) -> LockRow | None:
         rows = await self.store.fetch(f"SELECT {_LOCK_COLUMNS} FROM resource_locks WHERE "

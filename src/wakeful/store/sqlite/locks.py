@@ -31,6 +31,7 @@ from wakeful.core.locks import (
 from wakeful.core.resources import Mode, Owner, Resource, conflicts
 from wakeful.errors import ResourceError, StaleTokenError
 from wakeful.store.sqlite import SQLiteStore
+from wakeful.store.waitgraph import cycle_of, cycle_query
 
 NOW_SQL = "SELECT (julianday('now') - 2440587.5) * 86400.0"
 _LOCK_COLUMNS = ("token, resource, mode, holder_task, holder_agent, process, pid, "
@@ -271,6 +272,11 @@ class SQLiteLockStore:
                          _queued_ahead(conn, resource, mode, owner, process, now, waiter_id))
 
         return await self.store.read(query)
+
+    async def wait_cycle(self, task_id: str) -> list[str]:
+        sql = cycle_query(":task", "(julianday('now') - 2440587.5) * 86400.0", "instr")
+        row = await self.store.read(lambda c: c.execute(sql, {"task": task_id}).fetchone())
+        return cycle_of(row[0] if row else None)
 
     async def get_lock(self, token: int) -> LockRow | None:
         row = await self.store.read(lambda c: c.execute(
