@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from polling import until
 from resources_support import call, context, ok
 from wakeful.models.registry import ModelRegistry
 from wakeful.project.definitions import ResourcesConfig
@@ -45,8 +46,11 @@ async def test_a_deadlock_across_two_workers_is_broken(
         await ok(two, younger, "acquire_lock", resource="file:b.md")
         first = asyncio.create_task(call(one, older, "acquire_lock", resource="file:b.md",
                                          wait_s=30))
-        while not any(w.owner.task_id == "t_1" for w in (await one.store.locks().snapshot())[2]):
-            await asyncio.sleep(0.01)  # t_1 waits in line for file:b.md
+
+        async def waiting() -> bool:  # t_1 waits in line for file:b.md
+            return any(w.owner.task_id == "t_1" for w in (await one.store.locks().snapshot())[2])
+
+        await until(waiting, what="t_1 waiting for file:b.md")
         second = await call(two, younger, "acquire_lock", resource="file:a.md", wait_s=30)
         assert not second.ok
         assert "deadlock across workers: t_2 -> t_1 -> t_2" in second.content

@@ -60,7 +60,7 @@ async def test_an_approval_is_requested_once_and_decided_once(two: tuple[Store, 
     await asyncio.gather(*(b.decide(f"ap_{i}", "approved", "person:ada", at=2.0)
                            for i in range(1, 6)))
     followed = await a.decided_after(0)
-    assert [x.id for x in followed][0] == "ap_0" and len(followed) == 6
+    assert followed[0].id == "ap_0" and len(followed) == 6
     seqs = [x.decided_seq or 0 for x in followed]
     assert seqs == sorted(seqs) and len(set(seqs)) == 6
     assert await a.last_seq() == seqs[-1]
