@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,10 +52,47 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "wakeful.db"
 
 
+# The runtime tests that run on both backends (each test twice: SQLite, PostgreSQL),
+# unless marked ``sqlite_only`` (a test that reads or breaks the SQLite file itself).
+BOTH_BACKENDS = frozenset({
+    "test_runtime", "test_states", "test_tools", "test_cancel_cascade", "test_responder",
+    "test_mailbox_tools", "test_schedule_timers", "test_schedule_waits", "test_approvals",
+    "test_control", "test_agent_admin", "test_ask_person", "test_new_messages"})
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if ("make_runtime" in metafunc.fixturenames
+            and metafunc.module.__name__ in BOTH_BACKENDS
+            and metafunc.definition.get_closest_marker("sqlite_only") is None):
+        metafunc.parametrize("store_backend", ["sqlite", "postgresql"])
+
+
 @pytest.fixture
-async def make_runtime(tmp_path: Path, db_path: Path) -> AsyncIterator[RuntimeFactory]:
-    """Build (and by default start) runtimes; every one is stopped at teardown."""
+def store_backend() -> str:
+    """The backend of ``make_runtime``'s runtimes (``WAKEFUL_TEST_STORE``, default
+    sqlite; both, for the modules in BOTH_BACKENDS)."""
+    return os.environ.get("WAKEFUL_TEST_STORE", "sqlite")
+
+
+@pytest.fixture
+async def make_runtime(tmp_path: Path, db_path: Path, request: pytest.FixtureRequest,
+                       store_backend: str) -> AsyncIterator[RuntimeFactory]:
+    """Build (and by default start) runtimes; every one is stopped at teardown.
+
+    On PostgreSQL (``store_backend``) each ``db_path`` is a fresh schema, so a test that
+    reopens its store reopens that schema."""
     made: list[Runtime] = []
+    on_postgres = store_backend == "postgresql"
+    # Asked for now, so that the schema outlives the runtimes (torn down after them).
+    first_schema = request.getfixturevalue("pg_url") if on_postgres else ""
+    schemas: dict[Path, str] = {}
+
+    def store_for(path: Path) -> Store:
+        if not on_postgres:
+            return SQLiteStore(path)
+        if path not in schemas:
+            schemas[path] = first_schema if not schemas else _another_schema(request)
+        return open_store(schemas[path])
 
     async def factory(
         agents: Iterable[AgentDefinition],
@@ -73,7 +111,7 @@ async def make_runtime(tmp_path: Path, db_path: Path) -> AsyncIterator[RuntimeFa
         for extra in tools:
             tool_registry.register(extra)
         runtime = Runtime(
-            store=SQLiteStore(db_path or tmp_path / "wakeful.db"),
+            store=store_for(db_path or tmp_path / "wakeful.db"),
             models=registry,
             tools=tool_registry,
             agents=list(agents),
@@ -88,6 +126,18 @@ async def make_runtime(tmp_path: Path, db_path: Path) -> AsyncIterator[RuntimeFa
     yield factory
     for runtime in reversed(made):
         await runtime.stop()
+
+
+def _another_schema(request: pytest.FixtureRequest) -> str:
+    """A second fresh schema in the session's PostgreSQL database (dropped with it)."""
+    import uuid
+
+    from pg_support import _execute, _run
+
+    database = request.getfixturevalue("pg_database")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    _run(_execute(database, f"CREATE SCHEMA {schema}"))
+    return f"{database}?search_path={schema}"
 
 
 @pytest.fixture

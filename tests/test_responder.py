@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 from typer.testing import CliRunner
 
 from wakeful.cli import app
@@ -156,6 +157,7 @@ async def test_mail_that_waited_while_nothing_ran_is_answered_at_start(tmp_path:
         assert len(await again.store.list_tasks(agent="writer")) == 1
 
 
+@pytest.mark.sqlite_only
 async def test_an_answer_owed_by_a_worker_that_stopped_is_sent_by_the_next(
     make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
     wait_until: WaitUntil, db_path: Path,

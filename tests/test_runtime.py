@@ -653,6 +653,7 @@ async def test_add_agent_while_running(
 
 
 # Shutdown and resume -------------------------------------------------------------
+@pytest.mark.sqlite_only
 async def test_clean_shutdown_and_resume_in_a_new_runtime(
     make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
     events: EventQuery, wait_until: WaitUntil, db_path: Path,

@@ -28,6 +28,7 @@ runtime to pick up and answers queries, but delivers nothing itself.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,7 @@ from wakeful.store.bells import Bells
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime
 
+_HORIZON_RETRIES_S = (0.003, 0.006, 0.012, 0.025, 0.05)
 log = structlog.get_logger("wakeful.mailbox")
 OPERATOR = None  # the reader the CLI acts as: sees everything
 
@@ -133,8 +135,17 @@ class Mailbox(Requests, Channels, Queries):
         bell = bells.subscribe(("mail",))
         try:
             while True:
-                await bell.wait(self.poll_interval_s)
+                rang = await bell.wait(self.poll_interval_s)
+                seen = watermark
                 watermark = await self._take_wakeups(watermark)
+                # A commit rang, but its rows may sit above the read horizon for a few
+                # milliseconds (an older transaction elsewhere still running): look
+                # again soon rather than at the next poll.
+                for delay in _HORIZON_RETRIES_S if rang and watermark == seen else ():
+                    await asyncio.sleep(delay)
+                    watermark = await self._take_wakeups(watermark)
+                    if watermark != seen:
+                        break
         finally:
             bells.unsubscribe(bell)
 

@@ -67,14 +67,17 @@ class TaskLoop:
     def id(self) -> str:
         return self.record.id
 
-    async def set_state(self, target: TaskState, reason: str = "", **fields: Any) -> None:
+    async def set_state(self, target: TaskState, reason: str = "",
+                        expect: tuple[TaskState, ...] = (), **fields: Any) -> None:
         """Change state (checked), durably, fenced by the agent's lease. The store must
-        agree the task is still where this loop left it: a write whose commit landed
-        just as the loop was cancelled (a final step) is never undone by a requeue."""
+        agree the task is still where this loop left it (or in one of ``expect``): a
+        write whose commit landed just as the loop was cancelled (a final step) is
+        never undone by a requeue."""
         current = self.record.state
         check_task_transition(self.id, current, target)
+        expected = [current.value, *(s.value for s in expect if s is not current)]
         changed = await self.runtime.store.update_task(
-            self.id, self.agent.fence, expect_state=current.value, state=target.value, **fields)
+            self.id, self.agent.fence, expect_state=expected, state=target.value, **fields)
         if not changed:
             await self._catch_up()
             return
@@ -126,8 +129,17 @@ class TaskLoop:
         if fence is None:
             return False
         opening = self._opening()
-        claimed = await self.runtime.store.claim_task(
-            self.id, fence, [m.to_dict() for m in opening], started_at=time.time())
+        write = asyncio.ensure_future(self.runtime.store.claim_task(
+            self.id, fence, [m.to_dict() for m in opening], started_at=time.time()))
+        try:
+            claimed = await asyncio.shield(write)
+        except asyncio.CancelledError:
+            # The claim may commit all the same: then this run holds the task, and the
+            # interruption below must give it back (else it stays running, with no loop).
+            with contextlib.suppress(Exception):
+                if await write is not None:
+                    self.record.state = TaskState.RUNNING
+            raise
         if claimed is None:
             return False
         previous = self.record.state
@@ -175,12 +187,15 @@ class TaskLoop:
         except BaseException:  # CancelledError: interrupted (resume later) or cancelled
             target = TaskState.QUEUED if self.interrupted else TaskState.CANCELLED
             if self.record.state in (TaskState.RUNNING, TaskState.WAITING):
+                # Either of the two: a change between them may have committed just as
+                # the loop was cancelled, unseen here.
+                live = (TaskState.RUNNING, TaskState.WAITING)
                 with contextlib.suppress(FenceError):
                     if self.interrupted:
                         await self.set_state(target, reason="interrupted; will resume",
-                                             owner=None)
+                                             expect=live, owner=None)
                     else:
-                        await self.set_state(target, reason="cancelled",
+                        await self.set_state(target, reason="cancelled", expect=live,
                                              finished_at=time.time())
             raise
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from wakeful.core.timers import COLUMNS, Claim, Timer
-from wakeful.store.postgres.inserts import insert_events
+from wakeful.store.postgres.inserts import columns, insert_events
 from wakeful.store.postgres.rows import marks, task_insert
 
 if TYPE_CHECKING:
@@ -90,26 +90,31 @@ class PgTimerStore:
 
     async def claim_firings(self, claims: Sequence[Claim]) -> list[bool]:
         """Claim each firing and write its effects; True where this call won it."""
+        rows = [(claim.timer.id, claim.due, claim.next_due,
+                 claim.fired_at if claim.runs else claim.timer.last_fired, claim.runs,
+                 "active" if claim.next_due is not None else "done",
+                 None if claim.next_due is not None else claim.fired_at) for claim in claims]
+
         async def op(conn: asyncpg.Connection) -> list[bool]:
-            won: list[bool] = []
-            for claim in claims:
-                timer = claim.timer
-                state = "active" if claim.next_due is not None else "done"
-                status = await conn.execute(
-                    "UPDATE timers SET next_due = $1, last_fired = $2, fired = fired + $3, "
-                    "state = $4, ended_at = $5 WHERE id = $6 AND state = 'active' "
-                    "AND next_due = $7",
-                    claim.next_due, claim.fired_at if claim.runs else timer.last_fired,
-                    claim.runs, state, None if state == "active" else claim.fired_at,
-                    timer.id, claim.due)
-                if status.endswith(" 0"):
-                    won.append(False)
-                    continue
-                for record in claim.tasks:
-                    sql, values = task_insert(record)
-                    await conn.execute(sql, *values)
-                await insert_events(conn, claim.events)
-                won.append(True)
+            # One statement claims them all: each row is a compare-and-set on its due
+            # time; the winners' tasks and events follow in two more statements.
+            taken = {r[0] for r in await conn.fetch(
+                "UPDATE timers t SET next_due = c.next_due, last_fired = c.last_fired, "
+                "fired = t.fired + c.runs, state = c.state, ended_at = c.ended_at FROM "
+                "unnest($1::text[], $2::float8[], $3::float8[], $4::float8[], $5::int[], "
+                "$6::text[], $7::float8[]) AS c(id, due, next_due, last_fired, runs, state, "
+                "ended_at) WHERE t.id = c.id AND t.state = 'active' AND t.next_due = c.due "
+                "RETURNING t.id", *columns(rows, 7))}
+            won = []
+            for claim in claims:  # a timer listed twice fires once
+                won.append(claim.timer.id in taken)
+                taken.discard(claim.timer.id)
+            winners = [claim for claim, ok in zip(claims, won, strict=True) if ok]
+            records = [record for claim in winners for record in claim.tasks]
+            if records:
+                sql, _ = task_insert(records[0])
+                await conn.executemany(sql, [task_insert(r)[1] for r in records])
+            await insert_events(conn, [e for claim in winners for e in claim.events])
             return won
 
         starts = any(claim.tasks for claim in claims)
