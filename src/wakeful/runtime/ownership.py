@@ -62,6 +62,7 @@ class Ownership:
         self._hand_over: Drop | None = None
         self._scope = TaskScope("ownership")
         self._lock = asyncio.Lock()
+        self._renewed = 0.0  # (event loop clock) when the last renewal that went through began
 
     # queries -----------------------------------------------------------
     def owns(self, agent: str) -> bool:
@@ -78,6 +79,24 @@ class Ownership:
         self._agents, self._adopt, self._lost, self._hand_over = agents, adopt, lost, hand_over
         await self.round()
         self._scope.spawn(self._keep(), name="ownership:renew")
+        self._scope.spawn(self._cut_off(), name="ownership:cut-off")
+
+    async def _cut_off(self) -> None:
+        """Cut off from the store (renewals stuck or failing) for longer than a lease:
+        every lease may have lapsed and another worker may run these agents now, so
+        stop their loops here and say so, without waiting to hear it from the store."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            if not self.held or loop.time() - self._renewed <= self.lease_s:
+                continue
+            log.error("ownership: cut off from the store for longer than the lease; "
+                      "stopping this worker's agents", worker=self.worker_id,
+                      agents=sorted(self.held), lease_s=self.lease_s)
+            for agent in sorted(self.held):
+                self.held.pop(agent, None)
+                assert self._lost is not None
+                await self._lost(agent)
 
     async def stop(self) -> dict[str, int]:
         """Stop renewing; return the leases held (the caller hands them over)."""
@@ -121,12 +140,15 @@ class Ownership:
         """One heartbeat: renew what is held, drop what was lost, take or give back
         agents so that every live worker runs about the same number."""
         async with self._lock:
+            began = asyncio.get_running_loop().time()
             await self._expire_dead_neighbours()
             self.live_workers = await self.store.heartbeat(self.worker_id, self.pid,
                                                            self.host, self.lease_s)
             if self.held:
-                for agent in await self.store.renew_agents(self.worker_id, dict(self.held),
-                                                           self.lease_s):
+                lost = await self.store.renew_agents(self.worker_id, dict(self.held),
+                                                     self.lease_s)
+                self._renewed = began
+                for agent in lost:
                     self.held.pop(agent, None)
                     log.warning("ownership: lease lost", agent=agent, worker=self.worker_id)
                     assert self._lost is not None
@@ -138,6 +160,8 @@ class Ownership:
                 random.shuffle(free)  # workers starting together do not all want the same
                 grants = await self.store.acquire_agents(self.worker_id, free, self.lease_s,
                                                          fair - len(self.held))
+                if grants and not self.held:
+                    self._renewed = began  # the first leases: they run from now
                 for grant in grants:
                     self.held[grant.agent] = grant.epoch
                 if grants:

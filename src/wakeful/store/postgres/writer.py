@@ -196,7 +196,10 @@ class Writer:
 
     async def _apply(self, batch: list[_Write], events: list[Event]) -> list[Any]:
         if self._conn is None:
-            self._conn = await connect(self.target, timeout=5.0)
+            try:
+                self._conn = await connect(self.target, timeout=5.0)
+            except StoreError as exc:  # still cut off: an outage, the batch is kept
+                raise ConnectionError(str(exc)) from exc
         try:
             return await self._run(batch, events, isolate=False)
         except Exception as exc:
