@@ -4,7 +4,6 @@ writes again and takes agents again, and the work it was doing finishes once."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import asyncpg

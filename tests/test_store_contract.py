@@ -199,3 +199,22 @@ async def test_many_steps_and_agent_states_at_once_refuse_only_a_stale_fence(
     assert "a0" not in agents
     assert all((agents[f"a{i}"].state, agents[f"a{i}"].reason, agents[f"a{i}"].restarts)
                == (AgentState.RUNNING, f"why {i}", i) for i in good)
+
+
+async def test_one_answering_task_per_person_mail_and_agent(store: Store) -> None:
+    """Two workers that both saw a person's mail start one task for it, not two."""
+    from wakeful.errors import ConflictError
+
+    first = new_task_record("a", "answer", created_by="person:ann", cause_id="m_1")
+    await store.create_task(first)
+    with pytest.raises(ConflictError):
+        await store.create_task(new_task_record("a", "answer", created_by="person:ann",
+                                                cause_id="m_1"))
+    # another agent, another mail, or a task not started by a person: all allowed
+    await store.create_task(new_task_record("b", "answer", created_by="person:ann",
+                                            cause_id="m_1"))
+    await store.create_task(new_task_record("a", "answer", created_by="person:ann",
+                                            cause_id="m_2"))
+    await store.create_task(new_task_record("a", "timer", created_by="timer",
+                                            cause_id="m_1"))
+    assert [t.id for t in await store.tasks_caused_by("m_1", "a")][0] == first.id

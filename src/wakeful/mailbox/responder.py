@@ -40,6 +40,7 @@ from wakeful.core.mail import AddressKind, parse_address
 from wakeful.core.mail_records import PENDING, Delivery, Envelope
 from wakeful.core.records import Event, TaskRecord
 from wakeful.core.states import AgentState, TaskState
+from wakeful.errors import ConflictError
 from wakeful.mailbox.new_messages import NewMessages
 from wakeful.runtime.scope import TaskScope
 
@@ -234,15 +235,21 @@ class Responder:
             return
         if running is not None and policy == "interrupt":
             await self.new_messages.interrupt(running, delivery)
+        if not started:
+            try:
+                record = await runtime.create_task(
+                    agent, instruction_for(mail, channel), created_by=mail.sender,
+                    cause_id=mail.id, trace_id=mail.correlation_id,
+                    submit=running is None or policy != "queue")
+            except ConflictError:  # another worker started it first (one per mail)
+                started = await runtime.store.tasks_caused_by(mail.id, agent)
+                if not started:
+                    raise
+            else:
+                if running is not None and policy == "queue":
+                    self.new_messages.queue_after(running, record, delivery)
         if started:
             record = started[0]
-        else:
-            record = await runtime.create_task(
-                agent, instruction_for(mail, channel), created_by=mail.sender,
-                cause_id=mail.id, trace_id=mail.correlation_id,
-                submit=running is None or policy != "queue")
-            if running is not None and policy == "queue":
-                self.new_messages.queue_after(running, record, delivery)
         self._answering[record.id] = (mail, channel)
         runtime.events.emit("mail.answering", agent=agent, task_id=record.id,
                             correlation_id=record.trace_id, causation_id=mail.id, data={

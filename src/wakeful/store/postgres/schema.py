@@ -351,3 +351,8 @@ MIGRATIONS.append(
     # 2: people in the loop: approvals of tool calls (decided_seq is a commit-ordered
     # position), people with their own tokens, agents made at run time
     _PEOPLE_IN_THE_LOOP)
+
+MIGRATIONS.append(
+    # 3: one answering task per person's mail and agent, whichever worker starts it
+    "CREATE UNIQUE INDEX tasks_answering ON tasks(agent, cause_id) "
+    "WHERE cause_id IS NOT NULL AND created_by LIKE 'person:%';")

@@ -17,7 +17,7 @@ import asyncpg
 
 from wakeful.core.records import AgentRecord, Event, Fence, RunRecord, TaskRecord
 from wakeful.core.states import AgentState
-from wakeful.errors import FenceError, StoreError
+from wakeful.errors import ConflictError, FenceError, StoreError
 from wakeful.store.base import Store
 from wakeful.store.postgres.connect import Target, connect, create_pool, parse_url
 from wakeful.store.postgres.dump import PgDump
@@ -231,7 +231,10 @@ class PostgresStore(PgTaskReads, PgLeases, PgDump, Store):
         sql, values = task_insert(record)
 
         async def op(conn: asyncpg.Connection) -> None:
-            await conn.execute(sql, *values)
+            try:
+                await conn.execute(sql, *values)
+            except asyncpg.UniqueViolationError as exc:
+                raise ConflictError(f"task {record.id}: {exc}") from None
             if mail:
                 await apply_mail_changes(conn, mail)
 

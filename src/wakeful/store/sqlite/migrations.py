@@ -348,4 +348,14 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX stored_agents_parent ON stored_agents(parent);
     """,
+    # 13: one answering task per person's mail and agent, whichever worker starts it
+    # (two workers that both saw the mail before either acked it start one task)
+    # (duplicates that an older version made keep their rows, their cause marked)
+    """
+    UPDATE tasks SET cause_id = cause_id || '#' || id WHERE cause_id IS NOT NULL
+        AND created_by LIKE 'person:%' AND id NOT IN (SELECT MIN(id) FROM tasks
+        WHERE cause_id IS NOT NULL AND created_by LIKE 'person:%' GROUP BY agent, cause_id);
+    CREATE UNIQUE INDEX tasks_answering ON tasks(agent, cause_id)
+        WHERE cause_id IS NOT NULL AND created_by LIKE 'person:%';
+    """,
 ]

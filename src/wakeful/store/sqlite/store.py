@@ -27,7 +27,7 @@ import structlog
 
 from wakeful.core.records import AgentRecord, Event, Fence, RunRecord, TaskRecord
 from wakeful.core.states import AgentState
-from wakeful.errors import StoreError
+from wakeful.errors import ConflictError, StoreError
 from wakeful.store.base import Store
 from wakeful.store.sqlite.dump import SQLiteDump
 from wakeful.store.sqlite.leases import (
@@ -329,7 +329,10 @@ class SQLiteStore(SQLiteTaskReads, SQLiteLeases, SQLiteDump, Store):
         sql, values = task_insert(record)
 
         def op(conn: sqlite3.Connection) -> None:
-            conn.execute(sql, values)
+            try:
+                conn.execute(sql, values)
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"task {record.id}: {exc}") from None
             if mail:
                 apply_mail_changes(conn, mail)
 
