@@ -63,9 +63,13 @@ async def chat(rt: Runtime) -> list[tuple[str, str, str | None]]:
 async def test_merge_joins_the_running_task_at_its_next_step(people_runtime: Make) -> None:
     rt = await people_runtime([agent("merge")], {"scripted:writer": model()})
     first, approval = await started(rt)
-    await rt.mailbox.send(ADA, "writer", "", "also mention the budget")
-    await until(lambda: events_of(rt, "merged"), 10, "the merge")
+    sent = await rt.mailbox.send(ADA, "writer", "", "also mention the budget")
+    await until(lambda: rt.responder.new_messages.merging(sent.mail.id), 10,
+                "the mail held for the merge")
+    # told only once it is merged (at the task's next step), not while it waits
+    assert await events_of(rt, "merged") == []
     await rt.approvals.decide(approval, approve=True, by=ADA)
+    await until(lambda: events_of(rt, "merged"), 10, "the merge")
     assert (await rt.wait_task(first, 10)).state is TaskState.DONE
     assert len(await rt.store.list_tasks(agent="writer")) == 1  # no second task
     conversation = await rt.store.load_messages(first)

@@ -63,8 +63,10 @@ class NewMessages:
         return any(mail_id in held for held in self._merged.values())
 
     def merge(self, task_id: str, delivery: Delivery) -> None:
+        """Hold ``delivery`` for ``task_id``'s next step boundary. The person is told
+        once it is merged (stored in that conversation), not now: a task that ends
+        first, or a worker that stops first, leaves it to be answered on its own."""
         self._merged.setdefault(task_id, {})[delivery.mail.id] = delivery
-        self._note(delivery, "merged", task_id)
 
     def queue_after(self, running: str, record: TaskRecord, delivery: Delivery) -> None:
         self._queued.setdefault(running, []).append(record)
@@ -115,6 +117,8 @@ class NewMessages:
                                            [m.to_dict() for m in new],
                                            fence=loop.agent.fence, mail=changes)
         loop.messages.extend(new)
+        for delivery in held.values():
+            self._note(delivery, "merged", loop.id)
 
     def settled(self, record: TaskRecord) -> tuple[list[Delivery], list[TaskRecord]]:
         """A task ended: the messages it never took (to answer on their own) and the
