@@ -217,4 +217,5 @@ async def test_one_answering_task_per_person_mail_and_agent(store: Store) -> Non
                                             cause_id="m_2"))
     await store.create_task(new_task_record("a", "timer", created_by="timer",
                                             cause_id="m_1"))
-    assert [t.id for t in await store.tasks_caused_by("m_1", "a")][0] == first.id
+    caused = await store.tasks_caused_by("m_1", "a")
+    assert caused[0].id == first.id
