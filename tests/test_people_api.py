@@ -115,3 +115,38 @@ async def test_the_inbox_holds_approvals_and_questions(runtime: Runtime,
 async def test_the_token_is_required(client: httpx.AsyncClient) -> None:
     for path in ("/api/approvals", "/api/inbox"):
         assert (await client.get(path, headers={"Authorization": ""})).status_code == 401
+
+
+async def test_only_a_named_approver_decides_with_their_own_token(
+        runtime: Runtime) -> None:
+    """People's own tokens: an operator the policy does not name is refused (403), a
+    viewer is refused any change (403), and the named approver's decision is recorded
+    as theirs."""
+    from wakeful.core.people import Person, hash_token
+    from wakeful.store.people import people_store
+
+    tokens = {"ada": "ada-token-0123456789", "bob": "bob-token-0123456789",
+              "vic": "vic-token-0123456789"}
+    roles = {"ada": "operator", "bob": "operator", "vic": "viewer"}
+    for name, token in tokens.items():
+        await people_store(runtime.store).add(Person(name, roles[name]),  # type: ignore[arg-type]
+                                              hash_token(token))
+    task = await runtime.create_task("writer", "edit the plan")
+    approval = await pending_approval(runtime, task.id)
+    app = create_app(runtime, TOKEN)
+
+    async def decide(name: str) -> httpx.Response:
+        async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1",
+                headers={"Authorization": f"Bearer {tokens[name]}"}) as http:
+            listed = (await http.get("/api/approvals")).json()["approvals"]
+            assert listed[0]["may_decide"] is (name == "ada")
+            return await http.post(f"/api/approvals/{approval.id}",
+                                   json={"decision": "approve"})
+
+    assert (await decide("bob")).status_code == 403
+    assert (await decide("vic")).status_code == 403
+    answer = await decide("ada")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["approval"]["decided_by"] == "person:ada"
+    assert (await runtime.wait_task(task.id, 10)).state is TaskState.DONE

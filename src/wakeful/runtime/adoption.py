@@ -92,9 +92,13 @@ class Adoption:
 
     async def _release_agent(self, name: str) -> None:
         agent = self.agents[name]
+        # Its running tasks go back to the queue too: forget them all, so that if this
+        # worker takes the agent again it takes them again.
+        running = [record.id for record in agent.running_tasks]
         await agent.halt()
         for record in agent.take_queue():
             self._known.discard(record.id)
+        self._known.difference_update(running)
         self.mailbox.forget(name)
         self.changed()
 
