@@ -1,5 +1,6 @@
 """Exactly once in effect, shown like Jepsen shows it: real worker processes on one
-SQLite store, SIGKILL and SIGSTOP at random moments, then the recorded history checked
+store (SQLite; PostgreSQL with killed connections and one restart of the server too),
+SIGKILL and SIGSTOP at random moments, then the recorded history checked
 (see wakeful.testing.chaos for what each count means). The seed is random each run and
 printed, so a failure can be replayed with the same fault schedule. The deadline is a
 safety net for a hung run, not a speed bound: alone, each test takes 15-30 s."""
@@ -47,11 +48,12 @@ def test_one_worker_under_random_sigkill(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_three_workers_on_postgresql_under_kills_stops_and_lost_connections(
+def test_three_workers_on_postgresql_under_kills_stops_lost_connections_and_a_restart(
         tmp_path: Path, pg_url: str) -> None:
     seed = random.randrange(1 << 30)
     print(f"chaos seed {seed} on {pg_url}")
     report = Chaos(tmp_path, workers=3, jobs=30, faults=10, seed=seed, deadline_s=600,
-                   store_url=pg_url, connection_kills=0.25).run()
+                   store_url=pg_url, connection_kills=0.25, restart_postgres=True).run()
     _check(report)
+    assert report.postgres_restarts == 1  # PostgreSQL itself restarted once, mid-run
     assert report.kills + report.stops + report.connection_kills >= 1

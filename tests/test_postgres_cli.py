@@ -112,3 +112,15 @@ def test_a_project_moves_to_postgresql_and_back(tmp_path: Path, pg_url: str) -> 
     code, out, err = invoke("tasks", "-p", str(folder), store=pg_url)
     assert code == 0, err
     assert "writer" in out
+
+
+@pytest.mark.slow
+def test_the_demo_runs_on_postgresql_from_a_fresh_start_each_time(tmp_path: Path,
+                                                                  pg_url: str) -> None:
+    for _ in range(2):  # the second run empties the store's tables first
+        done = subprocess.run([sys.executable, "-m", "wakeful", "demo",
+                               str(tmp_path / "demo"), "--store", pg_url],
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        assert "Tasks: 10 done." in done.stdout
+    assert not (tmp_path / "demo" / "wakeful.db").exists()

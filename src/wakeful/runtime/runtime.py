@@ -34,7 +34,7 @@ from wakeful.project.definitions import AgentDefinition, MailboxConfig, StartupT
 from wakeful.project.loader import Project
 from wakeful.runtime.accounting import RunUsage
 from wakeful.runtime.adoption import Adoption
-from wakeful.runtime.agent import AgentRunner
+from wakeful.runtime.agent import AgentRunner, new_task_record
 from wakeful.runtime.controls import AgentControls
 from wakeful.runtime.intervention import Intervention
 from wakeful.runtime.ownership import Ownership
@@ -186,7 +186,15 @@ class Runtime(Adoption, TaskMaking, AgentControls, Intervention):
         await self.store.open()
         self._started = True
         run = RunRecord(id=new_id("run"), started_at=time.time(), pid=os.getpid())
-        first_run = await self.store.begin_run(run)
+        startup = [new_task_record(s.agent, s.instruction, created_by="startup")
+                   for s in self._startup_tasks if s.agent in self._definitions]
+        ids = self.task_ids
+        if ids is not None:  # a replay names its tasks as the recording did
+            for record in startup:
+                record.id = record.trace_id = ids(record)
+        first_run = await self.store.begin_run(run, startup)
+        if first_run:  # taken up below, not again when the agents are adopted
+            self._known.update(record.id for record in startup)
         self.run_id = self.events.run_id = run.id
         self.events.emit("run.started", data={"pid": run.pid, "first_run": first_run,
                                               "worker": self.ownership.worker_id,
@@ -203,11 +211,8 @@ class Runtime(Adoption, TaskMaking, AgentControls, Intervention):
         # interrupted tasks are requeued as each lease is taken.
         await self.ownership.start(lambda: list(self._definitions), self._adopt,
                                    self._lost, self._hand_over)
-        if first_run:
-            for startup in self._startup_tasks:
-                if startup.agent in self.agents:
-                    await self.create_task(startup.agent, startup.instruction,
-                                           created_by="startup")
+        for record in startup if first_run else ():
+            self.launch_task(record)
         self.scheduler.begin()  # timers fire once the agents they start or wake run
         self.waits.begin()
         self._scope.spawn(self._watch_store(), name="runtime:watch-store")

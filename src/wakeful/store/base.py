@@ -71,8 +71,10 @@ class Store(abc.ABC):
 
     # runs --------------------------------------------------------------
     @abc.abstractmethod
-    async def begin_run(self, run: RunRecord) -> bool:
-        """Record a run; return True when it is the first run this store has seen."""
+    async def begin_run(self, run: RunRecord, first_tasks: Sequence[TaskRecord] = ()) -> bool:
+        """Record a run; return True when it is the first run this store has seen, and
+        then store ``first_tasks`` (the startup tasks) in the same transaction, so that
+        a worker killed just after its first start leaves them to the next one."""
 
     @abc.abstractmethod
     async def end_run(self, run_id: str, ended_at: float) -> None: ...

@@ -69,6 +69,7 @@ class ChaosReport:
     duplicate_effects: int = 0
     stale_writes: int = 0
     connection_kills: int = 0
+    postgres_restarts: int = 0
     reruns: int = 0  # interrupted tool calls run again (at-least-once, documented)
     finished: bool = False
     seconds: float = 0.0
@@ -91,10 +92,13 @@ class Chaos:
     def __init__(self, root: Path, *, workers: int = 3, jobs: int = 24, faults: int = 30,
                  seed: int | None = None, lease_s: float = 2.0, kill_share: float = 0.7,
                  deadline_s: float = 240.0, store_url: str | None = None,
-                 connection_kills: float = 0.0) -> None:
+                 connection_kills: float = 0.0, restart_postgres: bool = False) -> None:
         self.root = root
         self.store_url = store_url
         self.connection_kills = connection_kills if store_url else 0.0
+        # one PostgreSQL restart, at a random one of the faults (needs pg_ctlcluster)
+        self.restart_at = (random.Random(seed).randrange(max(1, faults))
+                           if store_url and restart_postgres else None)
         self.workers = workers
         self.jobs = jobs
         self.faults = faults
@@ -115,7 +119,13 @@ class Chaos:
                                  str(self.root), str(self.log)], stdout=out,
                                 stderr=subprocess.STDOUT, env=env)
 
-    def _fault(self) -> None:
+    def _fault(self, index: int) -> None:
+        if index == self.restart_at:
+            version = sorted(os.listdir("/etc/postgresql"))[-1]
+            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main",
+                            "restart"], check=True, capture_output=True)
+            self.report.postgres_restarts += 1
+            return
         if self.random.random() < self.connection_kills:
             self._rows("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
                        "application_name LIKE 'wakeful%' AND datname = current_database() "
@@ -148,7 +158,7 @@ class Chaos:
                 if self._done():
                     break
                 if injected < self.faults:
-                    self._fault()
+                    self._fault(injected)
                     injected += 1
             self.report.finished = self._done()
         finally:

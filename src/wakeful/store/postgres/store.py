@@ -176,14 +176,19 @@ class PostgresStore(PgTaskReads, PgLeases, PgDump, Store):
         return self._timers
 
     # runs --------------------------------------------------------------
-    async def begin_run(self, run: RunRecord) -> bool:
+    async def begin_run(self, run: RunRecord, first_tasks: Sequence[TaskRecord] = ()) -> bool:
         async def op(conn: asyncpg.Connection) -> bool:
+            await conn.execute("LOCK TABLE runs IN SHARE ROW EXCLUSIVE MODE")  # one first
             first = not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM runs)")
             await conn.execute("INSERT INTO runs (id, started_at, pid) VALUES ($1, $2, $3)",
                                run.id, run.started_at, run.pid)
+            if first:
+                for record in first_tasks:
+                    sql, values = task_insert(record)
+                    await conn.execute(sql, *values)
             return bool(first)
 
-        result: bool = await self.write(op)
+        result: bool = await self.write(op, ring=("tasks",) if first_tasks else ())
         return result
 
     async def end_run(self, run_id: str, ended_at: float) -> None:

@@ -277,11 +277,14 @@ class SQLiteStore(SQLiteTaskReads, SQLiteLeases, SQLiteDump, Store):
         return self._timers
 
     # runs --------------------------------------------------------------
-    async def begin_run(self, run: RunRecord) -> bool:
+    async def begin_run(self, run: RunRecord, first_tasks: Sequence[TaskRecord] = ()) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
             first = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
             conn.execute("INSERT INTO runs (id, started_at, pid) VALUES (?, ?, ?)",
                           (run.id, run.started_at, run.pid))
+            if first:
+                for record in first_tasks:
+                    conn.execute(*task_insert(record))
             return bool(first)
 
         result: bool = await self.write(op)
