@@ -150,3 +150,10 @@ async def test_only_a_named_approver_decides_with_their_own_token(
     assert answer.status_code == 200, answer.text
     assert answer.json()["approval"]["decided_by"] == "person:ada"
     assert (await runtime.wait_task(task.id, 10)).state is TaskState.DONE
+
+
+async def test_a_bad_person_in_the_query_is_a_clear_client_error(
+        client: httpx.AsyncClient) -> None:
+    answer = await client.get("/api/inbox", params={"person": "#room"})
+    assert 400 <= answer.status_code < 500
+    assert "query parameter 'person'" in answer.text and "not a valid person" in answer.text

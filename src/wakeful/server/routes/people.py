@@ -40,6 +40,14 @@ class Answer(_Body):
     body: str = Field(min_length=1, max_length=65_536, description="the answer")
 
 
+def _person(value: str) -> str:
+    """The ``person`` query parameter as an address; a clear 4xx when it is not one."""
+    try:
+        return person_address(value)
+    except ValueError as exc:
+        raise WakefulError(f"query parameter 'person': {exc}") from None
+
+
 def approval_view(approval: Approval, runtime: Runtime, caller: str) -> dict[str, Any]:
     view = approval.to_dict()
     view["may_decide"] = approval.pending and may_decide(caller, approval)
@@ -85,7 +93,7 @@ async def decide(approval_id: str, body: Decision, runtime: RuntimeDep, caller: 
 async def inbox(runtime: RuntimeDep, caller: CallerDep, person: str | None = Query(
         None, description="whose questions ('person:ada'); default: the caller")
         ) -> dict[str, Any]:
-    who = caller if person is None else person_address(person)
+    who = caller if person is None else _person(person)
     await runtime.store.flush()
     pending = await runtime.approvals.family.listing(state="pending")
     mine = [a for a in pending if may_decide(caller, a)]
@@ -120,6 +128,6 @@ async def answer(mail_id: str, body: Answer, runtime: RuntimeDep, caller: Caller
         raise WakefulError(f"no question with id {mail_id!r}")
     who = caller
     if caller == ADMIN:  # the admin answers for whoever was asked (or for `person`)
-        who = original.recipient if person is None else person_address(person)
+        who = original.recipient if person is None else _person(person)
     sent = await answer_question(runtime.mailbox, who, mail_id, body.body)
     return {"mail": views.mail_view(sent.mail.view())}
