@@ -355,9 +355,12 @@ async def test_ten_thousand_sleepers_all_wake_on_time(make_runtime: Factory) -> 
         await clock.advance(60)
         await until(lambda m=minute: rt.waits.sleepers() == n - m * n // minutes, 60,  # type: ignore[misc]
                     f"the sleepers of minute {minute} to wake")
-    await rt.wait_idle(120)
-    counts = await rt.store.count_tasks()
-    assert sum(c for (_, state), c in counts.items() if state is TaskState.DONE) == n
+    async def all_done() -> bool:
+        counts = await rt.store.count_tasks()
+        return sum(c for (_, state), c in counts.items() if state is TaskState.DONE) == n
+
+    await until(all_done, 120, "every woken task to finish")
+    await rt.store.flush()
     woken = await rt.store.query_events(types=["task.woke"], limit=n + 1)
     assert len(woken) == n and {e.data["late_ms"] for e in woken} == {0}
 
