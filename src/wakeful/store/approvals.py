@@ -16,13 +16,12 @@ change for it.
 
 from __future__ import annotations
 
-import importlib
 from typing import Protocol
 
 from wakeful.core.approvals import Approval, ApprovalState
 from wakeful.core.records import Event
-from wakeful.errors import WakefulError
 from wakeful.store.base import Store
+from wakeful.store.family import find_family
 
 # store backend module -> "module:class" of its approvals family
 _BACKENDS = {"wakeful.store.sqlite": "wakeful.store.sqlite.approvals:SQLiteApprovalStore",
@@ -60,11 +59,5 @@ class ApprovalStore(Protocol):
 
 def approval_store(store: Store) -> ApprovalStore:
     """The approvals family of ``store``; a clear error for a backend without one."""
-    module = type(store).__module__
-    for prefix, target in _BACKENDS.items():
-        if module == prefix or module.startswith(prefix + "."):
-            name, _, cls = target.partition(":")
-            family: ApprovalStore = getattr(importlib.import_module(name), cls)(store)
-            return family
-    raise WakefulError(f"approvals need a store with approval tables; "
-                       f"{type(store).__name__} has none (use the SQLite store)")
+    family: ApprovalStore = find_family(store, _BACKENDS, "approvals")
+    return family

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,16 +38,12 @@ import structlog
 from wakeful.core.records import Event
 from wakeful.errors import StoreError
 from wakeful.store.postgres.connect import Target, connect, is_connection_lost
+from wakeful.store.postgres.inserts import insert_events
 
 log = structlog.get_logger("wakeful.store")
 PgOp = Callable[[asyncpg.Connection], Awaitable[Any]]
 FIRST_WAIT_S = 0.05
 LONGEST_WAIT_S = 2.0
-_EVENT_INSERT = (
-    "INSERT INTO events (id, ts, run_id, type, agent, task_id, correlation_id, "
-    "causation_id, data) SELECT * FROM unnest($1::bigint[], $2::float8[], $3::text[], "
-    "$4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])")
-
 
 class Merge(Protocol):
     """How a write can be applied together with others of its kind: writes with equal
@@ -231,7 +226,7 @@ class Writer:
                 for write in batch:
                     topics.update(write.ring)
             if events:
-                await self._insert_events(conn, events)
+                await insert_events(conn, events)
             if topics:
                 await conn.execute("SELECT pg_notify(t, '') FROM unnest($1::text[]) t",
                                    [self._channel(t) for t in sorted(topics)])
@@ -279,18 +274,3 @@ class Writer:
             subjects.add(merge.subject)
         await apply_groups()
         return results
-
-    @staticmethod
-    async def _insert_events(conn: asyncpg.Connection, events: list[Event]) -> None:
-        ids = sorted(r[0] for r in await conn.fetch(
-            "SELECT wakeful_pos() FROM generate_series(1, $1)", len(events)))
-        columns: list[list[Any]] = [ids, [], [], [], [], [], [], [], []]
-        for event in events:
-            for column, value in zip(columns[1:], (
-                    event.ts, event.run_id, event.type, event.agent, event.task_id,
-                    event.correlation_id, event.causation_id,
-                    json.dumps(event.data, default=str)), strict=True):
-                column.append(value)
-        await conn.execute(_EVENT_INSERT, *columns)
-        for event, event_id in zip(events, ids, strict=True):
-            event.id = event_id
