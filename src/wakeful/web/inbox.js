@@ -5,7 +5,7 @@
 // on approval.* / question.* events from the live stream.
 
 import { enc, get, post } from "./api.js";
-import { el, clear, displayName, throttle, time } from "./util.js";
+import { el, displayName, throttle, time } from "./util.js";
 import { toast } from "./toast.js";
 
 const RELEVANT = /^(approval\.|question\.|task\.state|message\.)/;
@@ -92,12 +92,23 @@ export function questionCard(q, onDone) {
     el("div", { class: "actions" }, answer, send), error);
 }
 
+// Makes `nodes` the children of `parent`, in order, without moving a node that is
+// already in its place (moving a node would take the focus from a person typing in it).
+function place(parent, nodes) {
+  nodes.forEach((node, i) => {
+    const here = parent.children[i];
+    if (here !== node) parent.insertBefore(node, here || null);
+  });
+  while (parent.children.length > nodes.length) parent.lastElementChild.remove();
+}
+
 // The cards of one agent (inline in its 1-1 chat), or of everyone (the inbox).
 export class PeoplePanel {
   constructor(agent = null) {
     this.agent = agent;
     this.node = el("section", { class: "people-panel", "aria-label": "waiting for you", hidden: true });
     this.refreshSoon = throttle(() => this.refresh(), 300);
+    this.cards = new Map();
   }
 
   async refresh() {
@@ -107,8 +118,18 @@ export class PeoplePanel {
       const approvals = box.approvals.filter((a) => mine(a.agent));
       const questions = box.questions.filter((q) => mine(q.sender.split("/")[0]));
       const done = () => this.refresh();
-      clear(this.node).append(...approvals.map((a) => approvalCard(a, done)),
-        ...questions.map((q) => questionCard(q, done)));
+      // A card already shown is kept as it is (with whatever the person has typed into
+      // it): a refresh only adds new cards and removes decided ones.
+      const kept = new Map(this.cards);
+      this.cards = new Map();
+      const card = (key, make) => {
+        const node = kept.get(key) || make();
+        this.cards.set(key, node);
+        return node;
+      };
+      place(this.node, [
+        ...approvals.map((a) => card(`a:${a.id}`, () => approvalCard(a, done))),
+        ...questions.map((q) => card(`q:${q.id}`, () => questionCard(q, done)))]);
       this.node.hidden = this.agent !== null && approvals.length + questions.length === 0;
       if (!this.agent && approvals.length + questions.length === 0) {
         this.node.append(el("p", { class: "empty", text: "Nothing waits for you." }));
