@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -189,3 +189,42 @@ async def test_an_answer_owed_by_a_worker_that_stopped_is_sent_by_the_next(
     assert await answered() == ["On it."]
     tasks = await again.store.list_tasks(agent="writer")
     assert len(tasks) == 1  # answered from the task that ran, not a new one
+
+
+async def test_a_channel_rule_names_who_answers_a_post_that_mentions_nobody(
+        tmp_path: Path, wait_until: WaitUntil) -> None:
+    runner = CliRunner()
+    folder = tmp_path / "team"
+    made = await asyncio.to_thread(runner.invoke, app, ["init", str(folder)])
+    assert made.exit_code == 0
+    (folder / "wakeful.yaml").write_text(
+        "name: hosted\nmailbox:\n  channels:\n    - name: room\n      members: [writer, "
+        "researcher, critic, 'person:ada']\n      answer: researcher\n")
+    async with Runtime.from_project(load_project(folder)) as runtime:
+
+        async def answers() -> list[str]:
+            posts = await runtime.mailbox.history(None, "room")
+            return [p.sender for p in posts if not p.sender.startswith("person:")]
+
+        await runtime.mailbox.post("person:ada", "room", "What is our plan?")
+        await wait_until(answers, what="the host's answer")
+        await runtime.wait_idle(20)
+        assert await answers() == ["researcher"]  # the rule: the host alone
+        await runtime.mailbox.post("person:ada", "room", "@writer a tagline please")
+        await wait_until(lambda: _more(answers, 2), what="the writer's answer")
+        await runtime.wait_idle(20)
+        assert await answers() == ["researcher", "writer"]  # a mention beats the rule
+
+
+async def _more(answers: Callable[[], Awaitable[list[str]]], n: int) -> bool:
+    return len(await answers()) >= n
+
+
+def test_a_channel_rule_naming_no_agent_is_a_clear_error(tmp_path: Path) -> None:
+    runner = CliRunner()
+    folder = tmp_path / "team"
+    assert runner.invoke(app, ["init", str(folder)]).exit_code == 0
+    (folder / "wakeful.yaml").write_text(
+        "name: hosted\nmailbox:\n  channels:\n    - name: room\n      answer: nobody\n")
+    errors = [str(e) for e in load_project(folder).errors]
+    assert any("mailbox.channels.0.answer" in e and "nobody" in e for e in errors), errors

@@ -162,6 +162,17 @@ class Responder:
         return (agent is not None and agent.definition.answer_mail
                 and agent.state is not AgentState.STOPPED)
 
+    def _answers_post(self, agent: str, delivery: Delivery) -> bool:
+        """A post that @mentions agents is for them alone; one that names nobody goes by
+        the channel's ``answer`` rule in wakeful.yaml (everyone, or one named agent)."""
+        name = parse_address(agent).name
+        named = mentioned(delivery.mail.body, self.runtime.agents)
+        if named:
+            return name in named
+        rule = next((c.answer for c in self.runtime.mailbox.config.channels
+                     if c.name == delivery.channel), "everyone")
+        return rule in ("everyone", name)
+
     def _arrived(self, delivery: Delivery) -> None:
         if (delivery.mail.sender.startswith(PERSON) and delivery.status == PENDING
                 and parse_address(delivery.owner).kind is AddressKind.AGENT):
@@ -216,10 +227,8 @@ class Responder:
             return  # delivered again while it waits to be merged
         if delivery.status != PENDING or not self._wanted(delivery):
             return  # taken already (by one of the agent's tasks), or not to be answered
-        if delivery.channel:
-            named = mentioned(delivery.mail.body, runtime.agents)
-            if named and parse_address(agent).name not in named:
-                return  # the post asks other agents by name
+        if delivery.channel and not self._answers_post(agent, delivery):
+            return
         await mailbox.read(agent, delivery.mail.id)  # takes this very mail: a lease
         mail, channel = delivery.mail, delivery.channel
         started = await runtime.store.tasks_caused_by(mail.id, agent)

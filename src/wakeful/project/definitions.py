@@ -260,6 +260,10 @@ class ChannelConfig(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     members: list[str] = Field(default_factory=list)
     topic: str = ""
+    # Who answers a person's post that names no agent with @name: every member agent
+    # that answers mail ("everyone"), or one named agent (a channel with a host). A post
+    # that @mentions agents always goes to those agents only.
+    answer: str = Field("everyone", pattern=NAME_PATTERN)
 
     @field_validator("members")
     @classmethod

@@ -157,6 +157,11 @@ def load_project(root: Path | str) -> Project:
                     ConfigError(f"{root / PROJECT_FILE}: field 'mailbox.channels.{index}."
                                 f"members': {UnknownAgentError(member, list(project.agents))}"
                                 " (this member is left out)"))
+        if channel.answer != "everyone" and channel.answer not in project.agents:
+            project.errors.append(
+                ConfigError(f"{root / PROJECT_FILE}: field 'mailbox.channels.{index}."
+                            f"answer': {UnknownAgentError(channel.answer, list(project.agents))}"
+                            " (say 'everyone' or an agent's name)"))
     for index, startup in enumerate(config.startup_tasks):
         if startup.agent not in project.agents:
             project.errors.append(
