@@ -22,30 +22,22 @@ from wakeful.core.records import TaskRecord
 from wakeful.core.states import TaskState, check_task_transition
 from wakeful.errors import FenceError, ModelError
 from wakeful.mailbox.responder import answering_note
-from wakeful.models.base import Completed, Message, ModelResponse, TextDelta, ToolCall
-from wakeful.models.calls import reporting_to
-from wakeful.runtime import budget
+from wakeful.models.base import Message, ModelResponse, ToolCall
 from wakeful.runtime.context import ToolContext
 from wakeful.runtime.guards import EMPTY_REPLY_NUDGE, RepeatGuard
+from wakeful.runtime.model_step import (
+    RESULT_EXCERPT,
+    TaskFailure,
+    call_model,
+    check_budget,
+    record_tool,
+)
 from wakeful.tools.registry import ToolOutcome
 
 if TYPE_CHECKING:
     from wakeful.runtime.agent import AgentRunner
 
 MAX_CONSECUTIVE_TOOL_ERRORS = 5
-_RESULT_EXCERPT = 500
-
-
-class TaskFailure(Exception):
-    """Ends a task as failed. ``retryable`` says whether a restart policy may retry it."""
-
-    def __init__(self, kind: str, message: str, retryable: bool = True,
-                 trace: str | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.retryable = retryable
-        self.trace = trace
 
 
 class TaskLoop:
@@ -229,9 +221,9 @@ class TaskLoop:
             if self.record.step >= definition.max_steps:
                 raise TaskFailure("step_limit", f"task {self.id} reached its step limit "
                                   f"({definition.max_steps} steps) without finishing", False)
-            await self._check_budget()
+            await check_budget(self)
             step_started = time.perf_counter()
-            response = await self._call_model(specs)
+            response = await call_model(self, specs)
             reply = response.message
             new: list[Message] = [self._storable(reply)]
             if not reply.tool_calls and not (reply.content or "").strip():
@@ -285,7 +277,7 @@ class TaskLoop:
                 self.runtime.events.emit("tool.loop", agent=self.agent.name,
                                          task_id=self.id, data={
                                              "tool": call.name,
-                                             "arguments": call.arguments[:_RESULT_EXCERPT],
+                                             "arguments": call.arguments[:RESULT_EXCERPT],
                                              "repeats": repeats.streak,
                                              "warning": repeats.warnings,
                                              "max_loop_warnings": guards.max_loop_warnings})
@@ -294,7 +286,7 @@ class TaskLoop:
                 # through the approvals service: a call a person must approve waits
                 outcome = await self.runtime.approvals.call(self.ctx, self.agent.allowed_tools,
                                                             call)
-                self._record_tool(call.name, call.arguments, outcome,
+                record_tool(self, call.name, call.arguments, outcome,
                                   (time.perf_counter() - started) * 1000)
                 denied = outcome.error_kind == "denied"  # a person's answer, not a failure
                 self._tool_errors = 0 if outcome.ok or denied else self._tool_errors + 1
@@ -322,81 +314,6 @@ class TaskLoop:
         self.messages.append(message)
         record.tool_calls = fields["tool_calls"]
         record.scratch = fields.get("scratch", record.scratch)
-
-    async def _check_budget(self) -> None:
-        """Fail the task, for good, if it or its agent has spent its budget."""
-        definition = self.agent.definition
-        ledger = self.agent.ledger
-        if not ledger.loaded and budget.has_agent_limits(definition.budget):
-            await ledger.load(self.runtime.store)
-        exhausted = budget.check(definition.budget, self.record, ledger.spent)
-        if exhausted is not None:
-            self._budget_exhausted(exhausted)
-
-    def _budget_exhausted(self, exhausted: budget.Exhausted) -> None:
-        self.runtime.events.emit("budget.exhausted", agent=self.agent.name, task_id=self.id,
-                                 data=exhausted.data())
-        raise TaskFailure("budget", exhausted.message(self.id, self.agent.name), False)
-
-    async def _call_model(self, specs: list[Any]) -> ModelResponse:
-        events = self.runtime.events
-        agent = self.agent.name
-        started = time.perf_counter()
-        response: ModelResponse | None = None
-        wall = budget.seconds_left(self.agent.definition.budget, self.record,
-                                   self.agent.ledger.spent)
-
-        def report(event_type: str, data: dict[str, Any]) -> None:
-            events.emit(event_type, agent=agent, task_id=self.id, data=data)
-
-        deadline = None if wall is None else asyncio.timeout(max(0.0, wall[0]))
-        try:
-            with reporting_to(report):
-                async with deadline or contextlib.nullcontext():
-                    async for item in self.agent.model.stream(self.messages, specs):
-                        if isinstance(item, TextDelta):
-                            events.emit("model.token", agent=agent, task_id=self.id,
-                                        data={"text": item.text}, persist=False)
-                        elif isinstance(item, Completed):
-                            response = item.response
-        except TimeoutError:
-            if wall is None or deadline is None or not deadline.expired():
-                raise
-            self._budget_exhausted(wall[1])
-        except ModelError as exc:
-            events.emit("model.error", agent=self.agent.name, task_id=self.id,
-                        data={"error": str(exc), "model": self.agent.model.name,
-                              "step": self.record.step})
-            raise
-        if response is None:
-            raise ModelError(f"model {self.agent.model.name!r} ended its stream without a reply")
-        events.emit("model.call", agent=self.agent.name, task_id=self.id, data={
-            "model": response.model or self.agent.model.name,
-            "step": self.record.step + 1,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-            "input_tokens": response.usage.input_tokens,
-            "output_tokens": response.usage.output_tokens,
-            "cost": response.cost,
-            "finish_reason": response.finish_reason,
-            "tool_calls": [c.name for c in response.message.tool_calls],
-            **response.call_info,  # the provider's own figures: latency_ms, queued_ms...
-        })
-        return response
-
-    def _record_tool(self, name: str, arguments: str, outcome: Any, latency_ms: float) -> None:
-        kind = outcome.error_kind
-        event_type = {None: "tool.call", "unknown": "tool.refused", "forbidden": "tool.refused",
-                      "invalid_json": "tool.invalid_args", "invalid_args": "tool.invalid_args",
-                      "too_large": "tool.invalid_args", "denied": "tool.denied"
-                      }.get(kind, "tool.error")
-        data: dict[str, Any] = {"tool": name, "arguments": arguments[:_RESULT_EXCERPT],
-                                "ok": outcome.ok, "result": outcome.content[:_RESULT_EXCERPT],
-                                "latency_ms": round(latency_ms, 3)}
-        if kind is not None:
-            data["reason"] = kind
-        if outcome.traceback:
-            data["traceback"] = outcome.traceback
-        self.runtime.events.emit(event_type, agent=self.agent.name, task_id=self.id, data=data)
 
     async def _commit(self, new: list[Message], response: ModelResponse, *, final: bool,
                       started: float, tool_calls: int = 0) -> None:
@@ -430,7 +347,7 @@ class TaskLoop:
         if final:
             self.runtime.events.emit("task.state", agent=self.agent.name, task_id=self.id,
                                      data={"from": previous.value, "to": "done",
-                                           "result": (record.result or "")[:_RESULT_EXCERPT],
+                                           "result": (record.result or "")[:RESULT_EXCERPT],
                                            **({"truncated": True} if response.truncated
                                               else {})})
             self.agent.changed()

@@ -88,8 +88,17 @@ async def create_pool(target: Target, size: int) -> asyncpg.Pool:
     return pool
 
 
+def is_broken_connection(exc: BaseException) -> bool:
+    """asyncpg's protocol was left mid-operation (seen after the server terminated the
+    session during a transaction: asyncpg issue 1069): the connection refuses every
+    statement before sending anything, so the statement never ran and may be retried
+    on another connection; this one must be thrown away."""
+    return isinstance(exc, asyncpg.exceptions._base.InternalClientError)
+
+
 def is_connection_lost(exc: BaseException) -> bool:
     """A fault of the connection (or the server going away), not of the write."""
-    return isinstance(exc, asyncpg.ConnectionDoesNotExistError | asyncpg.InterfaceError
-                      | asyncpg.AdminShutdownError | asyncpg.CannotConnectNowError
-                      | asyncpg.ConnectionFailureError | ConnectionError | OSError)
+    return is_broken_connection(exc) or isinstance(
+        exc, asyncpg.ConnectionDoesNotExistError | asyncpg.InterfaceError
+        | asyncpg.AdminShutdownError | asyncpg.CannotConnectNowError
+        | asyncpg.ConnectionFailureError | ConnectionError | OSError)

@@ -25,8 +25,18 @@ BEGIN
 END $$;
 """
 
-HORIZON = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)"
-"""Positions below this belong to transactions that have all ended."""
+HORIZON = """((SELECT COALESCE(
+    (SELECT min(x::text::bigint) FROM pg_snapshot_xip(s) x
+     WHERE x::text::bigint % 4294967296 NOT IN (
+         SELECT backend_xid::text::bigint FROM pg_stat_activity
+         WHERE datname IS DISTINCT FROM current_database() AND backend_xid IS NOT NULL)),
+    pg_snapshot_xmax(s)::text::bigint) FROM pg_current_snapshot() s) << 20)"""
+"""Positions below this belong to transactions that have all ended: the oldest
+transaction still running in this database (or the next one to start). Transactions
+of other databases on the same server are left out (their xids share one counter, but
+they never write here), so a busy neighbour does not hold back this store's readers;
+one that ended after the snapshot, and is no longer listed, still counts, which errs
+on the safe side."""
 
 NOW = "extract(epoch from clock_timestamp())::double precision"
 """The database's clock, in seconds since the epoch: the one clock every worker shares."""

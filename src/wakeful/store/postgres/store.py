@@ -19,7 +19,14 @@ from wakeful.core.records import AgentRecord, Event, Fence, RunRecord, TaskRecor
 from wakeful.core.states import AgentState
 from wakeful.errors import ConflictError, FenceError, StoreError
 from wakeful.store.base import Store
-from wakeful.store.postgres.connect import Target, connect, create_pool, parse_url
+from wakeful.store.postgres.connect import (
+    Target,
+    connect,
+    create_pool,
+    is_broken_connection,
+    is_connection_lost,
+    parse_url,
+)
 from wakeful.store.postgres.dump import PgDump
 from wakeful.store.postgres.leases import PgLeases
 from wakeful.store.postgres.listener import Listener, channel
@@ -136,17 +143,32 @@ class PostgresStore(PgTaskReads, PgLeases, PgDump, Store):
     async def flush(self) -> None:
         await self._writer.flush()
 
-    async def read(self, query: Callable[[Any], Awaitable[T]]) -> T:
-        if self._pool is None:
-            raise StoreError(f"{self.target.where}: the store is not open")
-        async with self._pool.acquire() as conn:
-            return await query(conn)
+    async def read(self, query: Callable[[Any], Awaitable[T]], *, idempotent: bool = False
+                   ) -> T:
+        """Run ``query`` on a pooled connection. A connection found lost or broken is
+        thrown away (the pool opens another); the query is tried again on a fresh one
+        if it never reached the server (a broken connection), or if it is
+        ``idempotent`` (a plain read), and otherwise fails."""
+        for attempt in (1, 2):
+            if self._pool is None:
+                raise StoreError(f"{self.target.where}: the store is not open")
+            async with self._pool.acquire() as conn:
+                try:
+                    return await query(conn)
+                except Exception as exc:
+                    if not is_connection_lost(exc):
+                        raise
+                    conn.terminate()
+                    if attempt == 2 or not (idempotent or is_broken_connection(exc)):
+                        raise
+        raise AssertionError("unreachable")
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        if self._pool is None:
-            raise StoreError(f"{self.target.where}: the store is not open")
-        rows: list[asyncpg.Record] = await self._pool.fetch(sql, *args)
-        return rows
+        async def rows(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            found: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            return found
+
+        return await self.read(rows, idempotent=True)
 
     async def now(self) -> float:
         """The database's clock."""
