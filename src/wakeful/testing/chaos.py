@@ -36,6 +36,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -51,6 +52,19 @@ async def _pg_rows(url: str, sql: str) -> list[Any]:
         return [tuple(r) for r in await conn.fetch(sql)]
     finally:
         await conn.close()
+
+
+def _cluster_of(url: str) -> tuple[str, str]:
+    """The local PostgreSQL cluster (version, name) serving ``url``'s port, as
+    ``pg_lsclusters`` lists it: the restart fault restarts that server only."""
+    port = str(urlsplit(url).port or 5432)
+    listed = subprocess.run(["pg_lsclusters", "--no-header"], check=True,
+                            capture_output=True, text=True).stdout
+    for line in listed.splitlines():
+        version, name, cluster_port, *_ = line.split()
+        if cluster_port == port:
+            return version, name
+    raise RuntimeError(f"no local PostgreSQL cluster listens on port {port} (pg_lsclusters)")
 
 
 @dataclass
@@ -122,9 +136,10 @@ class Chaos:
 
     def _fault(self, index: int) -> None:
         if index == self.restart_at:
-            version = sorted(os.listdir("/etc/postgresql"))[-1]
-            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main",
-                            "restart"], check=True, capture_output=True)
+            assert self.store_url is not None
+            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect",
+                            *_cluster_of(self.store_url), "restart"], check=True,
+                           capture_output=True)
             self.report.postgres_restarts += 1
             return
         if self.random.random() < self.connection_kills:

@@ -23,8 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import structlog
-
 from wakeful.core.records import AgentRecord, Event, Fence, RunRecord, TaskRecord
 from wakeful.core.states import AgentState
 from wakeful.errors import ConflictError, StoreError
@@ -38,7 +36,6 @@ from wakeful.store.sqlite.leases import (
     require_fence,
 )
 from wakeful.store.sqlite.migrations import MIGRATIONS
-from wakeful.store.sqlite.outage import Outage, is_outage, next_wait
 from wakeful.store.sqlite.rows import (
     _EVENT_SELECT,
     _TASK_COLUMNS,
@@ -50,6 +47,7 @@ from wakeful.store.sqlite.rows import (
     task_insert,
 )
 from wakeful.store.sqlite.task_reads import SQLiteTaskReads
+from wakeful.store.sqlite.writer import SQLiteWriting, WriteOp
 
 if TYPE_CHECKING:
     from wakeful.store.locks import LockStore
@@ -57,8 +55,6 @@ if TYPE_CHECKING:
     from wakeful.store.timers import TimerStore
 
 T = TypeVar("T")
-log = structlog.get_logger("wakeful.store")
-WriteOp = Callable[[sqlite3.Connection], Any]
 
 def apply_mail_changes(conn: sqlite3.Connection, changes: Sequence[Any]) -> None:
     """Mailbox changes (acks, a delegation) committed with a task's own write."""
@@ -91,7 +87,7 @@ def migrate(conn: sqlite3.Connection) -> int:
             raise
 
 
-class SQLiteStore(SQLiteTaskReads, SQLiteLeases, SQLiteDump, Store):
+class SQLiteStore(SQLiteWriting, SQLiteTaskReads, SQLiteLeases, SQLiteDump, Store):
     def __init__(self, path: Path | str, synchronous: str = "normal") -> None:
         self.path = Path(path)
         self._synchronous = synchronous.upper()
@@ -157,95 +153,6 @@ class SQLiteStore(SQLiteTaskReads, SQLiteLeases, SQLiteDump, Store):
             self._rconn = None
         self._writer_thread.shutdown(wait=True)
         self._reader_thread.shutdown(wait=True)
-
-    # the writer --------------------------------------------------------
-    def _apply(self, batch: list[tuple[WriteOp, asyncio.Future[Any] | None]]) -> list[Any]:
-        conn = self._wconn
-        assert conn is not None
-        results: list[Any] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for op, _ in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    results.append(op(conn))
-                    conn.execute("RELEASE op")
-                except Exception as exc:  # one bad write fails alone...
-                    if is_outage(exc):  # ...unless the disk fails them all
-                        raise Outage(exc) from exc
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    results.append(exc)
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if is_outage(exc):
-                    raise Outage(exc) from exc
-                raise
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return results
-
-    async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    results = await loop.run_in_executor(self._writer_thread, self._apply, batch)
-                except Exception as exc:
-                    if isinstance(exc, Outage) or is_outage(exc):
-                        # kept whole, and applied again once the store takes writes
-                        self._pending[:0] = batch
-                        await self._wait_out(exc)
-                        continue
-                    results = [exc] * len(batch)
-                if self.outage is not None:
-                    log.warning("store: writes go through again", path=str(self.path),
-                                after=self.outage)
-                    self.outage, self._outage_wait = None, 0.0
-                self.batches += 1
-                self.writes += len(batch)
-                for (_, future), result in zip(batch, results, strict=True):
-                    if future is None or future.done():
-                        continue
-                    if isinstance(result, Exception):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
-            self._idle.set()
-
-    async def _wait_out(self, exc: Exception) -> None:
-        if self.outage is None:
-            log.error("store: cannot write; holding the writes and retrying",
-                      path=str(self.path), error=str(exc))
-        self.outage = str(exc)
-        self._outage_wait = next_wait(self._outage_wait)
-        await asyncio.sleep(self._outage_wait)
-
-    def _enqueue(self, op: WriteOp, future: asyncio.Future[Any] | None) -> None:
-        if self._writer is None:
-            raise StoreError(f"{self.path}: the store is not open")
-        self._pending.append((op, future))
-        self._idle.clear()
-        self._wakeup.set()
-
-    async def write(self, op: WriteOp) -> Any:
-        """Run ``op`` in the next committed batch and return its result."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._enqueue(op, future)
-        return await future
-
-    def write_nowait(self, op: WriteOp) -> None:
-        self._enqueue(op, None)
-
-    async def flush(self) -> None:
-        if self._writer is not None and (self._pending or not self._idle.is_set()):
-            await self._idle.wait()
 
     async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._rconn

@@ -1,0 +1,113 @@
+"""How a task's end reaches whoever waits for it, and when the runtime is idle, as
+methods of :class:`~wakeful.runtime.runtime.Runtime`.
+
+A task settles once it reaches its final outcome (done, cancelled, or failed with no
+retry to come): its waiters wake and the settle hooks run (the mailbox mails a
+delegated task's result back; the responder sends a person their answer). A task run
+by another worker settles there: :meth:`Settling.wait_task` also watches the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from wakeful.core.records import TaskRecord
+from wakeful.core.states import TaskState
+
+if TYPE_CHECKING:
+    from wakeful.mailbox.responder import Responder
+    from wakeful.runtime.agent import AgentRunner
+    from wakeful.runtime.ownership import Ownership
+    from wakeful.runtime.signal import Signal
+    from wakeful.schedule.timers import Scheduler
+    from wakeful.store.base import Store
+
+log = structlog.get_logger("wakeful.runtime")
+
+
+class Settling:
+    """Settle tasks, wait for them, and tell when the runtime is idle."""
+
+    if TYPE_CHECKING:  # what the runtime provides
+        store: Store
+        ownership: Ownership
+        agents: dict[str, AgentRunner]
+        responder: Responder
+        scheduler: Scheduler
+        poll_interval_s: float
+        _changed: Signal
+        _settled: dict[str, list[asyncio.Future[TaskRecord]]]
+        _known: set[str]
+        _settle_hooks: list[Callable[[TaskRecord], None]]
+
+        async def get_task(self, task_id: str) -> TaskRecord: ...
+
+    def settle(self, record: TaskRecord) -> None:
+        """A task reached its final outcome: wake whoever waits for it."""
+        self._known.discard(record.id)
+        for future in self._settled.pop(record.id, []):
+            if not future.done():
+                future.set_result(record)
+        for hook in self._settle_hooks:
+            try:
+                hook(record)
+            except Exception as exc:  # a broken hook must not break the task's agent
+                log.error("settle hook failed", task=record.id, error=repr(exc))
+        self.changed()
+
+    def finished(self, record: TaskRecord) -> bool:
+        """Has this task reached its final outcome (done, cancelled, or failed with no
+        retry to come)?"""
+        return record.state in (TaskState.DONE, TaskState.CANCELLED) or (
+            record.state is TaskState.FAILED and record.id not in self._known)
+
+    def on_settle(self, hook: Callable[[TaskRecord], None]) -> None:
+        """Call ``hook(record)`` whenever a task reaches its final outcome (the mailbox
+        uses it to mail a delegated task's result back to whoever delegated it)."""
+        self._settle_hooks.append(hook)
+
+    async def wait_task(self, task_id: str, timeout: float | None = None) -> TaskRecord:
+        """Wait until a task is done, cancelled, or failed with no retry to come."""
+        record = await self.get_task(task_id)
+        if self.finished(record):
+            return record
+        future: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        self._settled.setdefault(task_id, []).append(future)
+        async with asyncio.timeout(timeout):
+            while True:
+                # Settled here, or (run by another worker) seen final in the store.
+                done, _ = await asyncio.wait([future], timeout=self.poll_interval_s)
+                if done:
+                    return future.result()
+                stored = await self.store.get_task(task_id)
+                if stored is not None and (
+                        stored.state.terminal
+                        or (stored.state is TaskState.FAILED
+                            and not self.ownership.owns(stored.agent))):
+                    return stored
+
+    # idleness ------------------------------------------------------------
+    def changed(self) -> None:
+        self._changed.fire()
+
+    def idle(self) -> bool:
+        """No running agent has work queued, running (sleeping tasks included) or about
+        to retry, no timer is firing and the responder has nothing to hand out. Timers
+        due later do not count: a project with a recurring schedule would otherwise
+        never be idle."""
+        return not (self.scheduler.firing or self.responder.busy()
+                    or any(a.busy() for a in self.agents.values()))
+
+    async def wait_idle(self, timeout: float | None = None) -> None:
+        """Wait until no running agent has work queued, running or about to retry
+        (future timers are ignored; see :meth:`idle`)."""
+        async with asyncio.timeout(timeout):
+            while not self.idle():
+                await self._changed.wait()
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()
