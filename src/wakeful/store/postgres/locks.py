@@ -32,7 +32,20 @@ import asyncpg
 from wakeful.core.locks import Acquired, Blocked, Check, KVEntry, LockRow, WaiterRow
 from wakeful.core.resources import Mode, Owner, Resource, conflicts
 from wakeful.errors import ResourceError, StaleTokenError
-from wakeful.store.postgres.listener import channel
+from wakeful.store.postgres.lock_sql import (
+    LOCK_COLUMNS,
+    RING,
+    WAITER_COLUMNS,
+    check_fence,
+    lock_from_row,
+    overlapping_locks,
+    queued_ahead,
+    reap_lapsed,
+    ring_if,
+    serialize,
+    store_now,
+    waiter_from_row,
+)
 from wakeful.store.postgres.schema import NOW
 from wakeful.store.waitgraph import cycle_of, cycle_query
 
@@ -40,123 +53,6 @@ if TYPE_CHECKING:
     from wakeful.store.postgres.store import PostgresStore
 
 T = TypeVar("T")
-_LOCK_COLUMNS = ("token, resource, mode, holder_task, holder_agent, process, pid, "
-                 "acquired_at, renewed_at, expires_at")
-_WAITER_COLUMNS = ("id, resource, mode, kind, holder_task, holder_agent, process, pid, "
-                   "since, alive_until")
-_ADVISORY_SPACE = 0x57AC0000  # first advisory key of the lock grants: this + depth
-RING = ("locks",)
-
-
-def _lock(row: Any) -> LockRow:
-    return LockRow(token=row[0], resource=row[1], mode=Mode(row[2]),
-                   owner=Owner(row[3], row[4]), process=row[5], pid=row[6],
-                   acquired_at=row[7], renewed_at=row[8], expires_at=row[9])
-
-
-def _waiter(row: Any) -> WaiterRow:
-    return WaiterRow(id=row[0], resource=row[1], mode=Mode(row[2]), kind=row[3],
-                     owner=Owner(row[4], row[5]), process=row[6], pid=row[7],
-                     since=row[8], alive_until=row[9])
-
-
-async def store_now(conn: asyncpg.Connection) -> float:
-    now: float = await conn.fetchval(f"SELECT {NOW}")
-    return now
-
-
-def overlap_clause(resource: Resource, first: int) -> tuple[str, list[Any]]:
-    """SQL matching ``resource``, the folders above it and everything inside it
-    (parameters numbered from ``first``). The column is ``COLLATE "C"``, so the range
-    is in code-point order whatever the database's collation."""
-    names = [str(resource), *(str(a) for a in resource.ancestors())]
-    sql = f"resource = ANY(${first}::text[])"
-    params: list[Any] = [names]
-    bounds = resource.descendant_range()
-    if bounds is not None:
-        sql = f"({sql} OR (resource > ${first + 1} AND resource < ${first + 2}))"
-        params += list(bounds)
-    return sql, params
-
-
-async def _serialize(conn: asyncpg.Connection, resource: Resource) -> None:
-    """Advisory locks that make grant decisions on overlapping resources take turns."""
-    above = resource.ancestors()
-    keys = [(_ADVISORY_SPACE + depth, str(a)) for depth, a in enumerate(above)]
-    if keys:
-        await conn.execute("SELECT pg_advisory_xact_lock_shared(k, hashtext(r)) FROM "
-                           "unnest($1::int[], $2::text[]) WITH ORDINALITY AS u(k, r, n) "
-                           "ORDER BY n", [k for k, _ in keys], [r for _, r in keys])
-    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                       _ADVISORY_SPACE + len(above), str(resource))
-
-
-async def _overlapping_locks(conn: asyncpg.Connection, resource: Resource) -> list[LockRow]:
-    where, params = overlap_clause(resource, 1)
-    rows = await conn.fetch(f"SELECT {_LOCK_COLUMNS} FROM resource_locks WHERE {where} "
-                            "ORDER BY token", *params)
-    return [_lock(r) for r in rows]
-
-
-async def _queued_ahead(conn: asyncpg.Connection, resource: Resource, mode: Mode,
-                        owner: Owner, process: str, now: float, before_id: int | None
-                        ) -> list[WaiterRow]:
-    """Live waits by other runtimes that conflict with this request and came first."""
-    where, params = overlap_clause(resource, 1)
-    params += [process, owner.task_id, now]
-    n = len(params)
-    sql = (f"SELECT {_WAITER_COLUMNS} FROM resource_waiters WHERE {where} "
-           f"AND process != ${n - 2} AND holder_task != ${n - 1} AND alive_until > ${n}")
-    if before_id is not None:
-        params.append(before_id)
-        sql += f" AND id < ${len(params)}"
-    rows = [_waiter(r) for r in await conn.fetch(sql + " ORDER BY id", *params)]
-    return [w for w in rows if conflicts(w.mode, mode)]
-
-
-async def _reap(conn: asyncpg.Connection, now: float, resource: Resource | None = None
-                ) -> list[LockRow]:
-    """Delete lapsed leases (over ``resource``, or everywhere) and dead waits.
-
-    Everywhere (the periodic reap): rows another transaction holds are skipped, so
-    workers reaping at once never wait on each other. Over a resource (a grant): the
-    delete waits for such a row, which may be a fenced write still running on it."""
-    if resource is None:
-        await conn.execute("DELETE FROM resource_waiters WHERE id IN (SELECT id FROM "
-                           "resource_waiters WHERE alive_until <= $1 FOR UPDATE SKIP LOCKED)",
-                           now)
-        rows = await conn.fetch(f"DELETE FROM resource_locks WHERE token IN (SELECT token "
-                                "FROM resource_locks WHERE expires_at <= $1 FOR UPDATE SKIP "
-                                f"LOCKED) RETURNING {_LOCK_COLUMNS}", now)
-    else:
-        where, params = overlap_clause(resource, 2)
-        await conn.execute(f"DELETE FROM resource_waiters WHERE alive_until <= $1 AND {where}",
-                           now, *params)
-        rows = await conn.fetch(f"DELETE FROM resource_locks WHERE expires_at <= $1 AND "
-                                f"{where} RETURNING {_LOCK_COLUMNS}", now, *params)
-    return sorted((_lock(r) for r in rows), key=lambda lock: lock.token)
-
-
-async def _ring_if(conn: asyncpg.Connection, freed: bool) -> None:
-    """Ring the ``locks`` doorbell with this transaction's commit if it freed a lock."""
-    if freed:
-        await conn.execute("SELECT pg_notify($1, '')", channel("locks"))
-
-
-async def _check_fence(conn: asyncpg.Connection, token: int, task_id: str,
-                       describe: str) -> None:
-    """StaleTokenError unless lock ``token`` is ``task_id``'s and live; the row stays
-    locked ``FOR SHARE`` until the caller's transaction ends."""
-    row = await conn.fetchrow(f"SELECT holder_task, expires_at, {NOW} FROM resource_locks "
-                              "WHERE token = $1 FOR SHARE", token)
-    if row is None or row[0] != task_id or row[1] <= row[2]:
-        why = ("that lock no longer exists" if row is None else
-               "it belongs to another task" if row[0] != task_id else
-               f"its lease expired {row[2] - row[1]:.1f} s ago")
-        raise StaleTokenError(f"fencing token {token} is stale for {describe}: {why}. The "
-                              "write was refused; acquire the lock again and use its new token")
-
-
 class PgLockStore:
     """The resource layer's view of a :class:`PostgresStore`."""
 
@@ -170,13 +66,13 @@ class PgLockStore:
     async def acquire(self, resource: Resource, mode: Mode, owner: Owner, *, process: str,
                       pid: int, lease_s: float, waiter_id: int | None) -> Acquired | Blocked:
         async def op(conn: asyncpg.Connection) -> Acquired | Blocked:
-            await _serialize(conn, resource)
+            await serialize(conn, resource)
             now = await store_now(conn)
-            expired = await _reap(conn, now, resource)
-            await _ring_if(conn, bool(expired))
+            expired = await reap_lapsed(conn, now, resource)
+            await ring_if(conn, bool(expired))
             mine: LockRow | None = None
             holders: list[LockRow] = []
-            for lock in await _overlapping_locks(conn, resource):
+            for lock in await overlapping_locks(conn, resource):
                 if lock.owner.task_id == owner.task_id:
                     if lock.resource == str(resource):
                         mine = lock
@@ -190,10 +86,10 @@ class PgLockStore:
                         "the write lock")
                 row = await conn.fetchrow(
                     f"UPDATE resource_locks SET expires_at = $1, renewed_at = $2 WHERE "
-                    f"token = $3 RETURNING {_LOCK_COLUMNS}",
+                    f"token = $3 RETURNING {LOCK_COLUMNS}",
                     max(mine.expires_at, now + lease_s), now, mine.token)
-                return Acquired(_lock(row), already_held=True, expired=expired)
-            queued = [] if holders else await _queued_ahead(conn, resource, mode, owner,
+                return Acquired(lock_from_row(row), already_held=True, expired=expired)
+            queued = [] if holders else await queued_ahead(conn, resource, mode, owner,
                                                             process, now, waiter_id)
             if holders or queued:
                 return Blocked(holders, queued, expired, now)
@@ -202,7 +98,7 @@ class PgLockStore:
             row = await conn.fetchrow(
                 "INSERT INTO resource_locks (resource, mode, holder_task, holder_agent, "
                 "process, pid, acquired_at, renewed_at, expires_at) VALUES ($1, $2, $3, $4, "
-                f"$5, $6, $7, $7, $8) RETURNING {_LOCK_COLUMNS}",
+                f"$5, $6, $7, $7, $8) RETURNING {LOCK_COLUMNS}",
                 str(resource), mode.value, owner.task_id, owner.agent, process, pid, now,
                 now + lease_s)
             assert row is not None
@@ -213,7 +109,7 @@ class PgLockStore:
                 "$2, $3, $4) ON CONFLICT (task_id, resource) DO UPDATE SET token = "
                 "GREATEST(lock_grants.token, excluded.token), granted_at = excluded.granted_at",
                 owner.task_id, str(resource), row["token"], now)
-            return Acquired(_lock(row), already_held=False, expired=expired)
+            return Acquired(lock_from_row(row), already_held=False, expired=expired)
 
         async def decide(conn: asyncpg.Connection) -> Acquired | Blocked:
             async with conn.transaction():
@@ -228,12 +124,12 @@ class PgLockStore:
             row = await conn.fetchrow(
                 "UPDATE resource_locks SET expires_at = n.t + $1, renewed_at = n.t FROM "
                 f"(SELECT {NOW} AS t) AS n WHERE token = $2 AND holder_task = $3 AND "
-                f"expires_at > n.t RETURNING {_LOCK_COLUMNS}", lease_s, token, owner.task_id)
+                f"expires_at > n.t RETURNING {LOCK_COLUMNS}", lease_s, token, owner.task_id)
             if row is None:
                 raise StaleTokenError(f"cannot renew lock token {token}: its lease has "
                                       "already lapsed or it was released; acquire the lock "
                                       "again (you will get a new token)")
-            return _lock(row)
+            return lock_from_row(row)
 
         result: LockRow = await self.store.write(op)
         return result
@@ -242,10 +138,10 @@ class PgLockStore:
         async def op(conn: asyncpg.Connection) -> tuple[LockRow | None, float]:
             row = await conn.fetchrow(
                 f"DELETE FROM resource_locks WHERE token = $1 AND holder_task = $2 "
-                f"RETURNING {_LOCK_COLUMNS}, {NOW}", token, owner.task_id)
+                f"RETURNING {LOCK_COLUMNS}, {NOW}", token, owner.task_id)
             if row is None:
                 return None, await store_now(conn)
-            return _lock(row), float(row[10])
+            return lock_from_row(row), float(row[10])
 
         result: tuple[LockRow | None, float] = await self.store.write(op, ring=RING)
         return result
@@ -254,12 +150,12 @@ class PgLockStore:
         async def op(conn: asyncpg.Connection) -> list[Any]:
             await conn.execute("DELETE FROM lock_grants WHERE task_id = $1", task_id)
             rows: list[Any] = await conn.fetch(
-                f"DELETE FROM resource_locks WHERE holder_task = $1 RETURNING {_LOCK_COLUMNS}",
+                f"DELETE FROM resource_locks WHERE holder_task = $1 RETURNING {LOCK_COLUMNS}",
                 task_id)
             return rows
 
         rows = await self.store.write(op, ring=RING)
-        return sorted((_lock(r) for r in rows), key=lambda lock: lock.token)
+        return sorted((lock_from_row(r) for r in rows), key=lambda lock: lock.token)
 
     async def grants_of(self, task_id: str) -> list[tuple[str, int]]:
         rows = await self.store.fetch("SELECT resource, token FROM lock_grants WHERE "
@@ -276,7 +172,7 @@ class PgLockStore:
         never waits for this one's file I/O, and is never replayed with it."""
         async def run(conn: asyncpg.Connection) -> T:
             async with conn.transaction():
-                await _check_fence(conn, token, task_id, describe)
+                await check_fence(conn, token, task_id, describe)
                 return await asyncio.to_thread(write)
 
         result: T = await self.store.read(run)
@@ -290,8 +186,8 @@ class PgLockStore:
             if ids:
                 await conn.execute("UPDATE resource_waiters SET alive_until = $1 WHERE "
                                    "id = ANY($2::bigint[])", now + keep_alive_s, ids)
-            expired = await _reap(conn, now)
-            await _ring_if(conn, bool(expired))
+            expired = await reap_lapsed(conn, now)
+            await ring_if(conn, bool(expired))
             return expired
 
         result: list[LockRow] = await self.store.write(op)
@@ -328,8 +224,8 @@ class PgLockStore:
                     waiter_id: int | None) -> Check:
         async def query(conn: asyncpg.Connection) -> Check:
             now = await store_now(conn)
-            return Check(now, await _overlapping_locks(conn, resource),
-                         await _queued_ahead(conn, resource, mode, owner, process, now,
+            return Check(now, await overlapping_locks(conn, resource),
+                         await queued_ahead(conn, resource, mode, owner, process, now,
                                              waiter_id))
 
         return await self.store.read(query)
@@ -339,14 +235,14 @@ class PgLockStore:
         return cycle_of(rows[0][0] if rows else None)
 
     async def get_lock(self, token: int) -> LockRow | None:
-        rows = await self.store.fetch(f"SELECT {_LOCK_COLUMNS} FROM resource_locks WHERE "
+        rows = await self.store.fetch(f"SELECT {LOCK_COLUMNS} FROM resource_locks WHERE "
                                       "token = $1", token)
-        return _lock(rows[0]) if rows else None
+        return lock_from_row(rows[0]) if rows else None
 
     async def locks_of(self, task_id: str) -> list[LockRow]:
-        rows = await self.store.fetch(f"SELECT {_LOCK_COLUMNS} FROM resource_locks WHERE "
+        rows = await self.store.fetch(f"SELECT {LOCK_COLUMNS} FROM resource_locks WHERE "
                                       "holder_task = $1 ORDER BY token", task_id)
-        return [_lock(r) for r in rows]
+        return [lock_from_row(r) for r in rows]
 
     async def last_token(self) -> int:
         rows = await self.store.fetch(
@@ -359,10 +255,10 @@ class PgLockStore:
                                                             list[WaiterRow]]:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 now = await store_now(conn)
-                locks = [_lock(r) for r in await conn.fetch(
-                    f"SELECT {_LOCK_COLUMNS} FROM resource_locks ORDER BY resource, token")]
-                waiters = [_waiter(r) for r in await conn.fetch(
-                    f"SELECT {_WAITER_COLUMNS} FROM resource_waiters WHERE alive_until > $1 "
+                locks = [lock_from_row(r) for r in await conn.fetch(
+                    f"SELECT {LOCK_COLUMNS} FROM resource_locks ORDER BY resource, token")]
+                waiters = [waiter_from_row(r) for r in await conn.fetch(
+                    f"SELECT {WAITER_COLUMNS} FROM resource_waiters WHERE alive_until > $1 "
                     "ORDER BY id", now)]
             return now, locks, waiters
 
@@ -390,7 +286,7 @@ class PgLockStore:
 
         async def op(conn: asyncpg.Connection) -> KVEntry:
             if fence is not None:
-                await _check_fence(conn, fence[0], fence[1], f"kv:{key}")
+                await check_fence(conn, fence[0], fence[1], f"kv:{key}")
             row = await conn.fetchrow(
                 "INSERT INTO kv_entries (key, value, version, updated_at, updated_by) "
                 f"VALUES ($1, $2, 1, {NOW}, $3) ON CONFLICT (key) DO UPDATE SET value = "
