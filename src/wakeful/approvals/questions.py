@@ -38,21 +38,6 @@ MAX_QUESTION_CHARS = 4000
 MAX_ASK_S = 30 * 86400.0
 
 
-async def task_person(store: Store, task_id: str) -> str | None:
-    """The person who started ``task_id``, or the task that delegated it, and so on."""
-    seen: set[str] = set()
-    current: str | None = task_id
-    while current is not None and current not in seen and len(seen) < 20:
-        seen.add(current)
-        record = await store.get_task(current)
-        if record is None:
-            return None
-        if record.created_by.startswith("person:"):
-            return record.created_by
-        current = record.parent_id
-    return None
-
-
 def _person(value: str) -> str:
     who = value if value.startswith("person:") else f"person:{value}"
     name = who.removeprefix("person:")
@@ -83,8 +68,7 @@ async def ask_person(
     The question appears in the person's chat with you; no model call is made while you
     wait. With a timeout, the result says when nobody answered in time.
     """
-    runtime = ctx.runtime
-    who = _person(person) if person else await task_person(runtime.store, ctx.task_id)
+    who = _person(person) if person else await ctx.team.person_of(ctx.task_id)
     if who is None:
         raise WakefulError("no person started this task; name the person to ask in "
                            "'person' (e.g. 'person:ada')")
@@ -93,8 +77,8 @@ async def ask_person(
         raise WakefulError(f"timeout {timeout!r}: give more than 0 and at most 30 days")
     key = _key(ctx, question, who, timeout)
     me = f"{ctx.agent}/{ctx.task_id}"
-    mailbox = runtime.mailbox
-    until = None if seconds is None else runtime.clock.now() + seconds
+    mailbox = ctx.mail
+    until = None if seconds is None else ctx.clock.now() + seconds
     sent = await mailbox.send(me, who, f"Question from {ctx.agent}", question,
                               payload={"question": True, "task_id": ctx.task_id,
                                        "agent": ctx.agent, "due_at": until},
@@ -106,7 +90,7 @@ async def ask_person(
     wanted = MailFilter(correlation_id=asked.correlation_id)
     taken = mailbox.claim(me, wanted, 1)
     if not taken:
-        pending = await runtime.waits.prepare(
+        pending = await ctx.waits.prepare(
             Who(ctx.agent, ctx.task_id), [MailArrives(wanted)], until=until, key=key)
         wake = pending.ended
         if wake is None:

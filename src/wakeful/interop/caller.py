@@ -40,7 +40,7 @@ async def ask_caller(
     step = ctx.loop.record.step if ctx.loop is not None else 0
     key = hashlib.sha256(question.encode()).hexdigest()[:20]
     async with ctx.waiting(f"an answer from the A2A caller to {question[:60]!r}"):
-        reply = await ctx.runtime.mailbox.request(
+        reply = await ctx.mail.request(
             f"{ctx.agent}/{ctx.task_id}", caller_address(ctx.task_id), "input required",
             question, timeout=timeout_s, idempotency_key=f"{ctx.task_id}:{step}:ask:{key}")
     return {"answer": reply.mail.body}

@@ -41,7 +41,7 @@ Timeout = Annotated[float | None, Field(
 
 
 def _mailbox(ctx: ToolContext) -> Mailbox:
-    return ctx.runtime.mailbox
+    return ctx.mail
 
 
 def _me(ctx: ToolContext) -> str:

@@ -55,8 +55,8 @@ def _kv(mode: Mode) -> Any:
 
 def _confined(ctx: ToolContext, path: str) -> Confined:
     """The checked path, as operations that walk it without following symlinks."""
-    workspace = ctx.runtime.resources.workspace
-    real = ctx.runtime.resources.path(path)  # refuses '..', absolute paths, escapes
+    workspace = ctx.resources.workspace
+    real = ctx.resources.path(path)  # refuses '..', absolute paths, escapes
     assert workspace is not None
     return workspace.confined(real)
 
@@ -87,7 +87,7 @@ async def write_file(
 ) -> str:
     """Create or replace a text file of the shared workspace (folders are created)."""
     file = _confined(ctx, path)
-    await ctx.runtime.resources.write_fenced(
+    await ctx.resources.write_fenced(
         ctx, f"file:{path}", fencing_token,
         lambda: file.write_atomically(content.encode("utf-8")))
     return f"wrote {len(content)} characters to {file.shown}"
@@ -103,7 +103,7 @@ async def append_file(
     added if the text does not end with one; the file is created if missing)."""
     file = _confined(ctx, path)
     line = text if text.endswith("\n") else text + "\n"
-    await ctx.runtime.resources.write_fenced(ctx, f"file:{path}", fencing_token,
+    await ctx.resources.write_fenced(ctx, f"file:{path}", fencing_token,
                                              lambda: file.append(line.encode("utf-8")))
     return f"appended {len(line)} characters to {file.shown}"
 
@@ -128,7 +128,7 @@ async def edit_file(
         file.write_atomically(text.replace(old, new, 1).encode("utf-8"))
         return f"edited {file.shown}"
 
-    return await ctx.runtime.resources.write_fenced(ctx, f"file:{path}", fencing_token, edit)
+    return await ctx.resources.write_fenced(ctx, f"file:{path}", fencing_token, edit)
 
 
 @tool(resources=_file(Mode.READ))
@@ -159,7 +159,7 @@ KeyArg = Annotated[str, Field(description="the key, e.g. 'plan' or 'draft/status
 @tool(resources=_kv(Mode.READ))
 async def kv_get(ctx: ToolContext, key: KeyArg) -> dict[str, Any]:
     """Read a value of the scratchpad shared by all agents."""
-    entry = await ctx.runtime.resources.store.kv_get(key)
+    entry = await ctx.resources.store.kv_get(key)
     if entry is None:
         return {"key": key, "found": False, "value": None}
     return {"key": key, "found": True, "value": entry.value, "version": entry.version,
@@ -177,7 +177,7 @@ async def kv_set(
     if size > MAX_KV_VALUE_CHARS:
         raise ResourceError(f"the value for key {key!r} is {size} characters of JSON; the "
                             f"limit is {MAX_KV_VALUE_CHARS}")
-    entry = await ctx.runtime.resources.kv_set(ctx, key, value, fencing_token)
+    entry = await ctx.resources.kv_set(ctx, key, value, fencing_token)
     return {"key": key, "version": entry.version}
 
 
@@ -197,7 +197,7 @@ async def acquire_lock(
 
     Others' conflicting operations on it wait until you release it or the lease lapses.
     """
-    result = await ctx.runtime.resources.acquire(ctx, resource, mode, lease_s, wait_s)
+    result = await ctx.resources.acquire(ctx, resource, mode, lease_s, wait_s)
     return result.to_dict()
 
 
@@ -207,7 +207,7 @@ async def renew_lock(
     lease_s: Annotated[float | None, Field(gt=0, description="the new lease from now")] = None,
 ) -> dict[str, Any]:
     """Extend the lease of a lock you hold (before it lapses)."""
-    lock = await ctx.runtime.resources.renew(ctx, resource, lease_s)
+    lock = await ctx.resources.renew(ctx, resource, lease_s)
     return {"resource": lock.resource, "token": lock.token, "renewed": True,
             "lease_s": round(lock.expires_at - lock.renewed_at, 3)}
 
@@ -215,7 +215,7 @@ async def renew_lock(
 @tool
 async def release_lock(ctx: ToolContext, resource: ResourceArg) -> dict[str, Any]:
     """Release a lock you hold, so that others can go on."""
-    return await ctx.runtime.resources.release(ctx, resource)
+    return await ctx.resources.release(ctx, resource)
 
 
 @tool
@@ -225,7 +225,7 @@ async def list_locks(
         description="only what overlaps this resource")] = None,
 ) -> dict[str, Any]:
     """Show who holds and who waits for shared resources, and recent deadlocks."""
-    manager = ctx.runtime.resources
+    manager = ctx.resources
     view = await manager.view()
     shown = view.to_dict(await manager.store.recent_deadlocks(5))
     if resource is not None:

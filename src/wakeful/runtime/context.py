@@ -2,7 +2,11 @@
 
 A :class:`ToolContext` is made per task and holds only that task's identity and its
 private ``scratch`` space; tasks never share one. Anything a tool does beyond its own
-task goes through the runtime handle, i.e. through explicit, recorded operations.
+task goes through a capability the context hands out: ``mail`` (the mailbox),
+``resources`` (files, locks, the scratchpad), ``timers``, ``waits``, ``clock``,
+``progress`` and ``team`` (agents, tasks, the event log, control actions), each an
+explicit, recorded operation. ``runtime`` is what the context is made from (the task
+loop and tests use it); tools do not reach through it (a test checks that).
 """
 
 from __future__ import annotations
@@ -12,16 +16,24 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from wakeful.runtime.team import Team
+
 if TYPE_CHECKING:
+    from wakeful.mailbox.service import Mailbox
+    from wakeful.resources.manager import ResourceManager
     from wakeful.runtime.runtime import Runtime
     from wakeful.runtime.task_loop import TaskLoop
+    from wakeful.schedule.clock import Clock
+    from wakeful.schedule.progress import Progress
+    from wakeful.schedule.timers import Scheduler
+    from wakeful.schedule.waits import Waits
 
 
 @dataclass
 class ToolContext:
     agent: str
     task_id: str
-    runtime: Runtime
+    runtime: Runtime = field(repr=False)
     scratch: dict[str, Any] = field(default_factory=dict)
     loop: TaskLoop | None = field(default=None, repr=False)
     # Like scratch, but never saved: it lives as long as this run of the task (a task
@@ -33,6 +45,35 @@ class ToolContext:
     # Store changes (mail acks) to commit in the same transaction as the result of the
     # call that made them.
     _changes: list[Any] = field(default_factory=list, repr=False)
+
+    # capabilities ----------------------------------------------------------
+    @property
+    def mail(self) -> Mailbox:
+        return self.runtime.mailbox
+
+    @property
+    def resources(self) -> ResourceManager:
+        return self.runtime.resources
+
+    @property
+    def timers(self) -> Scheduler:
+        return self.runtime.scheduler
+
+    @property
+    def waits(self) -> Waits:
+        return self.runtime.waits
+
+    @property
+    def clock(self) -> Clock:
+        return self.runtime.clock
+
+    @property
+    def progress(self) -> Progress:
+        return self.runtime.progress
+
+    @property
+    def team(self) -> Team:
+        return Team(self.runtime)
 
     def commit_with_result(self, change: Any) -> None:
         """Commit ``change`` together with the result of the running tool call."""

@@ -32,9 +32,8 @@ CHECK_LOOKBACK = 50
 
 async def _flagged_in_a_row(ctx: ToolContext, checks: int) -> set[tuple[str, str]]:
     """(kind, task) flagged by each of this monitor's last ``checks`` checks."""
-    await ctx.runtime.store.flush()
-    found = await ctx.runtime.store.query_events(agent=ctx.agent, types=["monitor.checked"],
-                                                 newest=True, limit=checks)
+    found = await ctx.team.events(agent=ctx.agent, types=["monitor.checked"], newest=True,
+                                  limit=checks)
     if len(found) < checks:
         return set()
     sets = [{(str(f.get("kind")), str(f.get("task"))) for f in e.data.get("flagged", [])}
@@ -44,9 +43,8 @@ async def _flagged_in_a_row(ctx: ToolContext, checks: int) -> set[tuple[str, str
 
 async def _acted_on(ctx: ToolContext, agent: str) -> set[str]:
     """Problem keys this monitor's escalations acted on before, for ``agent``."""
-    await ctx.runtime.store.flush()
-    events = await ctx.runtime.store.query_events(agent=agent, type_prefix="control.",
-                                                  newest=True, limit=CHECK_LOOKBACK * 20)
+    events = await ctx.team.events(agent=agent, type_prefix="control.", newest=True,
+                                   limit=CHECK_LOOKBACK * 20)
     return {str(e.data["problem"]) for e in events if e.data.get("problem")}
 
 
@@ -92,24 +90,24 @@ async def escalate(
 async def _remedy(ctx: ToolContext, remedy: Remedy, agent: str, task_id: str,
                   problem: dict[str, Any], checks: int, refused: list[str]
                   ) -> dict[str, Any] | None:
-    runtime = ctx.runtime
-    definition = runtime.agent(ctx.agent).definition
+    team = ctx.team
+    definition = team.definition(ctx.agent)
     target = task_id if remedy == "cancel" else agent
     if not definition.may_control(agent):
         why = (f"agent {ctx.agent!r} may not {remedy} {target} (grant can_control in its "
                "agent file)")
-        runtime.refuse_control(remedy, target, by=caller_address(ctx), agent=agent, why=why)
+        team.refuse_control(remedy, target, by=caller_address(ctx), agent=agent, why=why)
         refused.append(why)
         return None
-    if remedy == "pause" and runtime.agent(agent).state is not AgentState.RUNNING:
+    if remedy == "pause" and team.state(agent) is not AgentState.RUNNING:
         return None
-    record = await runtime.get_task(task_id)
+    record = await team.get_task(task_id)
     if record.state.ended:
         return None
     reason = (f"{problem['kind']} in {checks} checks in a row: {problem['detail']}")
     try:
-        outcome = await runtime.control(remedy, target, by=caller_address(ctx), reason=reason,
-                                        problem=problem["key"])
+        outcome = await team.control(remedy, target, by=caller_address(ctx), reason=reason,
+                                     problem=problem["key"])
     except (AccessDeniedError, WakefulError) as exc:
         refused.append(f"{remedy} {target}: {exc}")
         return None
@@ -121,7 +119,7 @@ async def _remedy(ctx: ToolContext, remedy: Remedy, agent: str, task_id: str,
 
 async def _tell(ctx: ToolContext, outcome: dict[str, Any], problem: dict[str, Any],
                 to: str | None, channel: str | None) -> None:
-    mailbox = ctx.runtime.mailbox
+    mailbox = ctx.mail
     undo = "resume it" if outcome["action"] == "pause" else "start the task again"
     subject = f"[{outcome['action']}] {outcome['agent']}: {problem['kind']}"
     body = (f"I {outcome['what']}: {outcome['reason']}. A person can undo it ({undo}) "

@@ -26,7 +26,7 @@ from wakeful.core.states import AgentState
 from wakeful.schedule.plans import MISFIRE_GRACE_S
 
 if TYPE_CHECKING:
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.runtime.context import ToolContext
 
 ProblemKind = Literal["stuck", "looping", "failed"]
 FAILURE_LOOKBACK = 200  # task.failed events looked at, newest first
@@ -53,24 +53,24 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:12]
 
 
-async def find_problems(runtime: Runtime, agents: Iterable[str], *, stuck_after_s: float,
+async def find_problems(ctx: ToolContext, agents: Iterable[str], *, stuck_after_s: float,
                         repeated_calls: int) -> list[Problem]:
     """Stuck, looping and failed work of ``agents`` right now."""
     watched = set(agents)
-    progress = runtime.progress
+    progress, team = ctx.progress, ctx.team
     now = time.time()
-    clock_now = runtime.clock.now()
+    clock_now = ctx.clock.now()
     problems: list[Problem] = []
     for name in sorted(watched):
-        agent = runtime.agents.get(name)
-        if agent is None:
+        saved = team.record(name)
+        if saved is None:
             continue
-        if agent.state is AgentState.FAILED:
+        if saved.state is AgentState.FAILED:
             problems.append(Problem(
-                "failed", name, None, f"agent {name} failed: {agent.record.reason}",
-                f"agent-failed:{name}:{agent.record.updated_at:.3f}"))
-        for record in agent.running_tasks:
-            waiting = runtime.waits.waiting(record.id)
+                "failed", name, None, f"agent {name} failed: {saved.reason}",
+                f"agent-failed:{name}:{saved.updated_at:.3f}"))
+        for record in team.running_tasks(name):
+            waiting = ctx.waits.waiting(record.id)
             overdue = waiting is not None and waiting.until is not None and \
                 clock_now > waiting.until + max(MISFIRE_GRACE_S, stuck_after_s)
             asleep = waiting is not None and waiting.sleeping and not overdue
@@ -90,9 +90,8 @@ async def find_problems(runtime: Runtime, agents: Iterable[str], *, stuck_after_
                     f"task {record.id} of {name} called {streak.tool}({streak.arguments[:120]}) "
                     f"{streak.times} times in a row",
                     f"loop:{record.id}:{_digest(streak.tool, streak.arguments)}"))
-    await runtime.store.flush()
-    for event in await runtime.store.query_events(types=["task.failed"], newest=True,
-                                                  limit=FAILURE_LOOKBACK):
+    for event in await team.events(types=["task.failed"], newest=True,
+                                   limit=FAILURE_LOOKBACK):
         if event.agent not in watched:
             continue
         data = event.data

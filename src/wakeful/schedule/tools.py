@@ -78,8 +78,8 @@ async def sleep_for(ctx: ToolContext, duration: Duration) -> dict[str, Any]:
     on something again.
     """
     seconds = _seconds(duration, "a sleep")
-    until = ctx.runtime.clock.now() + seconds
-    pending = await ctx.runtime.waits.prepare(
+    until = ctx.clock.now() + seconds
+    pending = await ctx.waits.prepare(
         Who(ctx.agent, ctx.task_id), until=until,
         key=_key(ctx, "sleep_for", duration))
     return await _sleep(ctx, pending)
@@ -95,12 +95,12 @@ async def sleep_until(
 ) -> dict[str, Any]:
     """Sleep until a date and time (or the next time of day), then continue; returns why
     you woke up."""
-    clock = ctx.runtime.clock
+    clock = ctx.clock
     until = parse_when(when, timezone, clock.now())
     if until - clock.now() > MAX_SLEEP_S:
         raise ScheduleError(f"{when!r} is more than a year away; use a schedule "
                             "(set_schedule) for something that far away")
-    pending = await ctx.runtime.waits.prepare(
+    pending = await ctx.waits.prepare(
         Who(ctx.agent, ctx.task_id), until=until,
         key=_key(ctx, "sleep_until", when, timezone))
     return await _sleep(ctx, pending)
@@ -127,8 +127,8 @@ async def wait_for_event(
     conditions = [condition_of(spec) for spec in events]
     until = None
     if timeout is not None:
-        until = ctx.runtime.clock.now() + _seconds(timeout, "a timeout")
-    pending = await ctx.runtime.waits.prepare(
+        until = ctx.clock.now() + _seconds(timeout, "a timeout")
+    pending = await ctx.waits.prepare(
         Who(ctx.agent, ctx.task_id), conditions, until=until,
         key=_key(ctx, "wait_for_event", [e.model_dump() for e in events], timeout))
     return await _sleep(ctx, pending)
@@ -136,11 +136,11 @@ async def wait_for_event(
 
 # schedules ---------------------------------------------------------------------------
 def _definition_of(ctx: ToolContext) -> Any:
-    return ctx.runtime.agent(ctx.agent).definition
+    return ctx.team.definition(ctx.agent)
 
 
 def _check_watch(ctx: ToolContext, agent: str, action: str) -> None:
-    ctx.runtime.agent(agent)  # UnknownAgentError names the known agents
+    ctx.team.definition(agent)  # UnknownAgentError names the known agents
     if _definition_of(ctx).may_watch(agent):
         return
     ctx.emit("monitor.access_denied", action=action, target=agent)
@@ -151,7 +151,7 @@ def _check_watch(ctx: ToolContext, agent: str, action: str) -> None:
 
 def _visible(ctx: ToolContext) -> list[str]:
     definition = _definition_of(ctx)
-    return [name for name in sorted(ctx.runtime.agent_names()) if definition.may_watch(name)]
+    return [name for name in sorted(ctx.team.names()) if definition.may_watch(name)]
 
 
 @tool
@@ -189,9 +189,9 @@ async def set_schedule(
     except ValueError:
         raise ScheduleError(f"schedule not set: 'at' {at!r} is not an ISO 8601 date-time "
                             "such as '2025-06-01T09:30'") from None
-    scheduler = ctx.runtime.scheduler
+    scheduler = ctx.timers
     timer = await scheduler.add(
-        schedule_spec(entry, ctx.runtime.clock.now()), "start_task", agent=target,
+        schedule_spec(entry, ctx.clock.now()), "start_task", agent=target,
         instruction=instruction, misfire=misfire, max_runs=max_runs,
         key=_key(ctx, "set_schedule", target, entry.model_dump_json()),
         purpose="set_schedule", created_by=f"{ctx.agent}/{ctx.task_id}")
@@ -201,7 +201,7 @@ async def set_schedule(
 @tool
 async def cancel_schedule(ctx: ToolContext, timer_id: str) -> dict[str, Any]:
     """Cancel a schedule (or an agent's wake-up timer) so that it never fires again."""
-    scheduler = ctx.runtime.scheduler
+    scheduler = ctx.timers
     timer = scheduler.get(timer_id) or await scheduler.store.get(timer_id)
     if timer is None or timer.action == "wake_task":
         raise ScheduleError(f"no schedule with id {timer_id!r} (list_schedules shows them)")
@@ -222,7 +222,7 @@ async def list_schedules(
     else:
         names = {agent or ctx.agent}
         _check_watch(ctx, agent or ctx.agent, "list the schedules")
-    return [t.to_dict() for t in ctx.runtime.scheduler.active()
+    return [t.to_dict() for t in ctx.timers.active()
             if t.action != "wake_task" and t.agent in names]
 
 
@@ -235,7 +235,7 @@ async def report_progress(
                     ] = "",
 ) -> dict[str, Any]:
     """Say how far along this task is; others (a monitor, a person) see it."""
-    record = await ctx.runtime.progress.report(ctx.task_id, percent, note)
+    record = await ctx.progress.report(ctx.task_id, percent, note)
     return {"task_id": record.id, "progress": record.progress, "note": note}
 
 
@@ -247,7 +247,7 @@ async def agent_status(
 ) -> Any:
     """Status and progress of agents: state, current tasks (step, progress, what they
     wait for), last activity, tokens used, tasks started and finished, next wake-up."""
-    progress = ctx.runtime.progress
+    progress = ctx.progress
     if agent is not None:
         _check_watch(ctx, agent, "see the status")
         return await progress.agent_status(agent)
@@ -258,9 +258,9 @@ async def agent_status(
 async def task_status(ctx: ToolContext, task_id: str) -> dict[str, Any]:
     """One task's status and progress: state, step, reported progress, last activity,
     tokens, what it waits for, its recent events."""
-    record = await ctx.runtime.get_task(task_id)
+    record = await ctx.team.get_task(task_id)
     _check_watch(ctx, record.agent, "see the tasks")
-    return await ctx.runtime.progress.task_status(task_id)
+    return await ctx.progress.task_status(task_id)
 
 
 # monitoring ---------------------------------------------------------------------------
@@ -275,7 +275,7 @@ async def check_agents(
     """Check every agent you may see: their states and tasks, and the problems found
     (stuck tasks, looping tasks, failures). send_alerts then reports the new ones."""
     names = [n for n in _visible(ctx) if n != ctx.agent]
-    problems = await find_problems(ctx.runtime, names, stuck_after_s=stuck_after_s,
+    problems = await find_problems(ctx, names, stuck_after_s=stuck_after_s,
                                    repeated_calls=repeated_calls)
     ctx.scratch[_PROBLEMS] = [p.to_dict() for p in problems]
     # What this check flagged, durably: escalate acts on work flagged in several checks
@@ -283,7 +283,7 @@ async def check_agents(
     ctx.emit("monitor.checked", flagged=[{"kind": p.kind, "agent": p.agent,
                                           "task": p.task_id, "key": p.key}
                                          for p in problems if p.kind != "failed"])
-    overview = await ctx.runtime.progress.overview(names)
+    overview = await ctx.progress.overview(names)
     agents = [{"agent": a["agent"], "state": a["state"], "running": a["tasks"]["running"],
                "queued": a["tasks"]["queued"], "finished": a["tasks"]["finished"],
                "idle_s": a["idle_s"], "tokens_used": a["tokens_used"]} for a in overview]
@@ -306,7 +306,7 @@ async def send_alerts(
     if _PROBLEMS not in ctx.scratch:
         raise WakefulError("no check to report on: call check_agents first")
     problems = [Problem(**p) for p in ctx.scratch[_PROBLEMS]]
-    mailbox = ctx.runtime.mailbox
+    mailbox = ctx.mail
     sent: list[str] = []
     repeats = 0
     for problem in problems:

@@ -23,7 +23,7 @@ def list_agents(ctx: ToolContext) -> list[dict[str, Any]]:
     return [
         {"name": s.name, "state": s.state.value, "reason": s.reason, "running": s.running,
          "queued": s.queued}
-        for s in ctx.runtime.statuses()
+        for s in ctx.team.statuses()
     ]
 
 
@@ -35,7 +35,7 @@ async def list_tasks(
     limit: Annotated[int, Field(ge=1, le=200)] = 50,
 ) -> list[dict[str, Any]]:
     """List tasks (newest last) with their state, step and result so far."""
-    records = await ctx.runtime.store.list_tasks(
+    records = await ctx.team.list_tasks(
         agent=agent, states=[state] if state else None)
     return [
         {"id": r.id, "agent": r.agent, "state": r.state.value, "step": r.step,
@@ -48,7 +48,7 @@ async def list_tasks(
 @tool
 async def get_task(ctx: ToolContext, task_id: str) -> dict[str, Any]:
     """Show one task: its state, progress, result or error."""
-    r = await ctx.runtime.get_task(task_id)
+    r = await ctx.team.get_task(task_id)
     return {"id": r.id, "agent": r.agent, "state": r.state.value, "step": r.step,
             "instruction": r.instruction, "result": r.result, "error": r.error,
             "attempt": r.attempt}

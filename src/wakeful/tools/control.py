@@ -32,24 +32,24 @@ def caller_address(ctx: ToolContext) -> str:
 
 
 def _check(ctx: ToolContext, action: str, target: str, agent: str) -> None:
-    ctx.runtime.agent(agent)  # UnknownAgentError names the known agents
-    definition = ctx.runtime.agent(ctx.agent).definition
+    ctx.team.definition(agent)  # UnknownAgentError names the known agents
+    definition = ctx.team.definition(ctx.agent)
     if definition.may_control(agent):
         return
-    granted = [n for n in sorted(ctx.runtime.agent_names()) if definition.may_control(n)]
+    granted = [n for n in sorted(ctx.team.names()) if definition.may_control(n)]
     why = (f"agent {ctx.agent!r} may not {_PHRASES.get(action, action)} agent {agent!r} "
            f"(it may control: {', '.join(granted) or 'no agent'}; grant more with "
            "can_control in its agent file)")
-    ctx.runtime.refuse_control(action, target, by=caller_address(ctx), agent=agent, why=why)
+    ctx.team.refuse_control(action, target, by=caller_address(ctx), agent=agent, why=why)
     raise AccessDeniedError(why + "; this was refused and recorded")
 
 
 async def _act(ctx: ToolContext, action: str, agent: str, reason: str,
                target: str | None = None, instruction: str | None = None) -> dict[str, Any]:
     _check(ctx, action, target or agent, agent)
-    done = await ctx.runtime.control(action, target or agent, by=caller_address(ctx),
+    done = await ctx.team.control(action, target or agent, by=caller_address(ctx),
                                      reason=reason, instruction=instruction)
-    return {**done.to_dict(), "state": ctx.runtime.agent(agent).state.value}
+    return {**done.to_dict(), "state": ctx.team.state(agent).value}
 
 
 @tool
@@ -81,7 +81,7 @@ async def restart_agent(ctx: ToolContext, agent: AgentName, reason: Reason
 async def cancel_task(ctx: ToolContext, task_id: Annotated[str, Field(
         min_length=1, max_length=128)], reason: Reason) -> dict[str, Any]:
     """Cancel another agent's task (and the tasks it delegated)."""
-    record = await ctx.runtime.get_task(task_id)
+    record = await ctx.team.get_task(task_id)
     if record.id == ctx.task_id:
         raise AccessDeniedError("a task cannot cancel itself: give your final answer instead")
     return await _act(ctx, "cancel", record.agent, reason, target=task_id)

@@ -193,7 +193,7 @@ class ToolRegistry:
                 result = await found.run(ctx, args)
             else:
                 accesses = list(found.resources(args))
-                async with ctx.runtime.resources.guard(ctx, accesses):
+                async with ctx.resources.guard(ctx, accesses):
                     result = await found.run(ctx, args)
         except WakefulError as exc:  # refused on purpose: the message says why
             return ToolOutcome(False, f"error: tool {call.name!r}: {exc}", "error")

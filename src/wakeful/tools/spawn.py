@@ -42,14 +42,14 @@ async def spawn_agent(
     if model is not None:
         fields["model"] = model
     try:
-        made = await ctx.runtime.admin.spawn_agent(ctx.agent, fields, by=caller_address(ctx))
+        made = await ctx.team.spawn_agent(ctx.agent, fields, by=caller_address(ctx))
     except AccessDeniedError as exc:
         ctx.emit("agent.spawn_refused", name=name, why=str(exc))
         raise AccessDeniedError(f"{exc}; this was refused and recorded") from None
     result: dict[str, Any] = {"agent": made.name, "model": made.model,
                               "tools": made.tools}
     if first_task:
-        task = await ctx.runtime.create_task(made.name, first_task,
+        task = await ctx.team.create_task(made.name, first_task,
                                              created_by=caller_address(ctx))
         result["task_id"] = task.id
     return result
