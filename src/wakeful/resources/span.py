@@ -26,6 +26,9 @@ def _abort_with(future: asyncio.Future[None]) -> Callable[[BaseException], bool]
         if future.done():
             return False
         future.set_exception(error)
+        # Marked as seen: the waiter may be gone already (its task cut off or
+        # cancelled), and an unseen exception would only be logged as never retrieved.
+        future.exception()
         return True
     return abort
 
