@@ -8,6 +8,7 @@ one transaction, on the database's clock); notifications are only doorbells (see
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -150,17 +151,23 @@ class PostgresStore(PgTaskReads, PgLeases, PgDump, Store):
         if it never reached the server (a broken connection), or if it is
         ``idempotent`` (a plain read), and otherwise fails."""
         for attempt in (1, 2):
-            if self._pool is None:
+            pool = self._pool
+            if pool is None:
                 raise StoreError(f"{self.target.where}: the store is not open")
-            async with self._pool.acquire() as conn:
-                try:
-                    return await query(conn)
-                except Exception as exc:
-                    if not is_connection_lost(exc):
-                        raise
-                    conn.terminate()
-                    if attempt == 2 or not (idempotent or is_broken_connection(exc)):
-                        raise
+            conn = await pool.acquire()
+            try:
+                return await query(conn)
+            except Exception as exc:
+                if not is_connection_lost(exc):
+                    raise
+                conn.terminate()
+                if attempt == 2 or not (idempotent or is_broken_connection(exc)):
+                    raise
+            finally:
+                # A connection that cannot be reset is closed by the pool; the query's
+                # outcome (its result, or its error) stands either way.
+                with contextlib.suppress(Exception):
+                    await pool.release(conn)
         raise AssertionError("unreachable")
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
