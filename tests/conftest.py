@@ -125,7 +125,25 @@ async def make_runtime(tmp_path: Path, db_path: Path, request: pytest.FixtureReq
 
     yield factory
     for runtime in reversed(made):
-        await runtime.stop()
+        await stop_or_explain(runtime)
+
+
+async def stop_or_explain(runtime: Runtime, within_s: float = 120.0) -> None:
+    """Stop ``runtime``; if that hangs, fail naming every asyncio task still pending
+    and where it waits (a hung teardown would otherwise hold the whole suite)."""
+    import asyncio
+    import io
+
+    try:
+        async with asyncio.timeout(within_s):
+            await runtime.stop()
+    except TimeoutError:
+        out = io.StringIO()
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.print_stack(limit=8, file=out)
+        raise AssertionError(f"runtime.stop() hung for {within_s} s; pending tasks:\n"
+                             f"{out.getvalue()}") from None
 
 
 def _another_schema(request: pytest.FixtureRequest) -> str:
