@@ -186,6 +186,32 @@ async def test_list_tasks_pages_newest_first(raw: Raw) -> None:
     assert bad["code"] == INVALID_PARAMS
 
 
+# §3.1.7-3.1.10: push configs: unknown task, missing config, idempotent delete ---------
+async def test_push_config_operations(raw: Raw) -> None:
+    missing = {"taskId": "no-such-task", "url": "http://127.0.0.1:9/hook"}
+    assert (await raw.error("CreateTaskPushNotificationConfig", missing))["code"] \
+        == TASK_NOT_FOUND
+    assert (await raw.error("ListTaskPushNotificationConfigs", {"taskId": "no-such-task"})
+            )["code"] == TASK_NOT_FOUND
+    task = await raw.send("ask me")  # waiting for input: configs still matter
+    made = (await raw.rpc("CreateTaskPushNotificationConfig", {
+        "taskId": task["id"], "url": "http://127.0.0.1:9/hook", "token": "t"}))["result"]
+    assert made["id"] and made["taskId"] == task["id"]
+    got = (await raw.rpc("GetTaskPushNotificationConfig",
+                         {"taskId": task["id"], "id": made["id"]}))["result"]
+    assert got["url"] == "http://127.0.0.1:9/hook"
+    listed = (await raw.rpc("ListTaskPushNotificationConfigs", {"taskId": task["id"]})
+              )["result"]
+    assert [c["id"] for c in listed["configs"]] == [made["id"]]
+    for _ in range(2):  # MUST be idempotent: the second delete is no error either
+        deleted = await raw.rpc("DeleteTaskPushNotificationConfig",
+                                {"taskId": task["id"], "id": made["id"]})
+        assert "error" not in deleted, deleted
+    gone = await raw.error("GetTaskPushNotificationConfig",
+                           {"taskId": task["id"], "id": made["id"]})
+    assert gone["code"] == TASK_NOT_FOUND  # §3.1.8: the config does not exist
+
+
 # §3.1.11, §3.3.4: no extended card declared -> UnsupportedOperationError -------------
 async def test_extended_card_not_declared(raw: Raw, served: WebServer) -> None:  # noqa: F811
     card = (await raw.http.get(
