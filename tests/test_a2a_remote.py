@@ -4,6 +4,7 @@ a2a-sdk (its own request handler, task store and transports) that the test start
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from starlette.applications import Starlette
 
 from conftest import AgentFactory, RuntimeFactory, ScriptFactory
 from interop_support import free_port
+from wakeful.core.records import Event
 from wakeful.interop.a2a_remote import proxy_definition
 from wakeful.project.interop import RemoteAgentConfig
 from wakeful.runtime.runtime import Runtime
@@ -149,6 +151,85 @@ async def test_remote_input_required_becomes_a_question(
     await runtime.mailbox.reply("person:ada", mail, "blue")
     done = await runtime.wait_task(record.id, 60)
     assert done.result == "Remote says: blue"
+
+
+async def asking_team(make_runtime: RuntimeFactory, agent_def: AgentFactory,
+                      script: ScriptFactory, remote: Remote, first: dict[str, object]
+                      ) -> Runtime:
+    """A boss whose first call reaches the remote agent, which asks a question; the
+    boss answers it with ``reply`` and then takes the remote agent's result as mail."""
+    config = RemoteAgentConfig(name="echo", url=remote.url, timeout_s=30)
+    boss = agent_def("boss", model="boss", tools=["delegate_task", "request", "reply",
+                                                  "check_mail"])
+    runtime = await make_runtime([boss, proxy_definition(config)], {"boss": script([
+        {"say": "asking", "tool_calls": [first]},
+        {"say": "answering", "tool_calls": [{"tool": "reply", "args": {"body": "blue"}}]},
+        {"say": "waiting", "tool_calls": [{"tool": "check_mail", "args": {
+            "sender": "echo", "wait_s": 60, "ack": True}}]},
+        {"say": "Boss got: {last_tool_result}"}])}, start=False)
+    runtime.add_service(InteropService(remote_agents=[config], serve_mcp=False))
+    await runtime.start()
+    return runtime
+
+
+def tool_results(events: list[Event], tool: str) -> list[str]:
+    """What the boss's ``tool`` calls returned (an excerpt: long results are cut)."""
+    return [e.data["result"] for e in events
+            if e.type == "tool.call" and e.agent == "boss" and e.data["tool"] == tool]
+
+
+@pytest.mark.parametrize("first", [
+    {"tool": "delegate_task", "args": {"agent": "a2a:echo", "instruction": "ask me"}},
+    {"tool": "request", "args": {"to": "a2a:echo", "subject": "colors", "body": "ask me"}},
+], ids=["delegate_task", "request"])
+async def test_remote_input_required_is_a_question_to_the_waiting_task(
+        make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+        remote: Remote, first: dict[str, object]) -> None:
+    """The delegating (or requesting) task is blocked in its tool; the remote agent's
+    question wakes it as that tool's result, its reply goes on the same remote task,
+    and the remote task's final answer comes back as mail."""
+    runtime = await asking_team(make_runtime, agent_def, script, remote, first)
+    with runtime.events.subscribe(lambda e: e.task_id is not None) as feed:
+        record = await runtime.create_task("boss", "find a color")
+        done = await runtime.wait_task(record.id, 60)
+        seen = []
+        while (event := feed.get_nowait()) is not None:
+            seen.append(event)
+    assert done.state.value == "done", done.error
+    assert "Remote says: blue" in (done.result or "")
+    [asked] = tool_results(seen, str(first["tool"]))
+    if first["tool"] == "delegate_task":
+        question = json.loads(asked)
+        assert (question["state"], question["question"]) == ("input-required", "Which color?")
+    else:  # the request's reply is the question
+        assert '"body": "Which color?"' in asked and '"input_required": true' in asked
+    [answered] = tool_results(seen, "reply")
+    assert json.loads(answered)["to"].startswith("echo/")  # to the forwarding task itself
+    # One remote task, asked once and continued with the answer (not a second task).
+    [remote_task] = {e.data["remote_task"] for e in seen
+                     if e.type == "a2a.remote.result" and e.data["remote_task"]}
+    states = [e.data["state"] for e in seen if e.type == "a2a.remote.result"]
+    assert states == ["TASK_STATE_INPUT_REQUIRED", "TASK_STATE_COMPLETED"]
+    assert remote_task
+    assert len(set(remote.executor.seen_contexts)) == 1
+
+
+async def test_mail_to_a_remote_agent_is_answered_by_mail(
+        make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+        remote: Remote) -> None:
+    config = RemoteAgentConfig(name="echo", url=remote.url, timeout_s=30)
+    boss = agent_def("boss", model="boss", tools=["request"])
+    runtime = await make_runtime([boss, proxy_definition(config)], {"boss": script([
+        {"say": "asking", "tool_calls": [{"tool": "request", "args": {
+            "to": "a2a:echo", "subject": "hi", "body": "hello there"}}]},
+        {"say": "Boss got: {last_tool_result}"}])}, start=False)
+    runtime.add_service(InteropService(remote_agents=[config], serve_mcp=False))
+    await runtime.start()
+    record = await runtime.create_task("boss", "greet the remote agent")
+    done = await runtime.wait_task(record.id, 60)
+    assert done.state.value == "done", done.error
+    assert "Remote says: hi" in (done.result or "")
+    assert "hello there" in (done.result or "")
 
 
 async def test_cancelling_the_task_cancels_the_remote_task(

@@ -17,11 +17,12 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
 from conftest import AgentFactory, RuntimeFactory, ScriptFactory
 from interop_support import free_port, serve_app
+from polling import until
 from wakeful.interop.mcp_client import McpTools
 from wakeful.project.interop import McpServerConfig
 from wakeful.runtime.runtime import Runtime
@@ -34,8 +35,11 @@ TIME_SERVER = McpServerConfig(name="time", command=sys.executable,
 
 
 @contextlib.asynccontextmanager
-async def http_mcp_server(port: int | None = None) -> AsyncIterator[str]:
-    """A streamable HTTP MCP server made with the mcp SDK, on a free port."""
+async def http_mcp_server(port: int | None = None, *, more: bool = False,
+                          unlock: bool = False) -> AsyncIterator[str]:
+    """A streamable HTTP MCP server made with the mcp SDK, on a free port: ``add``;
+    ``more``: also ``mul``; ``unlock``: an ``unlock`` tool that adds ``mul`` while the
+    server runs and tells its clients (``notifications/tools/list_changed``)."""
     server: MCPServer = MCPServer(name="calc", log_level="WARNING")
 
     @server.tool()
@@ -43,7 +47,21 @@ async def http_mcp_server(port: int | None = None) -> AsyncIterator[str]:
         """Add two integers."""
         return a + b
 
-    app = server.streamable_http_app(json_response=True, transport_security=(
+    def mul(a: int, b: int) -> int:
+        """Multiply two integers."""
+        return a * b
+
+    if more:
+        server.add_tool(mul)
+    if unlock:
+        @server.tool(name="unlock")
+        async def unlock_mul(ctx: Context) -> str:
+            """Add the mul tool."""
+            server.add_tool(mul)
+            await ctx.session.send_tool_list_changed()
+            return "mul added"
+
+    app = server.streamable_http_app(json_response=not unlock, transport_security=(
         TransportSecuritySettings(enable_dns_rebinding_protection=False)))
     async with serve_app(app, port) as url:
         yield f"{url}/mcp"
@@ -126,6 +144,61 @@ async def test_a_server_that_goes_away_is_reconnected(
             assert connection.connects == 2
     finally:
         await tools.close()
+
+
+MUL_STEPS: list[dict[str, object]] = [
+    {"say": "x", "tool_calls": [{"tool": "calc.mul", "args": {"a": 6, "b": 7}}]},
+    {"say": "{last_tool_result}"}]
+
+
+async def test_a_glob_grants_the_tools_a_restarted_server_adds(
+        make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory) -> None:
+    """``calc.*`` covers ``calc.mul``, which the server lists only after a restart."""
+    runtime = await make_runtime([agent_def("clock", model="m", tools=["calc.*"])],
+                                 {"m": script(MUL_STEPS)})
+    port = free_port()
+    async with http_mcp_server(port) as url:
+        tools = McpTools([McpServerConfig(name="calc", url=url, timeout_s=5)],
+                         probe_interval_s=0.05)
+        await tools.start(runtime)
+    try:
+        agent = runtime.agent("clock")
+        assert "calc.add" in agent.allowed_tools and "calc.mul" not in runtime.tools
+        async with http_mcp_server(port, more=True):
+            await until(lambda: "calc.mul" in agent.allowed_tools, 30, "calc.mul granted")
+            record = await runtime.create_task("clock", "multiply")
+            done = await runtime.wait_task(record.id, 60)
+            assert done.result == "42", done.result
+            assert "calc.mul" in agent.definition.tools  # a restarted agent keeps it
+    finally:
+        await tools.close()
+
+
+async def test_a_glob_grants_the_tools_a_server_announces(
+        make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory) -> None:
+    """A tool added while the server runs, announced with tools/list_changed, is
+    granted at once (the periodic probe is an hour away here)."""
+    runtime = await make_runtime([agent_def("clock", model="m", tools=["calc.*"]),
+                                  agent_def("other", model="m", tools=["calc.add"])],
+                                 {"m": script(MUL_STEPS)})
+    async with http_mcp_server(unlock=True) as url:
+        tools = McpTools([McpServerConfig(name="calc", url=url, timeout_s=5)],
+                         probe_interval_s=3600)
+        await tools.start(runtime)
+        try:
+            agent = runtime.agent("clock")
+            assert "calc.mul" not in runtime.tools
+            with runtime.events.subscribe(lambda e: e.type == "mcp.tools_added") as feed:
+                assert await tools.connections[0].call("unlock", {}) == "mul added"
+                await until(lambda: "calc.mul" in agent.allowed_tools, 30, "calc.mul granted")
+                added = feed.get_nowait()
+            assert added is not None and added.data["granted"] == {"clock": ["calc.mul"]}
+            assert "calc.mul" not in runtime.agent("other").allowed_tools  # no glob
+            record = await runtime.create_task("clock", "multiply")
+            done = await runtime.wait_task(record.id, 60)
+            assert done.result == "42", done.result
+        finally:
+            await tools.close()
 
 
 @pytest.fixture

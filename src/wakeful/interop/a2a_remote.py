@@ -6,10 +6,12 @@ with the Wakeful task id as the A2A context id. So a remote agent is addressed l
 any other (``delegate_task``, ``request``, ``send_mail`` to NAME), its streamed answer
 shows up as the task's tokens, and its final artifacts are the task's result, which
 reaches whoever delegated it as the usual result mail. When the remote task needs
-input, the forwarding task asks whoever started it (a ``request`` mail) and sends the
-answer back on the same remote task. Cancelling the forwarding task cancels the remote
-task. Connection failures and timeouts are retried like a model provider's; every call
-is an event (``a2a.remote.call`` / ``a2a.remote.result``).
+input, the forwarding task asks whoever waits for its outcome (``remote_input``, see
+:mod:`.a2a_input`) and sends the answer as the next message on the same remote task.
+Mail from other tasks to a remote agent is forwarded by :mod:`.a2a_mail`. Cancelling
+the forwarding task cancels the remote task. Connection failures and timeouts are
+retried like a model provider's; every call is an event (``a2a.remote.call`` /
+``a2a.remote.result``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from a2a.utils.errors import A2AError
 
 from wakeful.core.context import CURRENT_TASK
 from wakeful.errors import ConfigError, ModelError
+from wakeful.interop.a2a_input import TOOL_NAME as INPUT_TOOL
+from wakeful.interop.a2a_input import find_asker
 from wakeful.models.base import (
     Completed,
     Model,
@@ -70,7 +74,7 @@ def proxy_definition(config: RemoteAgentConfig) -> AgentDefinition:
     """The local agent that stands for a remote one."""
     return AgentDefinition(
         name=config.name, role=f"a remote A2A agent at {config.url}",
-        model=model_spec(config.name), tools=["request"], max_concurrent_tasks=16,
+        model=model_spec(config.name), tools=[INPUT_TOOL], max_concurrent_tasks=16,
         max_steps=20, restart=RestartPolicy(policy="never"))
 
 
@@ -98,6 +102,26 @@ def _text(parts: Any) -> str:
     return "\n".join(chunks)
 
 
+def _answer(messages: list[WMessage]) -> tuple[str | None, str]:
+    """(remote task, answer) when the conversation ends with the answer to a remote
+    task's question (a ``remote_input`` call and its result), else (None, "")."""
+    if len(messages) < 2 or messages[-1].role != "tool":
+        return None, ""
+    calls = [c for c in messages[-2].tool_calls if c.name == INPUT_TOOL]
+    if not calls:
+        return None, ""
+    try:
+        remote = str(json.loads(calls[-1].arguments)["remote_task"])
+    except (ValueError, KeyError, TypeError):
+        return None, ""
+    content = messages[-1].content or ""
+    with contextlib.suppress(ValueError):
+        result = json.loads(content)
+        if isinstance(result, dict) and result.get("answer") is not None:
+            return remote, str(result["answer"])
+    raise ModelError(f"the question of remote task {remote} got no answer: {content[:300]}")
+
+
 class RemoteA2AModel(Model):
     """Forwards a task to a remote A2A agent (see the module docstring)."""
 
@@ -108,7 +132,6 @@ class RemoteA2AModel(Model):
         self._client: Client | None = None
         self._http: httpx.AsyncClient | None = None
         self._lock = asyncio.Lock()
-        self._open: dict[str, str] = {}  # Wakeful task id -> remote task awaiting input
 
     async def _connect(self) -> Client:
         async with self._lock:
@@ -139,15 +162,11 @@ class RemoteA2AModel(Model):
         return response
 
     def _outgoing(self, task_id: str, messages: list[WMessage]) -> Message:
-        remote = self._open.get(task_id)
-        last = messages[-1]
-        if remote is not None and last.role == "tool":
-            text = last.content or ""
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                data = json.loads(text)  # the request tool's {"reply": mail}
-                text = str((data.get("reply") or data).get("body") or text)
-        else:
-            remote = None
+        """The next message to the remote agent: the task's instruction, or the answer
+        to the remote task's question (on that remote task, named in the question's
+        tool call, which the task's stored conversation keeps across restarts)."""
+        remote, text = _answer(messages)
+        if remote is None:
             text = next((m.content or "" for m in messages if m.role == "user"), "")
         return Message(message_id=f"{task_id}-{len(messages)}", role=Role.ROLE_USER,
                        context_id=task_id, task_id=remote or "", parts=[Part(text=text)])
@@ -231,18 +250,15 @@ class RemoteA2AModel(Model):
                                      "remote_task": remote_id,
                                      "state": TaskState.Name(state) if state else None})
         if state == TaskState.TASK_STATE_INPUT_REQUIRED and remote_id:
-            self._open[task_id] = remote_id
             question = outcome.get("text") or "the remote agent needs more input"
-            asker = await self._asker(task_id)
-            if asker is not None:
-                call = ToolCall(id=f"ask_{remote_id}_{len(self._open)}", name="request",
-                                arguments=json.dumps({"to": asker, "subject": "input required",
-                                                      "body": question}))
-                return ModelResponse(WMessage(role="assistant", content=None,
-                                              tool_calls=(call,)), Usage(), "tool_calls",
-                                     self.name)
-            return self._reply(f"The remote agent needs input: {question}")
-        self._open.pop(task_id, None)
+            if await find_asker(self.runtime, task_id) is None:
+                return self._reply(f"The remote agent needs input: {question}")
+            call = ToolCall(id=f"ask_{remote_id}_{task_id}", name=INPUT_TOOL,
+                            arguments=json.dumps({"question": question,
+                                                  "remote_task": remote_id}))
+            return ModelResponse(WMessage(role="assistant", content=None,
+                                          tool_calls=(call,)), Usage(), "tool_calls",
+                                 self.name)
         if state in _FAILED:
             raise ModelError(f"remote A2A agent {self.config.name!r}: its task {remote_id} "
                              f"{_FAILED[state]}: {outcome.get('text') or 'no reason given'}")
@@ -255,15 +271,6 @@ class RemoteA2AModel(Model):
     def _reply(self, text: str) -> ModelResponse:
         return ModelResponse(WMessage(role="assistant", content=text), Usage(), "stop",
                              self.name)
-
-    async def _asker(self, task_id: str) -> str | None:
-        """Whom the forwarding task asks: the task or agent that started it."""
-        with contextlib.suppress(Exception):
-            record = await self.runtime.get_task(task_id)
-            creator = record.created_by
-            if "/" in creator or creator.startswith("person:"):
-                return creator
-        return None
 
     async def _cancel(self, context_id: str, remote_id: str | None) -> None:
         """Cancel the remote task; if its id has not arrived yet, every open task in

@@ -17,7 +17,7 @@ import contextlib
 import fnmatch
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -137,6 +137,19 @@ class McpConnection:
         self._stop = asyncio.Event()
         self.runtime: Runtime | None = None
         self.callers: list[str] = []  # agents with a call in flight (sampling uses them)
+        self.on_tools: Callable[[McpConnection], None] | None = None  # after each listing
+        self._relist = asyncio.Event()  # the server said its tools changed
+
+    async def _notified(self, message: Any) -> None:
+        """Server notifications: ``tools/list_changed`` has the tools listed again (by
+        the connection's own task: the session must not be called from its reader)."""
+        if isinstance(message, mcp_types.ToolListChangedNotification):
+            self._relist.set()
+
+    def _listed(self, tools: list[mcp_types.Tool]) -> None:
+        self.tools = tools
+        if self.on_tools is not None:
+            self.on_tools(self)
 
     async def _sample(self, context: Any, params: mcp_types.CreateMessageRequestParams
                       ) -> mcp_types.CreateMessageResult | mcp_types.ErrorData:
@@ -190,14 +203,16 @@ class McpConnection:
             try:
                 target, http = self._target()
                 async with Client(target, read_timeout_seconds=self.config.timeout_s,
-                                  mode="legacy", sampling_callback=self._sample) as client:
+                                  mode="legacy", sampling_callback=self._sample,
+                                  message_handler=self._notified) as client:
+                    self._relist.clear()
                     listed = await client.list_tools()
-                    self.tools = list(listed.tools)
                     self.client = client
                     self.connects += 1
                     failures = 0
                     self.last_error = None
                     self.lost.clear()
+                    self._listed(list(listed.tools))
                     self.ready.set()
                     self.tried.set()
                     log.info("MCP server connected", server=self.config.name,
@@ -224,16 +239,26 @@ class McpConnection:
                 await asyncio.wait_for(self._stop.wait(), delay)
 
     async def _keep_alive(self, client: Client) -> None:
-        while not self._stop.is_set():
-            try:
-                await asyncio.wait_for(self._stop.wait(), self.probe_interval_s)
-                return
-            except TimeoutError:
-                pass
-            # A listing, not a ping: ping is gone from the 2026-07-28 protocol.
-            listed = await asyncio.wait_for(client.list_tools(cache_mode="bypass"),
-                                            self.config.timeout_s)
-            self.tools = list(listed.tools)
+        """List the tools every probe interval (liveness, and tools added without a
+        notification) and whenever the server says they changed."""
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            while not self._stop.is_set():
+                relist = asyncio.ensure_future(self._relist.wait())
+                try:
+                    await asyncio.wait({stop, relist}, timeout=self.probe_interval_s,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    relist.cancel()
+                if self._stop.is_set():
+                    return
+                self._relist.clear()
+                # A listing, not a ping: ping is gone from the 2026-07-28 protocol.
+                listed = await asyncio.wait_for(client.list_tools(cache_mode="bypass"),
+                                                self.config.timeout_s)
+                self._listed(list(listed.tools))
+        finally:
+            stop.cancel()
 
     def close(self) -> None:
         self._stop.set()
@@ -289,40 +314,53 @@ class McpTools:
 
     async def start(self, runtime: Runtime) -> None:
         """Connect to every server (at once), register the tools of those that came up;
-        the others keep retrying, and their tools are registered when they do."""
+        the others keep retrying, and their tools are registered when they do. Tools a
+        server lists later (after a restart, on ``tools/list_changed``, or at a probe)
+        are registered then, and granted to the agents whose globs match them."""
         for connection in self.connections:
             connection.runtime = runtime
+            connection.on_tools = lambda c: self._register(runtime, c)
             self._scope.spawn(connection.run(), name=f"mcp:{connection.config.name}")
-            self._scope.spawn(self._register_when_ready(runtime, connection),
-                              name=f"mcp:{connection.config.name}:tools")
         waits = [c.tried.wait() for c in self.connections]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*waits), self.connect_timeout_s)
-        for connection in self.connections:
-            self._register(runtime, connection)
 
     def _register(self, runtime: Runtime, connection: McpConnection) -> None:
+        added = []
         for made in make_tools(connection):
             if made.name not in self._registered and made.name not in runtime.tools:
                 runtime.tools.register(made)
                 self._registered.add(made.name)
-
-    async def _register_when_ready(self, runtime: Runtime, connection: McpConnection) -> None:
-        while True:
-            await connection.ready.wait()
-            self._register(runtime, connection)
-            await connection.lost.wait()
+                added.append(made.name)
+        if added:
+            granted = self._grant(runtime, added)
+            runtime.events.emit("mcp.tools_added", data={
+                "server": connection.config.name, "tools": added, "granted": granted})
 
     def expand_grants(self, runtime: Runtime) -> None:
         """Turn glob grants (``github.*``) in agent files into the names of the MCP
-        tools they match, before the agents start (agents hold a fixed set of names)."""
-        names = [t for t in runtime.tools.names() if t in self._registered]
+        tools known now (the tools registered later are granted as they come)."""
+        self._grant(runtime, [t for t in runtime.tools.names() if t in self._registered])
+
+    @staticmethod
+    def _grant(runtime: Runtime, names: list[str]) -> dict[str, list[str]]:
+        """Grant ``names`` to every agent with a glob that matches them: in its
+        definition (a frozen model, but its list is ours to fill: agents made or
+        restarted later read it) and in its running agent's allowed set, which each
+        model call and tool call reads afresh."""
+        granted: dict[str, list[str]] = {}
         for definition in runtime.definitions():
             patterns = [g for g in definition.tools if any(c in g for c in "*?[")]
-            for pattern in patterns:
-                matched = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
-                # A frozen model, but its list is ours to fill before the agent starts.
-                definition.tools.extend(n for n in matched if n not in definition.tools)
+            matched = [n for n in names if n not in definition.tools
+                       and any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+            if not matched:
+                continue
+            definition.tools.extend(matched)
+            runner = runtime.agents.get(definition.name)
+            if runner is not None:
+                runner.allowed_tools = runner.allowed_tools | frozenset(matched)
+            granted[definition.name] = matched
+        return granted
 
     async def close(self) -> None:
         for connection in self.connections:

@@ -259,6 +259,7 @@ async def request(
         answer = await mailbox.request(
             _me(ctx), to, subject, body, payload=payload, timeout=timeout_s,
             idempotency_key=_key(ctx, "request", to, subject, body, payload))
+    _remember(ctx, answer.mail.id)  # reply answers it (a reply that asks back)
     return _answer(answer)
 
 
@@ -289,6 +290,13 @@ async def delegate_task(
         return {"task_id": outcome.id, "state": outcome.state.value, "result": outcome.result,
                 "error": outcome.error}
     payload = outcome.mail.payload or {}
+    if payload.get("input_required"):  # the task asks first (a remote agent's question)
+        _remember(ctx, outcome.mail.id)
+        return {"task_id": delegation.task_id, "state": "input-required",
+                "question": outcome.mail.body, "mail_id": outcome.mail.id,
+                "correlation_id": delegation.correlation_id,
+                "note": "answer with reply (it goes to that task); its result then comes "
+                        "as mail with this correlation_id (check_mail correlation_id=...)"}
     state = payload.get("state")
     result: dict[str, Any] = {"task_id": delegation.task_id, "state": state}
     result["result" if state == "done" else "error"] = outcome.mail.body

@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from wakeful.interop.a2a_input import remote_input
+from wakeful.interop.a2a_mail import RemoteMail
 from wakeful.interop.a2a_remote import (
     RemoteA2AModel,
     check_names,
@@ -50,12 +52,17 @@ class InteropService:
         self.mcp_endpoint: McpEndpoint | None = None
         self.serve_mcp = serve_mcp
         self._handler: WakefulRequestHandler | None = None
+        self._remote_mail: RemoteMail | None = None
 
     async def start(self, runtime: Runtime) -> None:
         if "ask_caller" not in runtime.tools:
             runtime.tools.register(ask_caller)
+        if self.remote_agents and "remote_input" not in runtime.tools:
+            runtime.tools.register(remote_input)
         for remote in self.remote_agents:
             runtime.models.register(model_spec(remote.name), RemoteA2AModel(remote, runtime))
+        self._remote_mail = RemoteMail(runtime, [r.name for r in self.remote_agents])
+        await self._remote_mail.start()
         self.records = a2a_store(runtime.store)
         self.push = PushConfigs(self.records)
         self._handler = WakefulRequestHandler(runtime, self.records, self.push)
@@ -78,6 +85,8 @@ class InteropService:
         return None if row is None else await self._handler.task_view(row)
 
     async def stop(self) -> None:
+        if self._remote_mail is not None:
+            await self._remote_mail.stop()
         if self.mcp_endpoint is not None:
             await self.mcp_endpoint.stop()
         if self.mcp is not None:

@@ -23,7 +23,6 @@ from a2a.types import (
     Artifact,
     CancelTaskRequest,
     DeleteTaskPushNotificationConfigRequest,
-    ExtendedAgentCardNotConfiguredError,
     GetExtendedAgentCardRequest,
     GetTaskPushNotificationConfigRequest,
     GetTaskRequest,
@@ -365,5 +364,8 @@ class WakefulRequestHandler(RequestHandler):
 
     async def on_get_extended_agent_card(self, params: GetExtendedAgentCardRequest,
                                          context: ServerCallContext) -> AgentCard:
-        raise ExtendedAgentCardNotConfiguredError(
-            message="this agent has no extended card; its public card says everything")
+        # The card does not declare capabilities.extendedAgentCard, so the spec (3.3.4)
+        # wants UnsupportedOperationError, not ExtendedAgentCardNotConfiguredError.
+        raise UnsupportedOperationError(
+            message="this agent has no extended card (its card does not declare "
+                    "capabilities.extendedAgentCard); its public card says everything")

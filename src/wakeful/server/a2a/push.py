@@ -85,10 +85,10 @@ class PushConfigs:
         raise TaskNotFoundError(message=f"task {task_id} has no push notification config "
                                 f"{config_id!r}")
 
-    async def delete(self, task_id: str, config_id: str) -> None:
-        if not await self.records.delete_push(task_id, config_id):
-            raise TaskNotFoundError(message=f"task {task_id} has no push notification "
-                                    f"config {config_id!r}")
+    async def delete(self, task_id: str, config_id: str) -> bool:
+        """Remove a config; deleting one already gone is no error (spec 3.1.10: delete
+        MUST be idempotent). Returns whether there was one."""
+        return await self.records.delete_push(task_id, config_id)
 
     # delivery ------------------------------------------------------------------
     async def begin(self, events: EventLog, view: TaskView) -> None:

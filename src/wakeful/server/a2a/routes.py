@@ -10,6 +10,7 @@ the spec wants: they say how to authenticate).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 
 from a2a.server.context import ServerCallContext
@@ -112,13 +113,43 @@ class A2AServer:
                                       context_builder=builder, enable_v0_3_compat=True),
                *create_rest_routes(self.handler, context_builder=builder,
                                    path_prefix=f"{PREFIX}/{{agent}}")]
+        rpc_path = f"{PREFIX}/{{agent}}"
         for route in sdk:
             # The SDK also mounts '/{tenant}' at the root, which would shadow the whole
             # app; Wakeful has no tenants, so only the plain routes are kept.
             if isinstance(route, Route):
-                made.append(Route(route.path, self.guard(route.endpoint),
+                endpoint = route.endpoint
+                if route.path == rpc_path:
+                    endpoint = _versioned_methods(endpoint)
+                made.append(Route(route.path, self.guard(endpoint),
                                   methods=sorted(route.methods or ())))
         return made
+
+
+def _versioned_methods(endpoint: Endpoint) -> Endpoint:
+    """JSON-RPC method names by the requested version (spec 3.6.2: a request is served
+    with the semantics of its ``A2A-Version``). The SDK hands 0.3 names
+    (``message/send``) to its 0.3 adapter whatever the header says; under 1.x they are
+    unknown methods (-32601), as 1.0 names them ``SendMessage`` etc."""
+
+    async def checked(request: Request) -> Response:
+        version = (request.headers.get("a2a-version")
+                   or request.query_params.get("A2A-Version") or "").strip()
+        if version and not version.startswith("0."):
+            try:
+                body = json.loads(await request.body())
+            except ValueError:
+                body = None  # the SDK answers with its parse error
+            method = body.get("method") if isinstance(body, dict) else None
+            if isinstance(method, str) and "/" in method:
+                request_id = body.get("id") if isinstance(body, dict) else None
+                return JSONResponse({"jsonrpc": "2.0", "id": request_id, "error": {
+                    "code": -32601, "message": f"method {method!r} is an A2A 0.3 name; "
+                    f"under A2A-Version {version} use the 1.0 names (SendMessage, GetTask, "
+                    "...), or send A2A-Version: 0.3"}})
+        return await endpoint(request)
+
+    return checked
 
 
 def mount_a2a(app: FastAPI, server: A2AServer) -> None:
