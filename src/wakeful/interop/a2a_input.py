@@ -22,6 +22,7 @@ after a restart still continues the right remote task.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -33,7 +34,8 @@ from wakeful.runtime.context import ToolContext
 from wakeful.tools.registry import tool
 
 if TYPE_CHECKING:
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.core.records import TaskRecord
+    from wakeful.mailbox.service import Mailbox
 
 TOOL_NAME = "remote_input"
 QUESTION_FLAG = "input_required"  # payload key that marks a remote agent's question
@@ -49,14 +51,14 @@ class Asker:
     thread_id: str | None = None
 
 
-async def find_asker(runtime: Runtime, task_id: str) -> Asker | None:
+async def find_asker(mailbox: Mailbox, get_task: Callable[[str], Awaitable[TaskRecord]],
+                     task_id: str) -> Asker | None:
     """Who waits for ``task_id``'s outcome (see the module docstring); None: nobody."""
-    mailbox = runtime.mailbox
     await mailbox.flush()
     delegation = await mailbox.store.get_delegation(task_id)
     if delegation is not None:
         return Asker(delegation.reply_to, delegation.correlation_id)
-    record = await runtime.get_task(task_id)
+    record = await get_task(task_id)
     if record.cause_id:
         cause = await mailbox.store.get_mail(record.cause_id)
         if cause is not None:
@@ -81,9 +83,9 @@ async def remote_input(
 
     Used by remote-agent tasks (their model calls it by itself).
     """
-    mailbox = ctx.runtime.mailbox
+    mailbox = ctx.mail
     me = f"{ctx.agent}/{ctx.task_id}"
-    asker = await find_asker(ctx.runtime, ctx.task_id)
+    asker = await find_asker(mailbox, ctx.team.get_task, ctx.task_id)
     if asker is None:
         return {"answer": None, "note": "nobody to ask: this task has no delegator, "
                                         "sender or caller"}

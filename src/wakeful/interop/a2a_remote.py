@@ -251,7 +251,7 @@ class RemoteA2AModel(Model):
                                      "state": TaskState.Name(state) if state else None})
         if state == TaskState.TASK_STATE_INPUT_REQUIRED and remote_id:
             question = outcome.get("text") or "the remote agent needs more input"
-            if await find_asker(self.runtime, task_id) is None:
+            if await find_asker(self.runtime.mailbox, self.runtime.get_task, task_id) is None:
                 return self._reply(f"The remote agent needs input: {question}")
             call = ToolCall(id=f"ask_{remote_id}_{task_id}", name=INPUT_TOOL,
                             arguments=json.dumps({"question": question,
