@@ -39,7 +39,7 @@ def migrate(project: ProjectOption = Path(".")) -> None:
 
     names = run_async(lambda: with_store(loaded, tables))
     out.print(f"Store {escape(shown_url(loaded.store_url()))} is up to date "
-              f"({len(names)} tables).", highlight=False)
+              f"({len(names)} tables).", highlight=False, soft_wrap=True)
 
 
 @store_app.command("copy")
