@@ -25,13 +25,16 @@ from wakeful.cli.common import (
     out,
     run_async,
     shown_url,
+    store_where,
     with_store,
 )
 from wakeful.cli.console import LiveStatus, print_events
+from wakeful.cli.faults import StoreWriteError, diagnosed, watched
+from wakeful.cli.faults import close as close_store
 from wakeful.cli.projects import copy_example
 from wakeful.core.records import TaskRecord
 from wakeful.core.states import TaskState
-from wakeful.errors import WakefulError
+from wakeful.errors import StoreError, WakefulError
 from wakeful.project.loader import PROJECT_FILE, Project
 from wakeful.runtime.runtime import Runtime
 from wakeful.server.auth import Token
@@ -104,7 +107,7 @@ async def serve_runtime(project: Project, until_idle: bool, plain: bool,
                                              project.config.agents.reload_interval_s,
                                              report))
     with observed(runtime, log_json):
-        await _serve(runtime, until_idle, plain, ui)
+        await _serve(runtime, until_idle, plain, ui, store_where(project))
     return runtime
 
 
@@ -135,15 +138,31 @@ async def _start_web(runtime: Runtime, ui: UIOptions) -> WebServer:
     return web
 
 
+async def _start(runtime: Runtime, where: str) -> None:
+    """Start the runtime, or fail with one line if its store cannot take writes: the
+    store would hold the first writes until it can (right once running, where nothing
+    must be lost), and the command would hang deaf to Ctrl-C and SIGTERM. What the
+    start had done is closed without waiting for writes that cannot land."""
+    try:
+        await watched(runtime.store, where, runtime.start())
+    except StoreError as exc:  # it could not even open the store
+        raise diagnosed(exc, where) from None
+    except StoreWriteError:
+        await close_store(runtime.store)  # fails the held writes: stop cannot wait on them
+        with contextlib.suppress(Exception):
+            await runtime.stop()
+        raise
+
+
 async def _serve(runtime: Runtime, until_idle: bool, plain: bool,
-                 ui: UIOptions | None = None) -> None:
+                 ui: UIOptions | None = None, where: str = "the store") -> None:
     # Signal handlers first: Ctrl-C or SIGTERM at any moment from here on stops cleanly
     # (tasks back to the queue, agents handed over to other workers).
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await runtime.start()
+    await _start(runtime, where)
     web: WebServer | None = None
     try:
         if ui is not None:

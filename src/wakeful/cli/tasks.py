@@ -9,8 +9,17 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from wakeful.cli.common import ProjectOption, fail, open_project, out, run_async, with_store
+from wakeful.cli.common import (
+    ProjectOption,
+    fail,
+    open_project,
+    out,
+    run_async,
+    store_where,
+    with_store,
+)
 from wakeful.cli.console import tasks_table
+from wakeful.cli.faults import session
 from wakeful.core.records import TaskRecord
 from wakeful.core.states import TaskState
 from wakeful.errors import WakefulError
@@ -76,8 +85,8 @@ def start_task(
     async def create() -> TaskRecord:
         loaded.agent(agent)
         runtime = Runtime.from_project(loaded)
-        await runtime.store.open()
-        try:
+
+        async def queue() -> TaskRecord:
             from wakeful.runtime.agent import new_task_record
 
             problem = instruction_problem(instruction)
@@ -88,8 +97,8 @@ def start_task(
             runtime.events.emit("task.created", agent=agent, task_id=record.id, data={
                 "instruction": instruction[:500], "created_by": "cli"})
             return record
-        finally:
-            await runtime.store.close()
+
+        return await session(runtime.store, store_where(loaded), queue)
 
     record = run_async(create)
     out.print(f"Queued task [bold]{record.id}[/] for {agent}.", highlight=False)

@@ -91,6 +91,13 @@ def migrate(conn: sqlite3.Connection) -> int:
             raise
 
 
+def _abandon(batch: Sequence[tuple[WriteOp, asyncio.Future[Any] | None]],
+             error: Exception) -> None:
+    for _, future in batch:
+        if future is not None and not future.done():
+            future.set_exception(error)
+
+
 class SQLiteStore(SQLiteTaskReads, SQLiteLeases, SQLiteDump, Store):
     def __init__(self, path: Path | str, synchronous: str = "normal") -> None:
         self.path = Path(path)
@@ -197,6 +204,11 @@ class SQLiteStore(SQLiteTaskReads, SQLiteLeases, SQLiteDump, Store):
                 batch, self._pending = self._pending, []
                 try:
                     results = await loop.run_in_executor(self._writer_thread, self._apply, batch)
+                except asyncio.CancelledError:  # closed mid-batch: never leave awaiters hanging
+                    _abandon(batch, StoreError(f"{self.path}: the store was closed while this "
+                                               "write was being applied; it may or may not "
+                                               "have been stored (all of it or none)"))
+                    raise
                 except Exception as exc:
                     if isinstance(exc, Outage) or is_outage(exc):
                         # kept whole, and applied again once the store takes writes
