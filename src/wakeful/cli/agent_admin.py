@@ -15,7 +15,16 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from wakeful.cli.common import ProjectOption, fail, open_project, out, run_async, with_store
+from wakeful.cli.common import (
+    ProjectOption,
+    fail,
+    open_project,
+    out,
+    run_async,
+    store_where,
+    with_store,
+)
+from wakeful.cli.faults import session
 from wakeful.core.stored_agents import StoredAgent
 from wakeful.errors import ConfigError, WakefulError
 from wakeful.project.loader import load_agent_file
@@ -172,14 +181,15 @@ def control(
 
     async def act() -> str:
         runtime = Runtime.from_project(loaded)
-        await runtime.open_without_running()  # asks the owning worker, through the store
-        try:
+
+        async def record() -> str:
             done = await runtime.control(action, target, by=who(), reason=reason,
                                          instruction=instruction)
-            await runtime.store.flush()
             return done.id
-        finally:
-            await runtime.store.close()
+
+        # open_without_running: it asks the owning worker, through the store
+        return await session(runtime.store, store_where(loaded), record,
+                             opened=runtime.open_without_running)
 
     control_id = run_async(act)
     what = "task" if action in TASK_ACTIONS else "agent"

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from wakeful.cli.faults import Commands, describe_os_error, session
 from wakeful.errors import ConfigError, WakefulError
 from wakeful.project.loader import STORE_URL_ENV, Project, load_project
 from wakeful.store import Store, open_store
@@ -22,7 +23,8 @@ DEFAULT_PORT = 8765
 
 T = TypeVar("T")
 app = typer.Typer(name="wakeful", help="Run teams of LLM agents, each in its own loop.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  cls=Commands)
 out = Console()
 err = Console(stderr=True)
 
@@ -36,10 +38,13 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a command's async part; what a person can fix ends it with one line."""
     try:
         return asyncio.run(main())
     except WakefulError as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:  # the file system (full, read-only) under the project
+        raise fail(describe_os_error(exc)) from None
 
 
 def shown_url(url: str) -> str:
@@ -81,12 +86,15 @@ def open_project(path: Path) -> Project:
     return project
 
 
+def store_where(project: Project) -> str:
+    """The project's store as error lines name it (no password)."""
+    return shown_url(project.store_url())
+
+
 async def with_store(project: Project, action: Callable[[Store], Awaitable[T]]) -> T:
+    """Run ``action`` on the project's store, opened for it and closed after; a store
+    that cannot take its writes ends it with one clear error (see cli.faults)."""
     store = open_store(project.store_url(), project.config.store.synchronous)
-    await store.open()
-    try:
-        return await action(store)
-    finally:
-        await store.close()
+    return await session(store, store_where(project), lambda: action(store))
 
 

@@ -74,7 +74,8 @@ def _render(node: TaskNode, tree: Tree | None = None) -> Tree:
     t = node.task
     outcome = (f" [red]{escape(clip(t.error, 80))}[/]" if t.error
                else f" → {escape(clip(t.result, 60))}" if t.result else "")
-    label = (f"[bold]{t.id}[/] {t.agent} [{styled(t.state).style}]{t.state.value}[/] "
+    label = (f"[bold]{escape(t.id)}[/] {escape(t.agent)} "
+             f"[{styled(t.state).style}]{t.state.value}[/] "
              f"step {t.step}: {escape(clip(t.instruction, 60))}{outcome}")
     branch = tree.add(label) if tree is not None else Tree(label)
     for event in node.events:
@@ -107,7 +108,7 @@ def why(
         return await why_agent(store, definition, saved.get(agent))
 
     answer = run_async(lambda: with_store(loaded, explain))
-    out.print(f"[bold]{answer.agent}[/] is [{styled(answer.state).style}]"
+    out.print(f"[bold]{escape(answer.agent)}[/] is [{styled(answer.state).style}]"
               f"{answer.state.value}[/]" + (f" ({escape(answer.reason)})" if answer.reason
                                             else ""))
     for line in answer.running:

@@ -47,20 +47,32 @@ def _run(project: Path, action: Callable[[Mailbox], Awaitable[T]]) -> T:
 
 
 async def _with_mailbox(project: Project, action: Callable[[Mailbox], Awaitable[T]]) -> T:
+    """The mailbox over the project's store for one command. On a store that cannot
+    take writes the session closes the store first, failing the writes it holds; the
+    mailbox's committer then sees them fail, so closing it does not wait forever."""
+    from wakeful.cli.common import store_where
+    from wakeful.cli.faults import session
     from wakeful.mailbox.service import Mailbox
     from wakeful.observe.events import EventLog
     from wakeful.store import open_store
 
     store = open_store(project.store_url(), project.config.store.synchronous)
-    await store.open()
-    mailbox = Mailbox(store.mail(), project.config.mailbox,
-                      events=EventLog(store), agents=project.agents.keys, live=False)
-    try:
+    mailbox: Mailbox | None = None
+
+    async def use() -> T:
+        nonlocal mailbox
+        mailbox = Mailbox(store.mail(), project.config.mailbox,
+                          events=EventLog(store), agents=project.agents.keys, live=False)
         await mailbox.open()
-        return await action(mailbox)
+        result = await action(mailbox)
+        await mailbox.close()  # its committer's last writes, inside the session
+        return result
+
+    try:
+        return await session(store, store_where(project), use)
     finally:
-        await mailbox.close()
-        await store.close()
+        if mailbox is not None:
+            await mailbox.close()
 
 
 def _out() -> Any:

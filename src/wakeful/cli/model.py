@@ -117,7 +117,8 @@ def local_project(folder: Path, base_url: str, concurrency: int) -> None:
 def demo_local(folder: Path, host: str, port: int, parallel: int = 4) -> None:
     """``wakeful demo --local``: the example team on SmolLM2, with the web UI."""
     from wakeful.cli.common import fail, out
-    from wakeful.cli.main import copy_example, run
+    from wakeful.cli.projects import copy_example
+    from wakeful.cli.run import run
     from wakeful.project.loader import PROJECT_FILE
 
     try:

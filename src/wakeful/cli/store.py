@@ -22,6 +22,7 @@ from wakeful.cli.common import (
     with_store,
 )
 from wakeful.cli.console import cell
+from wakeful.cli.faults import session
 from wakeful.store import Store, open_store
 from wakeful.store.copy import copy_store
 
@@ -39,7 +40,7 @@ def migrate(project: ProjectOption = Path(".")) -> None:
 
     names = run_async(lambda: with_store(loaded, tables))
     out.print(f"Store {escape(shown_url(loaded.store_url()))} is up to date "
-              f"({len(names)} tables).", highlight=False)
+              f"({len(names)} tables).", highlight=False, soft_wrap=True)
 
 
 @store_app.command("copy")
@@ -49,15 +50,12 @@ def copy(source: Annotated[str, typer.Argument(help="The store to copy from (URL
     into an empty one: SQLite to PostgreSQL, or back. Stop the workers first."""
     async def main() -> dict[str, int]:
         origin, destination = open_store(source), open_store(target)
-        await origin.open()
-        try:
-            await destination.open()
-            try:
-                return await copy_store(origin, destination)
-            finally:
-                await destination.close()
-        finally:
-            await origin.close()
+
+        async def into() -> dict[str, int]:
+            return await session(destination, shown_url(target),
+                                 lambda: copy_store(origin, destination))
+
+        return await session(origin, shown_url(source), into)
 
     counts = run_async(main)
     total = sum(counts.values())
@@ -97,11 +95,7 @@ async def empty_store(url: str) -> None:
     """A fresh start for ``wakeful demo`` on a server store: delete every row of the
     project's tables (on SQLite the demo deletes the file instead)."""
     store = open_store(url)
-    await store.open()
-    try:
-        await store.clear()
-    finally:
-        await store.close()
+    await session(store, shown_url(url), store.clear)
 
 
 def register(root: typer.Typer) -> None:

@@ -148,6 +148,13 @@ class Writer:
                 events, self._events = self._events, []
                 try:
                     results = await self._apply(batch, events)
+                except asyncio.CancelledError:  # stopped mid-batch: never leave awaiters hanging
+                    for write in batch:
+                        if write.future is not None and not write.future.done():
+                            write.future.set_exception(StoreError(
+                                f"{self.target.where}: the store was closed while this write "
+                                "was being applied; it may or may not have been stored"))
+                    raise
                 except _Unknown as exc:
                     results = [StoreError(f"{self.target.where}: the connection was lost "
                                           f"while committing; the write may or may not "

@@ -25,6 +25,13 @@ log = structlog.get_logger("wakeful.store")
 WriteOp = Callable[[sqlite3.Connection], Any]
 
 
+def _abandon(batch: list[tuple[WriteOp, asyncio.Future[Any] | None]],
+             error: Exception) -> None:
+    for _, future in batch:
+        if future is not None and not future.done():
+            future.set_exception(error)
+
+
 class SQLiteWriting:
     """The group-commit half of :class:`~wakeful.store.sqlite.store.SQLiteStore` (its
     ``__init__`` sets these attributes up)."""
@@ -79,6 +86,11 @@ class SQLiteWriting:
                 batch, self._pending = self._pending, []
                 try:
                     results = await loop.run_in_executor(self._writer_thread, self._apply, batch)
+                except asyncio.CancelledError:  # closed mid-batch: never leave awaiters hanging
+                    _abandon(batch, StoreError(f"{self.path}: the store was closed while this "
+                                               "write was being applied; it may or may not "
+                                               "have been stored (all of it or none)"))
+                    raise
                 except Exception as exc:
                     if isinstance(exc, Outage) or is_outage(exc):
                         # kept whole, and applied again once the store takes writes
