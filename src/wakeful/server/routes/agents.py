@@ -95,18 +95,17 @@ async def agent_mail(name: str, runtime: RuntimeDep, limit: Limit = 50,
     await runtime.mailbox.flush()
     sent = [m.view() for m in await runtime.mailbox.store.list_mail(sender=name,
                                                                     limit=window)]
-    tail = after is None
-    got_in, in_more = after_number(inbox, _seq, _int(cursor.get("inbox")), limit, tail=tail)
-    got_sent, sent_more = after_number(sent, _seq, _int(cursor.get("sent")), limit,
-                                       tail=tail)
+    lists = {"inbox": inbox, "sent": sent}
+    pages = {key: after_number(found, _seq, _int(cursor.get(key)), limit, tail=after is None)
+             for key, found in lists.items()}
     more = None
-    if in_more is not None or sent_more is not None:
-        more = encode({"inbox": in_more if in_more is not None else _last(got_in, cursor,
-                                                                         "inbox"),
-                       "sent": sent_more if sent_more is not None else _last(got_sent, cursor,
-                                                                            "sent")})
-    return {"inbox": [views.mail_view(m) for m in got_in],
-            "sent": [views.mail_view(m) for m in got_sent], "next": more}
+    if any(following is not None for _, following in pages.values()):
+        # each list resumes after its last mail shown (or where it stood, if it had none)
+        more = encode({key: following if following is not None
+                       else _seq(got[-1]) if got else _int(cursor.get(key))
+                       for key, (got, following) in pages.items()})
+    return {key: [views.mail_view(m) for m in got] for key, (got, _) in pages.items()} | {
+        "next": more}
 
 
 def _seq(mail: Mail) -> int:
@@ -115,11 +114,6 @@ def _seq(mail: Mail) -> int:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _last(page: list[Mail], cursor: dict[str, Any], key: str) -> int:
-    """Where a list that has no more stands: its last mail, or where it stood."""
-    return _seq(page[-1]) if page else _int(cursor.get(key))
 
 
 def _control(action: str, doc: str) -> None:
