@@ -172,6 +172,9 @@ async def test_destructive_controls_ask_first_and_every_control_says_what_it_did
     # The definition is on the page.
     definition = await page.inner_text("#panel-definition")
     assert "scripted:writer" in definition and "restart" in definition
+    # the sidebar says so too (phone: in the drawer)
+    await page.wait_for_selector("#agent-list li[data-agent='writer'][data-state='paused']",
+                                 state="attached")
     await page.screenshot(path=shot(page, "agent-controls"))
     assert await axe_serious(page) == []
 
