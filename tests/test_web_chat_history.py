@@ -1,8 +1,8 @@
 """A 1-1 chat's history in the browser, at desktop and phone sizes: the newest page
 first, "load older" pages back (the API's `before` and `older`) until nothing is left,
 in the store's order; scrolled up, a new reply is marked, not scrolled to; an agent
-asleep says so and its answer waits, shown as held, until it wakes. axe-core finds no
-critical or serious violation."""
+asleep says so and its answer waits, shown as held, until it wakes; a search pages on
+to more results. axe-core finds no critical or serious violation."""
 
 from __future__ import annotations
 
@@ -113,3 +113,25 @@ async def test_an_agent_asleep_says_so_and_answers_once_woken(
     reply = browser_page.locator(".msg.agent:not(.typing)[data-sender='critic']")
     await reply.wait_for()
     assert "Critic here" in await reply.inner_text()
+
+
+async def test_search_pages_on_to_more_results(page: tuple[Page, str], served: Served) -> None:
+    from playwright.async_api import expect
+
+    browser_page, size = page
+    for n in range(105):
+        await served.runtime.create_task("researcher", f"Count zebras in field {n}")
+    await browser_page.goto(served.url + "#/search/q=zebras&kind=tasks")
+    hits = browser_page.locator("#search-results li.hit")
+    await expect(hits).to_have_count(100)
+    status = browser_page.locator(".search [role=status]")
+    await expect(status).to_have_text("100+ found.")
+    more = browser_page.locator("button.more-results")
+    await browser_page.screenshot(path=screenshot_path(f"search-more-{size}"))
+    assert await axe_serious(browser_page) == []
+    await more.click()
+    await expect(hits).to_have_count(105)
+    await expect(status).to_have_text("105 found.")
+    await more.wait_for(state="detached")
+    ids = [await h.get_attribute("data-id") for h in await hits.all()]
+    assert len(set(ids)) == 105  # each once
