@@ -113,9 +113,11 @@ async def run(agents: int) -> dict[str, Any]:
             await page.click("#send")
             stored = asyncio.create_task(_all_posted(runtime, agents, started))
             try:
+                # A function, not a string: the page's CSP refuses eval (a string
+                # predicate failed at once, and the time measured was the store's).
                 await page.wait_for_function(
-                    f"document.querySelectorAll('.msg.agent:not(.typing)').length >= {agents}",
-                    polling=250, timeout=240_000)
+                    "(n) => document.querySelectorAll('.msg.agent:not(.typing)').length >= n",
+                    arg=agents, polling=250, timeout=240_000)
             except Exception as exc:  # report what was shown, rather than nothing
                 print(f"not all replies shown: {exc}".splitlines()[0], file=sys.stderr)
             server_replies_s = await stored

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,6 +16,7 @@ from wakeful.core.states import AgentState, TaskState
 from wakeful.models.scripted import ScriptedModel, ScriptFile
 from web_support import (
     DESKTOP,
+    PHONE,
     SLOW_JOB,
     TOKEN,
     Served,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from conftest import AgentFactory, RuntimeFactory, WaitUntil
 
 pytestmark = pytest.mark.browser
+SIZES = {"desktop": DESKTOP, "phone": PHONE}
 
 MARKDOWN_REPLY = (
     "Here is **the plan**, with `code` and a list:\n\n"
@@ -60,18 +62,24 @@ async def served(make_runtime: RuntimeFactory, agent_def: AgentFactory
         await server.stop()
 
 
-@pytest.fixture
-async def page(served: Served) -> AsyncIterator[Page]:
+@pytest.fixture(params=["desktop", "phone"])
+async def page(request: Any, served: Served) -> AsyncIterator[Page]:
+    """The page at 1440x900 and at 390x844 (where the sidebar is a drawer)."""
     errors: list[str] = []
     async for browser in open_browser(chromium_or_skip()):
-        context = await browser.new_context(viewport=DESKTOP)
+        context = await browser.new_context(viewport=SIZES[request.param])
         page = await context.new_page()
         page.set_default_timeout(15_000)
         page.on("pageerror", lambda error: errors.append(str(error)))
         await page.goto(served.url + f"#token={TOKEN}")
-        await page.wait_for_selector("#conn.live")
+        await page.wait_for_selector("#conn.live", state="attached")  # phone: in the drawer
+        page.size = request.param  # type: ignore[attr-defined]
         yield page
     assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+def shot(page: Page, name: str) -> Path:
+    return screenshot_path(f"{name}-{page.size}")  # type: ignore[attr-defined]
 
 
 async def test_markdown_is_rendered_safely_and_tool_calls_fold_under_the_reply(
@@ -101,7 +109,7 @@ async def test_markdown_is_rendered_safely_and_tool_calls_fold_under_the_reply(
     card = reply.locator(".tool-card[data-tool='note']")
     await card.wait_for()
     assert "Let me note that first." in await reply.locator("details.work").inner_text()
-    await page.screenshot(path=screenshot_path("chat-markdown"))
+    await page.screenshot(path=shot(page, "chat-markdown"))
     assert await axe_serious(page) == []
 
 
@@ -130,7 +138,8 @@ async def test_a_paused_agent_is_shown_paused_and_an_answer_can_be_stopped(
     held = page.locator(".msg.typing.held[data-sender='critic']")
     await held.wait_for()
     assert "paused" in await held.inner_text() and "typing" not in await held.inner_text()
-    await page.screenshot(path=screenshot_path("chat-paused"))
+    await page.screenshot(path=shot(page, "chat-paused"))
+    assert await axe_serious(page) == []
     await runtime.resume_agent("critic")
     await note.wait_for(state="hidden")
     await page.locator(".msg.agent:not(.typing)[data-sender='critic']").nth(1).wait_for()
@@ -163,6 +172,10 @@ async def test_destructive_controls_ask_first_and_every_control_says_what_it_did
     # The definition is on the page.
     definition = await page.inner_text("#panel-definition")
     assert "scripted:writer" in definition and "restart" in definition
+    # the sidebar says so too (phone: in the drawer)
+    await page.wait_for_selector("#agent-list li[data-agent='writer'][data-state='paused']",
+                                 state="attached")
+    await page.screenshot(path=shot(page, "agent-controls"))
     assert await axe_serious(page) == []
 
 
@@ -170,6 +183,8 @@ async def test_search_filters_by_kind_and_agent(page: Page, served: Served) -> N
     await served.runtime.create_task("writer", "Draft the zebra announcement")
     await served.runtime.create_task("critic", "Review the zebra announcement")
     await served.runtime.wait_idle(10)
+    if page.size == "phone":  # type: ignore[attr-defined]
+        await page.click("#menu")  # the sidebar is a drawer
     await page.click("#sidebar a[href='#/search/']")
     await page.fill("input[name=q]", "zebra")
     await page.select_option("select[name=kind]", "tasks")
@@ -180,7 +195,7 @@ async def test_search_filters_by_kind_and_agent(page: Page, served: Served) -> N
     assert await hits.count() == 1
     assert "Review the zebra announcement" in await hits.first.inner_text()
     assert "kind=tasks" in page.url and "agent=critic" in page.url
-    await page.screenshot(path=screenshot_path("search-desktop"))
+    await page.screenshot(path=shot(page, "search"))
     assert await axe_serious(page) == []
     await hits.first.locator("a.task-link").click()
     await page.wait_for_selector(".page.task .turn.assistant")
@@ -211,6 +226,8 @@ async def test_a_long_channel_loads_older_posts_marks_new_ones_and_keeps_its_ord
     await jump.wait_for()
     assert "1 new message" in await jump.inner_text()
     assert await page.locator(".new-marker").count() == 1
+    await page.screenshot(path=shot(page, "channel-history"))
+    assert await axe_serious(page) == []
     await jump.click()
     await jump.wait_for(state="hidden")
     # The same order after a reload as live.
@@ -232,6 +249,8 @@ async def test_a_long_channel_loads_older_posts_marks_new_ones_and_keeps_its_ord
 
 async def test_a_token_link_pasted_into_the_login_tab_logs_in(page: Page,
                                                               served: Served) -> None:
+    if page.size == "phone":  # type: ignore[attr-defined]
+        await page.click("#menu")  # the sidebar is a drawer
     await page.click("#logout")
     await page.wait_for_selector("#login-form", state="visible")
     assert await axe_serious(page) == []

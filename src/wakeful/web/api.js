@@ -56,5 +56,18 @@ export async function api(method, path, body) {
 }
 
 export const get = (path) => api("GET", path);
+
+// Every item of a list, page by page: the API's `after` and `next` (see paging.py).
+export async function getAll(path, key, start = "") {
+  const items = [];
+  let after = start;
+  do {
+    const sep = path.includes("?") ? "&" : "?";
+    const page = await get(`${path}${sep}after=${encodeURIComponent(after)}`);
+    items.push(...page[key]);
+    after = page.next;
+  } while (after !== null && after !== undefined);
+  return items;
+}
 export const post = (path, body) => api("POST", path, body ?? {});
 export const enc = encodeURIComponent;

@@ -2,7 +2,7 @@
 // phone), the connection banner, and a hash router over the views: overview, task,
 // agent page, 1-1 chat, channel chat, new channel.
 
-import { api, ApiError, enc, get, post, session, whenUnauthorized } from "./api.js";
+import { api, ApiError, enc, get, getAll, post, session, whenUnauthorized } from "./api.js";
 import * as stream from "./stream.js";
 import { el, clear, statusLabel, throttle } from "./util.js";
 import { ChatView } from "./chat.js";
@@ -121,9 +121,9 @@ function renderChannels() {
 
 async function refreshAgents() {
   try {
-    const data = await get("/api/agents");
+    const agents = await getAll("/api/agents?limit=1000", "agents");
     const seen = new Set();
-    for (const a of data.agents) {
+    for (const a of agents) {
       state.agents.set(a.name, a);
       seen.add(a.name);
     }
@@ -139,8 +139,8 @@ const refreshAgentsSoon = throttle(refreshAgents, 500);
 
 async function refreshChannels() {
   try {
-    const data = await get(`/api/channels?member=${enc(session.me)}`);
-    state.channels = new Map(data.channels.map((c) => [c.name, c]));
+    const channels = await getAll(`/api/channels?member=${enc(session.me)}&limit=1000`, "channels");
+    state.channels = new Map(channels.map((c) => [c.name, c]));
     renderChannels();
   } catch (err) {
     toast(err.message);

@@ -20,6 +20,7 @@ window.wakefulMetrics = metrics;
 
 const NEAR_BOTTOM_PX = 120;
 const PAGE = 100;
+const REFRESH_PAGE = 500;
 const MANY = 200; // past this many messages, off-screen ones skip rendering (CSS)
 const HELD = new Set(["paused", "sleeping", "stopped", "failed"]);
 
@@ -36,7 +37,7 @@ export class ChatView {
     this.typing = new Map(); // task id -> {node, body, mailId, agent, tokens}
     this.answering = new Map(); // mail id -> task id
     this.closed = false;
-    this.limit = PAGE;
+    this.olderCursor = undefined; // the API's `older` of the oldest page shown (null: none)
     this.oldestSeq = null;
     this.newestSeq = null;
     this.unseen = 0;
@@ -76,20 +77,16 @@ export class ChatView {
     this.input.focus();
   }
 
-  reload() { return this.load(); }
+  // After a reconnect: everything since the newest message shown, however much.
+  reload() { return this.newestSeq === null ? this.load() : this.refreshPosts(); }
 
   async load() {
     try {
-      if (this.agent) {
-        const data = await get(`/api/conversations/${enc(this.agent)}?person=${enc(this.me)}&mark_read=true&limit=${this.limit}`);
-        this.older.hidden = data.mail.length < this.limit;
-        this.addMails(data.mail);
-      } else {
-        const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=${PAGE}`);
-        if (this.oldestSeq === null) this.older.hidden = data.posts.length < PAGE;
-        this.addMails(data.posts);
-        this.markRead();
-      }
+      const data = await get(this.historyPath());
+      // the newest page: where "load older" starts, unless older pages are shown already
+      if (this.olderCursor === undefined) this.setOlder(data.older);
+      this.addMails(data.mail || data.posts);
+      if (this.channel) this.markRead();
       this.showError("");
     } catch (err) {
       this.showError(err.message);
@@ -99,19 +96,35 @@ export class ChatView {
   async loadOlder() {
     const height = this.list.scrollHeight;
     try {
-      if (this.agent) {
-        this.limit = Math.min(1000, this.limit + PAGE);
-        await this.load();
-        if (this.limit >= 1000) this.older.hidden = true;
-      } else {
-        const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=${PAGE}&before_seq=${this.oldestSeq}`);
-        this.older.hidden = data.posts.length < PAGE;
-        this.addMails(data.posts, { quiet: true });
-      }
+      if (!this.olderCursor) return;
+      const data = await get(this.historyPath(this.olderCursor));
+      this.setOlder(data.older);
+      this.addMails(data.mail || data.posts, { quiet: true });
       this.list.scrollTop += this.list.scrollHeight - height; // keep what was on screen
     } catch (err) {
       toast(err.message);
     }
+  }
+
+  // One page of history, newest first: before a seq (the API's `older` cursor).
+  historyPath(before = null) {
+    const page = `limit=${PAGE}${before ? `&before=${before}` : ""}`;
+    return this.agent
+      ? `/api/conversations/${enc(this.agent)}?person=${enc(this.me)}&mark_read=true&${page}`
+      : `/api/channels/${enc(this.channel)}/posts?${page}`;
+  }
+
+  // The mail after a seq, a big page at a time (the API's `after` and `next`).
+  newerPath(after) {
+    const page = `limit=${REFRESH_PAGE}${after === null ? "" : `&after=${after}`}`;
+    return this.agent
+      ? `/api/conversations/${enc(this.agent)}?person=${enc(this.me)}&mark_read=true&${page}`
+      : `/api/channels/${enc(this.channel)}/posts?${page}`;
+  }
+
+  setOlder(cursor) {
+    this.olderCursor = cursor ?? null;
+    this.older.hidden = !this.olderCursor;
   }
 
   close() { this.closed = true; }
@@ -220,13 +233,18 @@ export class ChatView {
 
   addMails(mails, { quiet = false } = {}) {
     const near = this.nearBottom();
+    const newest = this.newestSeq;
     let added = 0;
     for (const mail of mails) {
-      if (typeof mail.seq === "number" && this.channel) {
-        if (this.oldestSeq === null || mail.seq < this.oldestSeq) this.oldestSeq = mail.seq;
-        if (this.newestSeq === null || mail.seq > this.newestSeq) this.newestSeq = mail.seq;
-      }
       if (this.shown.has(mail.id)) continue;
+      const seq = typeof mail.seq === "number" ? mail.seq : null;
+      // A live event about mail older than the oldest page shown: "load older" shows it
+      // in its place (added now, it would leave a gap before it and count as new).
+      if (!quiet && seq !== null && this.olderCursor && this.oldestSeq !== null && seq < this.oldestSeq) continue;
+      if (seq !== null) {
+        if (this.oldestSeq === null || seq < this.oldestSeq) this.oldestSeq = seq;
+        if (this.newestSeq === null || seq > this.newestSeq) this.newestSeq = seq;
+      }
       const taskId = (mail.payload && mail.payload.task_id) || this.answering.get(mail.in_reply_to);
       const bubble = taskId && this.typing.get(taskId);
       const node = messageNode(mail, this.me);
@@ -238,7 +256,8 @@ export class ChatView {
         bubble.node.remove();
       }
       this.place(node);
-      if (mail.sender !== this.me) added += 1;
+      // new: from someone else, and after the newest shown before (not history)
+      if (mail.sender !== this.me && (newest === null || seq === null || seq > newest)) added += 1;
     }
     this.list.classList.toggle("many", this.list.childElementCount > MANY);
     if (!quiet && added && !near) this.markUnseen(added);
@@ -368,23 +387,21 @@ export class ChatView {
     this.scrollDown(near);
   }
 
-  // The latest posts, paging back until they meet what is shown already, so that a
-  // burst of more than a page of replies between two refreshes leaves no gap.
+  // The posts after the newest one shown, page by page (the API's `after` and `next`),
+  // so that a burst of replies between two refreshes, however big, leaves no gap.
   async refreshPosts() {
     if (this.closed) return;
     try {
-      const known = this.newestSeq;
-      let found = [];
-      let before = null;
-      for (let pages = 0; pages < 20; pages += 1) {
-        const data = await get(`/api/channels/${enc(this.channel)}/posts?limit=${PAGE}${before ? `&before_seq=${before}` : ""}`);
+      const found = [];
+      let after = this.newestSeq;
+      do {
+        const data = await get(this.newerPath(after));
         if (this.closed) return;
-        found = data.posts.concat(found);
-        if (data.posts.length < PAGE || known === null || data.posts[0].seq <= known) break;
-        before = data.posts[0].seq;
-      }
+        found.push(...(data.mail || data.posts));
+        after = data.next;
+      } while (after !== null && after !== undefined);
       this.addMails(found);
-      this.markRead();
+      if (this.channel) this.markRead();
     } catch (err) {
       toast(err.message);
     }

@@ -54,7 +54,7 @@ export class OverviewView {
 
   renderNow(o) {
     const chips = el("p", { class: "chips" }, Object.entries(o.agent_states).sort().map(([state, n]) =>
-      el("span", { class: `pill ${state}`, text: `${n} ${state}` })),
+      el("span", { class: `pill ${state}`, text: `${n} ${n === 1 ? "agent" : "agents"} ${state}` })),
       o.queued ? el("span", { class: "pill queued", text: `${o.queued} tasks queued` }) : null);
     const rows = o.running.map((t) => el("li", { dataset: { task: t.id } },
       el("span", { class: `pill ${t.state}`, text: t.state }), " ", agentLink(t.agent), " ",

@@ -6,6 +6,7 @@ import { get } from "./api.js";
 import { agentLink, taskLink } from "./events.js";
 import { el, fill, when } from "./util.js";
 
+const PAGE = 100;
 const STATES = ["", "queued", "running", "waiting", "done", "failed", "cancelled"];
 const KINDS = [["", "everything"], ["tasks", "tasks"], ["mail", "mail"], ["events", "events"]];
 const SINCE = [["", "any time"], ["3600", "last hour"], ["86400", "last day"], ["604800", "last week"]];
@@ -47,18 +48,34 @@ export class SearchView {
       this.status.textContent = "Find tasks, mail and events by words, agent, state, kind and time.";
       return;
     }
-    const api = new URLSearchParams({ limit: "200" });
+    const api = new URLSearchParams({ limit: String(PAGE) });
     for (const key of ["q", "kind", "agent", "state"]) if (p.get(key)) api.set(key, p.get(key));
     if (p.get("within")) api.set("since", String(Date.now() / 1000 - Number(p.get("within"))));
+    this.api = api;
+    this.shown = 0;
+    fill(this.results);
+    await this.page(null);
+  }
+
+  // One page of hits; "More results" asks for the next (the API's `after` and `next`).
+  async page(after) {
+    const api = new URLSearchParams(this.api);
+    if (after) api.set("after", after);
     try {
       const data = await get(`/api/search?${api}`);
       if (this.closed) return;
-      this.status.textContent = `${data.hits.length}${data.truncated ? "+" : ""} found.`;
-      fill(this.results, data.hits.map((h) => el("li", { class: `hit ${h.kind}`, dataset: { kind: h.kind, id: h.id } },
+      this.shown += data.hits.length;
+      this.status.textContent = `${this.shown}${data.next ? "+" : ""} found.`;
+      this.more?.remove();
+      this.results.append(...data.hits.map((h) => el("li", { class: `hit ${h.kind}`, dataset: { kind: h.kind, id: h.id } },
         el("div", { class: "hit-head" }, el("span", { class: `pill ${h.state || ""}`, text: h.state ? `task · ${h.state}` : h.kind.replace(/s$/, "") }), " ",
           h.agent && !h.agent.startsWith("person:") ? agentLink(h.agent) : el("span", { text: h.agent || "" }), " ",
           h.task_id ? taskLink(h.task_id, h.title) : el("strong", { text: h.title }), " ", when(h.ts)),
         el("div", { class: "hit-text", text: h.text }))));
+      if (data.next) {
+        this.more = el("button", { class: "more-results", type: "button", text: "More results", onclick: () => this.page(data.next) });
+        this.results.after(this.more);
+      }
     } catch (err) {
       this.status.textContent = err.message;
       this.status.className = "error";

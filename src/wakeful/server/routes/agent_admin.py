@@ -12,7 +12,9 @@ from wakeful.core.people import Caller
 from wakeful.core.stored_agents import Removal
 from wakeful.server import views
 from wakeful.server.identity import CallerDep, require_role
-from wakeful.server.routes.deps import RuntimeDep
+from wakeful.server.paging import After, after_key
+from wakeful.server.responses import AgentRemoved, AgentWithDefinition, PeoplePage, WhoAmI
+from wakeful.server.routes.deps import Limit, RuntimeDep
 from wakeful.store.people import people_store
 
 router = APIRouter(prefix="/api", tags=["agents"])
@@ -22,7 +24,8 @@ AgentFields = Body(description="the fields of an agent file (name, role, instruc
                    "model, tools, ...)", examples=[{"name": "helper", "tools": ["note"]}])
 
 
-@router.post("/agents", status_code=201, summary="Create an agent now (stored: it "
+@router.post("/agents", status_code=201, response_model=AgentWithDefinition,
+             summary="Create an agent now (stored: it "
              "survives a restart and every worker runs it)")
 async def create_agent(runtime: RuntimeDep, caller: Caller = Admin,
                        fields: dict[str, Any] = AgentFields) -> dict[str, Any]:
@@ -31,7 +34,8 @@ async def create_agent(runtime: RuntimeDep, caller: Caller = Admin,
             "definition": views.agent_definition(runtime, runtime.agent(definition.name))}
 
 
-@router.put("/agents/{name}", summary="Change an agent made at run time (every field, "
+@router.put("/agents/{name}", response_model=AgentWithDefinition,
+            summary="Change an agent made at run time (every field, "
             "as in its file); its loop restarts with the new definition")
 async def update_agent(name: str, runtime: RuntimeDep, caller: Caller = Admin,
                        fields: dict[str, Any] = AgentFields) -> dict[str, Any]:
@@ -40,7 +44,8 @@ async def update_agent(name: str, runtime: RuntimeDep, caller: Caller = Admin,
             "definition": views.agent_definition(runtime, runtime.agent(name))}
 
 
-@router.delete("/agents/{name}", summary="Remove an agent made at run time")
+@router.delete("/agents/{name}", response_model=AgentRemoved,
+               summary="Remove an agent made at run time")
 async def remove_agent(name: str, runtime: RuntimeDep, caller: Caller = Admin,
                        running: RunningQuery = "finish") -> dict[str, Any]:
     cancelled = await runtime.admin.remove_agent(name, running=running, by=caller.identity)
@@ -54,15 +59,18 @@ async def export_agent(name: str, runtime: RuntimeDep) -> PlainTextResponse:
                              media_type="application/yaml")
 
 
-@router.get("/whoami", summary="Who this token belongs to, and their role")
+@router.get("/whoami", response_model=WhoAmI, summary="Who this token belongs to, and their role")
 async def whoami(caller: CallerDep) -> dict[str, Any]:
     return {"identity": caller.identity, "name": caller.name, "role": caller.role,
             "project_token": caller.project_token}
 
 
-@router.get("/people", summary="People with their own tokens (admins only)")
-async def list_people(runtime: RuntimeDep, caller: Caller = Admin) -> dict[str, Any]:
+@router.get("/people", response_model=PeoplePage, summary="People with their own tokens "
+            "(admins only); page with `after` (a name) and `next`")
+async def list_people(runtime: RuntimeDep, caller: Caller = Admin, limit: Limit = 1000,
+                      after: After = None) -> dict[str, Any]:
     people = await people_store(runtime.store).list()
+    page, more = after_key(people, lambda p: p.name, after, limit, what="person")
     return {"people": [{"name": p.name, "address": p.address, "role": p.role,
                         "created_at": p.created_at, "created_by": p.created_by}
-                       for p in people]}
+                       for p in page], "next": more}

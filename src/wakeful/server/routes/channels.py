@@ -6,11 +6,20 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from wakeful.core.mail_records import Channel
+from wakeful.core.mail_records import Channel, Envelope
 from wakeful.runtime.runtime import Runtime
 from wakeful.server import views
 from wakeful.server.errors import NotFound
 from wakeful.server.identity import CallerDep, speaking_as
+from wakeful.server.paging import After, SeqAfter, after_key, mail_after
+from wakeful.server.responses import (
+    ChannelAdded,
+    ChannelsPage,
+    ChannelView,
+    Posted,
+    PostsPage,
+    ReadMark,
+)
 from wakeful.server.routes.deps import Limit, RuntimeDep
 from wakeful.server.schemas import MarkRead, Members, NewChannel, NewPost
 
@@ -31,16 +40,20 @@ def channel_view(channel: Channel) -> dict[str, Any]:
             "created_at": channel.created_at, "created_by": channel.created_by}
 
 
-@router.get("", summary="Channels, with unread counts for a member")
+@router.get("", response_model=ChannelsPage, summary="Channels by name, with unread counts "
+            "for a member; page with `after` (a channel name) and `next`")
 async def list_channels(runtime: RuntimeDep, member: str | None = Query(
-        None, description="count unread posts for this member ('person:ada')")
-        ) -> dict[str, Any]:
+        None, description="count unread posts for this member ('person:ada')"),
+        limit: Limit = 1000, after: After = None) -> dict[str, Any]:
     unread = await runtime.mailbox.unread(member) if member else {}
-    return {"channels": [{**channel_view(c), "unread": unread.get(c.name)}
-                         for c in sorted(runtime.mailbox.channels(), key=lambda c: c.name)]}
+    listed = sorted(runtime.mailbox.channels(), key=lambda c: c.name)
+    page, more = after_key(listed, lambda c: c.name, after, limit, what="channel")
+    return {"channels": [{**channel_view(c), "unread": unread.get(c.name)} for c in page],
+            "next": more}
 
 
-@router.post("", status_code=201, summary="Create a channel (its creator joins it)")
+@router.post("", status_code=201, response_model=ChannelView,
+             summary="Create a channel (its creator joins it)")
 async def create_channel(body: NewChannel, runtime: RuntimeDep,
                          caller: CallerDep) -> dict[str, Any]:
     creator = speaking_as(caller, body.created_by, "body.created_by")
@@ -50,21 +63,37 @@ async def create_channel(body: NewChannel, runtime: RuntimeDep,
     return channel_view(channel)
 
 
-@router.get("/{name}", summary="One channel")
+@router.get("/{name}", response_model=ChannelView, summary="One channel")
 async def get_channel(name: str, runtime: RuntimeDep) -> dict[str, Any]:
     return channel_view(_channel(runtime, name))
 
 
-@router.get("/{name}/posts", summary="Posts, oldest first")
+@router.get("/{name}/posts", response_model=PostsPage, summary="Posts, oldest first: the "
+            "newest `limit`, or those `before` a seq (`older`), or `after` one (`next`)")
 async def posts(name: str, runtime: RuntimeDep, limit: Limit = 100,
-                before_seq: int | None = None) -> dict[str, Any]:
+                before_seq: int | None = Query(None, description="as `before`"),
+                before: int | None = Query(None, ge=1, description=(
+                    "a post's seq: the `limit` posts before it (`older` of a page)")),
+                after: SeqAfter = None) -> dict[str, Any]:
     channel = _channel(runtime, name)
-    found = await runtime.mailbox.history(None, channel.name, limit=limit,
-                                          before_seq=before_seq)
-    return {"channel": channel.name, "posts": [views.mail_view(m) for m in found]}
+    await runtime.mailbox.flush()  # read this process's own writes
+
+    async def fetch(before_seq: int | None, count: int) -> list[Envelope]:
+        return await runtime.mailbox.store.list_mail(recipient="#" + channel.name,
+                                                     limit=count, before_seq=before_seq)
+
+    if after is not None:
+        found, more = await mail_after(fetch, after, limit)
+        return {"channel": channel.name, "posts": [views.mail_view(m.view()) for m in found],
+                "next": more, "older": None}
+    found = await fetch(before if before is not None else before_seq, limit + 1)
+    older = found[-limit].seq if len(found) > limit else None
+    return {"channel": channel.name,
+            "posts": [views.mail_view(m.view()) for m in found[-limit:]],
+            "next": None, "older": older}
 
 
-@router.post("/{name}/posts", status_code=201, summary="Post as a person")
+@router.post("/{name}/posts", status_code=201, response_model=Posted, summary="Post as a person")
 async def post(name: str, body: NewPost, runtime: RuntimeDep,
                caller: CallerDep) -> dict[str, Any]:
     channel = _channel(runtime, name)
@@ -75,14 +104,14 @@ async def post(name: str, body: NewPost, runtime: RuntimeDep,
     return {"mail": views.mail_view(sent.mail.view()), "delivered_to": sent.delivered_to}
 
 
-@router.post("/{name}/members", summary="Add members")
+@router.post("/{name}/members", response_model=ChannelAdded, summary="Add members")
 async def add_members(name: str, body: Members, runtime: RuntimeDep) -> dict[str, Any]:
     channel = _channel(runtime, name)
     added = await runtime.mailbox.add_members(channel.name, body.members)
     return {**channel_view(channel), "added": added}
 
 
-@router.delete("/{name}/members/{member}", summary="Remove a member")
+@router.delete("/{name}/members/{member}", response_model=ChannelView, summary="Remove a member")
 async def remove_member(name: str, member: str, runtime: RuntimeDep) -> dict[str, Any]:
     channel = _channel(runtime, name)
     if not await runtime.mailbox.remove_member(channel.name, member):
@@ -90,7 +119,7 @@ async def remove_member(name: str, member: str, runtime: RuntimeDep) -> dict[str
     return channel_view(channel)
 
 
-@router.post("/{name}/read", summary="Mark the channel read for a member")
+@router.post("/{name}/read", response_model=ReadMark, summary="Mark the channel read for a member")
 async def mark_read(name: str, body: MarkRead, runtime: RuntimeDep,
                     caller: CallerDep) -> dict[str, Any]:
     channel = _channel(runtime, name)

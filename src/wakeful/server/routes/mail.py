@@ -6,10 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from wakeful.core.mail import Mail
+from wakeful.core.mail_records import Envelope
 from wakeful.errors import MailError
 from wakeful.server import views
 from wakeful.server.errors import NotFound
 from wakeful.server.identity import CallerDep, speaking_as
+from wakeful.server.paging import MAIL_WINDOW, After, SeqAfter, decode, encode, mail_after
+from wakeful.server.responses import ConversationPage, MailDetail, MailPage, SentMail
 from wakeful.server.routes.deps import Limit, RuntimeDep
 from wakeful.server.schemas import DEFAULT_PERSON, NewMail, person_address
 
@@ -23,7 +27,7 @@ def _as_person(value: str, where: str) -> str:
         raise MailError(f"{where}: {exc}") from None
 
 
-@router.post("/mail", status_code=201, summary="Send a mail as a person")
+@router.post("/mail", status_code=201, response_model=SentMail, summary="Send a mail as a person")
 async def send_mail(body: NewMail, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     fields = body.model_dump(exclude={"sender", "to", "subject", "body"}, exclude_none=True)
     sender = speaking_as(caller, body.sender, "body.sender")
@@ -32,15 +36,33 @@ async def send_mail(body: NewMail, runtime: RuntimeDep, caller: CallerDep) -> di
             "delivered_to": sent.delivered_to}
 
 
-@router.get("/mail", summary="Deliveries, newest last, filtered")
+@router.get("/mail", response_model=MailPage, summary="Deliveries, newest last, filtered; "
+            "with `after` (the `next` of a page) the ones after it, among the newest "
+            f"{MAIL_WINDOW:,}")
 async def list_mail(runtime: RuntimeDep, owner: str | None = None, status: str | None = None,
-                    sender: str | None = None, limit: Limit = 100) -> dict[str, Any]:
+                    sender: str | None = None, limit: Limit = 100,
+                    after: After = None) -> dict[str, Any]:
     found = await runtime.mailbox.list_mail(owner=owner, status=status, sender=sender,
-                                            limit=limit)
-    return {"mail": [views.mail_view(m) for m in found]}
+                                            limit=limit if after is None else MAIL_WINDOW)
+    if after is None:
+        return {"mail": [views.mail_view(m) for m in found], "next": None}
+    # A mail has a delivery per mailbox: a delivery is placed by (mail seq, owner).
+    at = decode(after).get("delivery")
+    position = (at[0], str(at[1])) if (isinstance(at, list) and len(at) == 2
+                                       and isinstance(at[0], int)) else (0, "")
+    found.sort(key=_place)
+    later = [m for m in found if _place(m) > position]
+    page = later[:limit]
+    more = encode({"delivery": list(_place(page[-1]))}) if len(later) > limit else None
+    return {"mail": [views.mail_view(m) for m in page], "next": more}
 
 
-@router.get("/mail/{mail_id}", summary="One mail and where it was delivered")
+def _place(mail: Mail) -> tuple[int, str]:
+    return (mail.seq or 0, mail.owner or "")
+
+
+@router.get("/mail/{mail_id}", response_model=MailDetail,
+            summary="One mail and where it was delivered")
 async def get_mail(mail_id: str, runtime: RuntimeDep, reader: str | None = Query(
         None, description="read it as this person ('person:ada'): marks it read")
         ) -> dict[str, Any]:
@@ -58,16 +80,32 @@ async def get_mail(mail_id: str, runtime: RuntimeDep, reader: str | None = Query
                            for d in deliveries]}
 
 
-@router.get("/conversations/{agent}", summary="A person's 1-1 conversation with an agent")
+@router.get("/conversations/{agent}", response_model=ConversationPage,
+            summary="A person's 1-1 conversation with an agent, oldest first: the newest "
+            "`limit` mails, or those `before` a seq (`older`), or `after` one (`next`)")
 async def conversation(agent: str, runtime: RuntimeDep,
                        person: str = Query(DEFAULT_PERSON, description="'person:NAME' or NAME"),
-                       limit: Limit = 100,
+                       limit: Limit = 100, after: SeqAfter = None,
+                       before: int | None = Query(None, ge=1, description=(
+                           "a mail seq: the `limit` mails before it (`older` of a page)")),
                        mark_read: bool = Query(False, description="mark the agent's mail "
                                                "to this person read (it has been shown)")
                        ) -> dict[str, Any]:
     runtime.agent(agent)
     who = _as_person(person, "query.person")
-    mails = await runtime.mailbox.conversation(who, agent, limit=limit)
+    await runtime.mailbox.flush()  # read this process's own writes
+
+    async def fetch(before_seq: int | None, count: int) -> list[Envelope]:
+        return await runtime.mailbox.store.list_mail(between=(who, agent), limit=count,
+                                                     before_seq=before_seq)
+
+    more = None
+    if after is not None:
+        found, more = await mail_after(fetch, after, limit)
+    else:
+        found = await fetch(before, limit + 1)
+    older = found[-limit].seq if after is None and len(found) > limit else None
+    mails = [m.view() for m in (found if after is not None else found[-limit:])]
     if mark_read:
         shown = {m.id for m in mails}
         for status in ("pending", "delivered"):  # not yet read by the person
@@ -75,4 +113,5 @@ async def conversation(agent: str, runtime: RuntimeDep,
                                                           limit=1000):
                 if unread.id in shown:
                     await runtime.mailbox.read(who, unread.id)
-    return {"agent": agent, "person": who, "mail": [views.mail_view(m) for m in mails]}
+    return {"agent": agent, "person": who, "mail": [views.mail_view(m) for m in mails],
+            "next": more, "older": older}

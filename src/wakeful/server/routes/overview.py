@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from wakeful.server import summary, views
+from wakeful.server.responses import AgentSummary, EventView, TaskView
 from wakeful.server.routes.deps import RuntimeDep
 
 router = APIRouter(prefix="/api", tags=["overview"])
@@ -23,18 +24,29 @@ class Totals(BaseModel):
     tool_calls: int
 
 
+class Failure(BaseModel):
+    id: str
+    agent: str
+    instruction: str
+    error: str | None
+    error_kind: str | None
+    finished_at: float | None
+    trace_id: str | None
+    attempt: int
+
+
 class Overview(BaseModel):
     run_id: str | None
     idle: bool
-    agents: list[dict[str, Any]] = Field(description="every agent's live summary")
+    agents: list[AgentSummary] = Field(description="every agent's live summary")
     agent_states: dict[str, int]
-    running: list[dict[str, Any]] = Field(description="tasks running or waiting now")
+    running: list[TaskView] = Field(description="tasks running or waiting now")
     queued: int = Field(description="tasks waiting for a free slot")
     totals: Totals = Field(description="over every task the store holds")
     per_agent: dict[str, Totals]
     this_run: dict[str, Any] = Field(description="usage in this run (from memory)")
-    failures: list[dict[str, Any]] = Field(description="failed tasks, newest first")
-    activity: list[dict[str, Any]] = Field(description="notable events, oldest first")
+    failures: list[Failure] = Field(description="failed tasks, newest first")
+    activity: list[EventView] = Field(description="notable events, oldest first")
 
 
 @router.get("/overview", response_model=Overview,
@@ -49,10 +61,9 @@ async def overview(runtime: RuntimeDep,
         agents.append(views.agent_summary(runtime, runner))
     overall, per_agent = await summary.totals(runtime)
     running, queued = await summary.running_now(runtime, 50)
-    return Overview(
-        run_id=runtime.run_id, idle=runtime.idle(), agents=agents, agent_states=states,
-        running=running, queued=queued, totals=Totals(**overall),
-        per_agent={name: Totals(**t) for name, t in sorted(per_agent.items())},
-        this_run=runtime.usage.as_dict(),
-        failures=await summary.failures(runtime, failures),
-        activity=await summary.activity(runtime, activity))
+    return Overview.model_validate({
+        "run_id": runtime.run_id, "idle": runtime.idle(), "agents": agents,
+        "agent_states": states, "running": running, "queued": queued, "totals": overall,
+        "per_agent": dict(sorted(per_agent.items())), "this_run": runtime.usage.as_dict(),
+        "failures": await summary.failures(runtime, failures),
+        "activity": await summary.activity(runtime, activity)})

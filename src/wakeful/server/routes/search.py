@@ -11,10 +11,11 @@ import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from wakeful.core.states import TaskState
 from wakeful.runtime.runtime import Runtime
+from wakeful.server.paging import After, decode, encode
 from wakeful.server.routes.deps import RuntimeDep
 
 router = APIRouter(prefix="/api", tags=["search"])
@@ -38,7 +39,9 @@ class Hit(BaseModel):
 class SearchResult(BaseModel):
     query: str
     hits: list[Hit]
-    truncated: bool
+    truncated: bool = Field(description="more hits than this page holds")
+    next: str | None = Field(None, description=(
+        "the cursor of the following page (pass it as `after`); null: no more hits"))
 
 
 def _snippet(text: str, words: str) -> str:
@@ -107,7 +110,8 @@ async def search(runtime: RuntimeDep,
                  type_prefix: Annotated[str | None, Query(max_length=64,
                                                           description="events only")] = None,
                  since: float | None = None, until: float | None = None,
-                 limit: Annotated[int, Query(ge=1, le=500)] = 100) -> SearchResult:
+                 limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                 after: After = None) -> SearchResult:
     if agent is not None:
         runtime.agent(agent)  # an unknown agent is a 404 naming it
     words = q.strip().lower()
@@ -118,5 +122,17 @@ async def search(runtime: RuntimeDep,
         hits += await _mail(runtime, words, agent, since, until)
     if kind in (None, "events") and state is None:
         hits += await _events(runtime, words, agent, type_prefix, since, until)
-    hits.sort(key=lambda h: h.ts, reverse=True)
-    return SearchResult(query=q, hits=hits[:limit], truncated=len(hits) > limit)
+    hits.sort(key=_order, reverse=True)  # newest first
+    at = decode(after).get("hit")
+    if isinstance(at, list) and len(at) == 3:  # the hits after this one, in that order
+        position = (float(at[0]) if isinstance(at[0], int | float) else 0.0, str(at[1]),
+                    str(at[2]))
+        hits = [h for h in hits if _order(h) < position]
+    more = len(hits) > limit
+    page = hits[:limit]
+    return SearchResult(query=q, hits=page, truncated=more,
+                        next=encode({"hit": list(_order(page[-1]))}) if more else None)
+
+
+def _order(hit: Hit) -> tuple[float, str, str]:
+    return (hit.ts, hit.kind, hit.id)
