@@ -137,11 +137,12 @@ def test_misfire_policies_and_a_resumed_sleep_across_sigkill(tmp_path: Path) -> 
     first_started = float(str(runs[0][1]))
     [(result,)] = query(db, "SELECT result FROM tasks WHERE agent = 'napper'")
     wake = json.loads(str(result))
-    # A nap started over by the second process would have slept the down time (3.5 s)
-    # more; a busy machine only makes the wake-up a little late.
-    assert wake["woke"] == "timer" and NAP_S <= wake["slept_s"] < NAP_S + 3.5
-    assert first_started < epoch(wake["due"]) - NAP_S < first_started + 5
+    # Due where the first process put it (its sleep began before the kill: a nap started
+    # over by the second process would be due NAP_S after the restart), woken by the
+    # second process, whether it came due before that process started or after.
+    assert wake["woke"] == "timer" and wake["slept_s"] >= NAP_S
+    assert first_started < epoch(wake["due"]) - NAP_S < killed_at
     assert epoch(wake["at"]) > restarted_at
     woke = query(db, "SELECT run_id, json_extract(data, '$.late_ms') FROM events WHERE "
                      "type = 'task.woke'")
-    assert [w[0] for w in woke] == [second_run] and float(str(woke[0][1])) < 500
+    assert [w[0] for w in woke] == [second_run] and float(str(woke[0][1])) >= 0

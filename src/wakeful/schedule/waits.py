@@ -76,7 +76,10 @@ class PendingWait:
 
     async def wait(self) -> Wake:
         if self.ended is not None:
-            return self.ended
+            # It ended while the task was not waiting on it (its timer fired as this
+            # process started, or before a crash that undid the step): the wake-up is
+            # recorded here, marked resumed, so the event log shows every one.
+            return self.waits._woke(self.who, self.ended)
         return await self.waits._wait(self)
 
 
@@ -231,7 +234,7 @@ class Waits(WaitsBase):
             self.runtime.events.emit("task.woke", agent=who.agent, task_id=who.task_id, data={
                 "reason": wake.reason, "timer_id": wake.timer_id, "event": wake.event,
                 "slept_s": None if wake.slept_s is None else round(wake.slept_s, 3),
-                "late_ms": late})
+                "late_ms": late, **({"resumed": True} if wake.resumed else {})})
         return wake
 
     # agents asleep ---------------------------------------------------------
