@@ -739,3 +739,21 @@ async def test_model_error_type_is_public() -> None:
     model = ScriptedModel.from_steps([{"say": "x", "error": "down"}])
     with pytest.raises(ModelError, match="down"):
         await model.complete([Message(role="user", content="hi")], [])
+
+
+async def test_wait_idle_counts_a_task_stored_but_not_yet_picked_up(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+) -> None:
+    # As another process (or a timer waking a task that held no loop) would: the task is
+    # in the store, and this worker looks at the store only every minute. Idle in memory
+    # is not idle: `wakeful run --until-idle` must not stop with this task left undone.
+    from wakeful.runtime.agent import new_task_record
+
+    rt = await make_runtime([agent_def("a")], {"m": script([{"say": "done"}])},
+                            poll_interval_s=60)
+    await rt.wait_idle(10)
+    record = new_task_record("a", "stored elsewhere", created_by="other-process")
+    await rt.store.create_task(record)
+    await rt.wait_idle(30)
+    done = await rt.store.get_task(record.id)
+    assert done is not None and done.state is TaskState.DONE

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from wakeful.core.records import TaskRecord
-from wakeful.core.states import TaskState
+from wakeful.core.states import AgentState, TaskState
 
 if TYPE_CHECKING:
     from wakeful.mailbox.responder import Responder
@@ -45,6 +45,8 @@ class Settling:
         _settle_hooks: list[Callable[[TaskRecord], None]]
 
         async def get_task(self, task_id: str) -> TaskRecord: ...
+
+        async def _look_at_store(self) -> None: ...
 
     def settle(self, record: TaskRecord) -> None:
         """A task reached its final outcome: wake whoever waits for it."""
@@ -104,10 +106,30 @@ class Settling:
 
     async def wait_idle(self, timeout: float | None = None) -> None:
         """Wait until no running agent has work queued, running or about to retry
-        (future timers are ignored; see :meth:`idle`)."""
+        (future timers are ignored; see :meth:`idle`), here and in the store: a task
+        stored for one of this worker's agents and not yet picked up (its doorbell still
+        on its way, as after a timer woke a task that held no loop) is work left."""
         async with asyncio.timeout(timeout):
-            while not self.idle():
-                await self._changed.wait()
+            while True:
+                while not self.idle():
+                    await self._changed.wait()
+                if not await self._unseen_work():
+                    return
+                await self._look_at_store()  # pick it up now rather than at the next poll
+                if self.idle():
+                    await asyncio.sleep(self.poll_interval_s)
+
+    async def _unseen_work(self) -> bool:
+        """Is a task queued in the store for a running agent of this worker, not yet
+        handed to it?"""
+        await self.store.flush()
+        for record in await self.store.list_tasks(states=[TaskState.QUEUED]):
+            agent = self.agents.get(record.agent)
+            if (record.id not in self._known and agent is not None
+                    and agent.state is AgentState.RUNNING
+                    and self.ownership.owns(record.agent)):
+                return True
+        return False
 
     async def wait_changed(self) -> None:
         await self._changed.wait()
