@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import pytest
 
 from mail_fixtures import AGENTS, OpenMailbox
-from pg_support import pg_database, pg_url  # noqa: F401 (fixtures)
+from pg_support import own_pg_server, pg_database, pg_url  # noqa: F401 (fixtures)
 from polling import until
 from wakeful.core.records import Event
 from wakeful.mailbox import Mailbox

@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -74,3 +75,38 @@ def pg_url(pg_database: str) -> Iterator[str]:
     _run(_execute(pg_database, f"CREATE SCHEMA {schema}"))
     yield f"{pg_database}?search_path={schema}"
     _run(_execute(pg_database, f"DROP SCHEMA {schema} CASCADE"))
+
+
+@pytest.fixture
+def own_pg_server(tmp_path: Path) -> Iterator[str]:
+    """A PostgreSQL server of this test's own (a throwaway Debian cluster on a free
+    port, trust auth), for a test that restarts its server: restarting the shared one
+    would cut off every other user of it (other tests, other sessions). Dropped after.
+    Needs pg_createcluster (Debian's postgresql-common) and root: fails, never skips."""
+    import shutil
+    import socket
+    import subprocess
+
+    if shutil.which("pg_createcluster") is None:
+        pytest.fail("this test needs pg_createcluster (Debian's postgresql-common)")
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    name = f"wakeful_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    def run(*command: str) -> None:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            pytest.fail(f"{' '.join(command)}: {done.stderr.strip() or done.stdout.strip()}")
+
+    run("pg_createcluster", version, name, "-p", str(port), "--",
+        "--auth-local=trust", "--auth-host=trust")
+    try:
+        run("pg_ctlcluster", "--skip-systemctl-redirect", version, name, "start")
+        server = f"postgresql://postgres@127.0.0.1:{port}"
+        _run(_admin(server, 'CREATE DATABASE "chaos"'))
+        yield f"{server}/chaos"
+    finally:
+        subprocess.run(["pg_dropcluster", "--stop", version, name], capture_output=True,
+                       check=False)

@@ -49,7 +49,8 @@ def test_one_worker_under_random_sigkill(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_three_workers_on_postgresql_under_kills_stops_lost_connections_and_a_restart(
-        tmp_path: Path, pg_url: str) -> None:
+        tmp_path: Path, own_pg_server: str) -> None:
+    pg_url = own_pg_server  # it restarts its server: one of its own, not the shared one
     seed = random.randrange(1 << 30)
     print(f"chaos seed {seed} on {pg_url}")
     report = Chaos(tmp_path, workers=3, jobs=30, faults=10, seed=seed, deadline_s=600,
