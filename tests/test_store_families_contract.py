@@ -141,6 +141,29 @@ async def test_a_burst_of_a_thousand_sends_is_a_few_statements(pg_workers: Pair)
     await until(all_woken, 10, "a wakeup per delivery")
 
 
+async def test_mail_pages_the_same_forwards_and_backwards(workers: Pair) -> None:
+    one, two = workers
+    await one.mail().apply([new_mail("alice", "bob", f"m{i}") for i in range(7)])
+    await two.mail().apply([new_mail("bob", "alice", f"r{i}") for i in range(3)])
+    between = ("alice", "bob")
+    everything = await two.mail().list_mail(between=between, limit=100)
+    assert len(everything) == 10
+    seqs = [m.seq or 0 for m in everything]
+    assert seqs == sorted(seqs)
+    forwards: list[int] = []
+    after = 0
+    while page := await one.mail().list_mail(between=between, after_seq=after, limit=3):
+        forwards += [m.seq or 0 for m in page]
+        after = forwards[-1]
+    assert forwards == seqs  # each page the oldest after the last: nothing skipped, in order
+    newest = await one.mail().list_mail(between=between, limit=3)
+    assert [m.seq for m in newest] == seqs[-3:]
+    older = await one.mail().list_mail(between=between, before_seq=seqs[-3], limit=3)
+    assert [m.seq for m in older] == seqs[-6:-3]
+    only_bob = await one.mail().list_mail(recipient="alice", after_seq=seqs[0], limit=10)
+    assert [m.subject for m in only_bob] == ["r0", "r1", "r2"]
+
+
 async def test_an_ack_is_final_whatever_commits_after_it(workers: Pair) -> None:
     one, two = workers
     change = new_mail("alice", "bob", "job")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
@@ -22,6 +22,7 @@ from fastapi import Query
 from wakeful.core.mail_records import Envelope
 from wakeful.errors import WakefulError
 from wakeful.server.errors import NotFound
+from wakeful.store.mail import MailStore
 
 T = TypeVar("T")
 
@@ -64,21 +65,11 @@ def after_number(items: Sequence[T], key: Callable[[T], int], after: int | None,
     return page, key(page[-1]) if len(later) > limit and page else None
 
 
-async def mail_after(fetch: Callable[[int | None, int], Awaitable[list[Envelope]]],
-                     after: int, limit: int, chunk: int = 500) -> tuple[list[Envelope],
-                                                                      int | None]:
-    """The ``limit`` oldest mails with a seq above ``after``, from a listing that reads
-    backwards (``fetch(before_seq, n)``: the newest ``n`` before it, oldest first): it
-    steps back in chunks until it passes ``after``, so no page skips a mail."""
-    found: list[Envelope] = []
-    before: int | None = None
-    while True:
-        batch = await fetch(before, chunk)
-        newer = [m for m in batch if (m.seq or 0) > after]
-        found = newer + found
-        if len(newer) < len(batch) or len(batch) < chunk or not batch:
-            break
-        before = batch[0].seq
+async def mail_after(store: MailStore, after: int, limit: int, **where: Any
+                     ) -> tuple[list[Envelope], int | None]:
+    """The ``limit`` oldest mails matching ``where`` with a seq above ``after`` (one
+    ascending read), and the cursor of the next page if more follow."""
+    found = await store.list_mail(after_seq=after, limit=limit + 1, **where)
     return found[:limit], (found[limit - 1].seq if len(found) > limit else None)
 
 

@@ -88,8 +88,11 @@ class MailStore(abc.ABC):
     async def list_mail(self, *, recipient: str | None = None, sender: str | None = None,
                         thread_id: str | None = None, correlation_id: str | None = None,
                         between: tuple[str, str] | None = None,
-                        before_seq: int | None = None, limit: int = 100) -> list[Envelope]:
-        """Mail, newest last. ``between`` is a 1-1 conversation: mail either way."""
+                        before_seq: int | None = None, after_seq: int | None = None,
+                        limit: int = 100) -> list[Envelope]:
+        """Mail, newest last: the newest ``limit`` (before ``before_seq``), or, with
+        ``after_seq``, the oldest ``limit`` after it (paging forwards, read in order).
+        ``between`` is a 1-1 conversation: mail either way."""
 
     @abc.abstractmethod
     async def read_cursors(self, member: str) -> dict[str, tuple[int, int]]:
@@ -206,17 +209,20 @@ class MemoryMailStore(MailStore):
     async def list_mail(self, *, recipient: str | None = None, sender: str | None = None,
                         thread_id: str | None = None, correlation_id: str | None = None,
                         between: tuple[str, str] | None = None,
-                        before_seq: int | None = None, limit: int = 100) -> list[Envelope]:
+                        before_seq: int | None = None, after_seq: int | None = None,
+                        limit: int = 100) -> list[Envelope]:
         def wanted(m: Envelope) -> bool:
             return ((recipient is None or m.recipient == recipient)
                     and (sender is None or m.sender == sender)
                     and (thread_id is None or m.thread_id == thread_id)
                     and (correlation_id is None or m.correlation_id == correlation_id)
                     and (before_seq is None or (m.seq or 0) < before_seq)
+                    and (after_seq is None or (m.seq or 0) > after_seq)
                     and (between is None or any(
                         is_from(m.sender, x) and is_from(m.recipient, y)
                         for x, y in (between, between[::-1]))))
-        return [m for m in self.mail.values() if wanted(m)][-limit:]
+        found = [m for m in self.mail.values() if wanted(m)]
+        return found[:limit] if after_seq is not None else found[-limit:]
 
     async def read_cursors(self, member: str) -> dict[str, tuple[int, int]]:
         result = {}

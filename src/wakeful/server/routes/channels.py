@@ -83,7 +83,8 @@ async def posts(name: str, runtime: RuntimeDep, limit: Limit = 100,
                                                      limit=count, before_seq=before_seq)
 
     if after is not None:
-        found, more = await mail_after(fetch, after, limit)
+        found, more = await mail_after(runtime.mailbox.store, after, limit,
+                                       recipient="#" + channel.name)
         return {"channel": channel.name, "posts": [views.mail_view(m.view()) for m in found],
                 "next": more, "older": None}
     found = await fetch(before if before is not None else before_seq, limit + 1)

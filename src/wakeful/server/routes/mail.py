@@ -101,7 +101,7 @@ async def conversation(agent: str, runtime: RuntimeDep,
 
     more = None
     if after is not None:
-        found, more = await mail_after(fetch, after, limit)
+        found, more = await mail_after(runtime.mailbox.store, after, limit, between=(who, agent))
     else:
         found = await fetch(before, limit + 1)
     older = found[-limit].seq if after is None and len(found) > limit else None

@@ -320,7 +320,8 @@ class PgMailStore(MailStore):
     async def list_mail(self, *, recipient: str | None = None, sender: str | None = None,
                         thread_id: str | None = None, correlation_id: str | None = None,
                         between: tuple[str, str] | None = None,
-                        before_seq: int | None = None, limit: int = 100) -> list[Envelope]:
+                        before_seq: int | None = None, after_seq: int | None = None,
+                        limit: int = 100) -> list[Envelope]:
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (("recipient", recipient), ("sender", sender),
@@ -339,10 +340,15 @@ class PgMailStore(MailStore):
         if before_seq is not None:
             params.append(before_seq)
             clauses.append(f"seq < ${len(params)}")
+        if after_seq is not None:  # paging forwards: commit-ordered, no late row skipped
+            params.append(after_seq)
+            clauses.append(f"seq > ${len(params)} AND seq < {HORIZON}")
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        rows = await self.store.fetch(f"{_SELECT_MAIL}{where} ORDER BY seq DESC "
+        order = "ASC" if after_seq is not None else "DESC"
+        rows = await self.store.fetch(f"{_SELECT_MAIL}{where} ORDER BY seq {order} "
                                       f"LIMIT {int(limit)}", *params)
-        return [envelope_from_row(r) for r in reversed(rows)]
+        return [envelope_from_row(r) for r in (rows if after_seq is not None
+                                               else reversed(rows))]
 
     async def read_cursors(self, member: str) -> dict[str, tuple[int, int]]:
         rows = await self.store.fetch(

@@ -296,7 +296,8 @@ class SQLiteMailStore(MailStore):
     async def list_mail(self, *, recipient: str | None = None, sender: str | None = None,
                         thread_id: str | None = None, correlation_id: str | None = None,
                         between: tuple[str, str] | None = None,
-                        before_seq: int | None = None, limit: int = 100) -> list[Envelope]:
+                        before_seq: int | None = None, after_seq: int | None = None,
+                        limit: int = 100) -> list[Envelope]:
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (("recipient", recipient), ("sender", sender),
@@ -316,10 +317,14 @@ class SQLiteMailStore(MailStore):
         if before_seq is not None:
             clauses.append("seq < ?")
             params.append(before_seq)
+        if after_seq is not None:
+            clauses.append("seq > ?")
+            params.append(after_seq)
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        rows = await self._rows(f"{_SELECT_MAIL}{where} ORDER BY seq DESC LIMIT {int(limit)}",
-                                params)
-        return [_envelope(r) for r in reversed(rows)]
+        order = "ASC" if after_seq is not None else "DESC"
+        rows = await self._rows(f"{_SELECT_MAIL}{where} ORDER BY seq {order} "
+                                f"LIMIT {int(limit)}", params)
+        return [_envelope(r) for r in (rows if after_seq is not None else reversed(rows))]
 
     async def read_cursors(self, member: str) -> dict[str, tuple[int, int]]:
         rows = await self._rows(
