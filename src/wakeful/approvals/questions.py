@@ -92,8 +92,9 @@ async def ask_person(
     if not taken:
         pending = await ctx.waits.prepare(
             Who(ctx.agent, ctx.task_id), [MailArrives(wanted)], until=until, key=key)
-        wake = pending.ended
-        if wake is None:
+        if pending.ended is not None:
+            wake = await pending.wait()  # at once, recording the wake-up
+        else:
             short = question if len(question) <= 60 else question[:59] + "…"
             async with ctx.waiting(f"answer from {who} to {short!r}"):
                 wake = await pending.wait()

@@ -56,7 +56,7 @@ def _key(ctx: ToolContext, kind: str, *parts: Any) -> str | None:
 
 async def _sleep(ctx: ToolContext, pending: PendingWait) -> dict[str, Any]:
     if pending.ended is not None:
-        return pending.ended.result()
+        return (await pending.wait()).result()  # at once, recording the wake-up
     async with ctx.waiting(pending.describe()):
         wake = await pending.wait()
     return wake.result()
