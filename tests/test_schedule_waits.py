@@ -362,8 +362,13 @@ async def test_thousands_of_sleepers_all_wake_on_time(make_runtime: Factory) -> 
 
     await until(all_done, 120, "every woken task to finish")
     await rt.store.flush()
-    woken = await rt.store.query_events(types=["task.woke"], limit=n + 1)
-    assert len(woken) == n and {e.data["late_ms"] for e in woken} == {0}
+    woken = await rt.store.query_events(types=["task.woke"], limit=2 * n)
+    # One wake-up per task, on time. (A task resumed after its worker lost the agent's
+    # lease, as a loaded machine can make it, finds its wait over and records that
+    # again, marked resumed.)
+    first = [e for e in woken if not e.data.get("resumed")]
+    assert len(first) == n and len({e.task_id for e in first}) == n
+    assert {e.data["late_ms"] for e in first} == {0}
 
 
 async def test_shutdown_with_sleepers_leaves_nothing_running_and_loses_nothing(

@@ -72,9 +72,13 @@ async def test_a_long_1_1_chat_loads_older_history_and_marks_new_replies(
     await expect(messages).to_have_count(100)  # the newest page
     assert await messages.first.locator(".body").text_content() == "Note number 130"
     older = browser_page.locator("button.older")
-    await older.click()
-    await expect(messages).to_have_count(200)
-    await older.click()
+    for _ in range(5):  # a page per click (reaching the top may load the next one too)
+        shown = await messages.count()
+        if shown >= 230:
+            break
+        if await older.is_visible():
+            await older.click()
+        await expect(messages).not_to_have_count(shown)
     await expect(messages).to_have_count(230)
     await older.wait_for(state="hidden")  # nothing older is left
     texts = [await m.locator(".body").text_content() for m in await messages.all()]
