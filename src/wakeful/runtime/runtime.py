@@ -311,6 +311,11 @@ class Runtime(Settling, Adoption, TaskMaking, AgentControls, Intervention):
         except Exception as exc:  # the store is busy: look again next time
             log.warning("runtime: reading queued tasks or commands failed", error=repr(exc))
             return
+        self._accept_queued(queued)
+
+    def _accept_queued(self, queued: Iterable[TaskRecord]) -> None:
+        """Take the queued tasks read from the store that this worker runs and has not
+        seen yet, each recorded as accepted."""
         for record in queued:
             if record.id not in self._known and self.ownership.owns(record.agent):
                 self.events.emit("task.accepted", agent=record.agent, task_id=record.id,

@@ -10,7 +10,7 @@ by another worker settles there: :meth:`Settling.wait_task` also watches the sto
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -46,7 +46,7 @@ class Settling:
 
         async def get_task(self, task_id: str) -> TaskRecord: ...
 
-        async def _look_at_store(self) -> None: ...
+        def _accept_queued(self, queued: Iterable[TaskRecord]) -> None: ...
 
     def settle(self, record: TaskRecord) -> None:
         """A task reached its final outcome: wake whoever waits for it."""
@@ -113,23 +113,25 @@ class Settling:
             while True:
                 while not self.idle():
                     await self._changed.wait()
-                if not await self._unseen_work():
+                unseen = await self._unseen_work()
+                if not unseen:
                     return
-                await self._look_at_store()  # pick it up now rather than at the next poll
+                self._accept_queued(unseen)  # picked up now rather than at the next poll
                 if self.idle():
                     await asyncio.sleep(self.poll_interval_s)
 
-    async def _unseen_work(self) -> bool:
-        """Is a task queued in the store for a running agent of this worker, not yet
-        handed to it?"""
+    async def _unseen_work(self) -> list[TaskRecord]:
+        """The tasks queued in the store for running agents of this worker, not yet
+        handed to them."""
         await self.store.flush()
+        unseen = []
         for record in await self.store.list_tasks(states=[TaskState.QUEUED]):
             agent = self.agents.get(record.agent)
             if (record.id not in self._known and agent is not None
                     and agent.state is AgentState.RUNNING
                     and self.ownership.owns(record.agent)):
-                return True
-        return False
+                unseen.append(record)
+        return unseen
 
     async def wait_changed(self) -> None:
         await self._changed.wait()
