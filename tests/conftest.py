@@ -130,20 +130,40 @@ async def make_runtime(tmp_path: Path, db_path: Path, request: pytest.FixtureReq
 
 async def stop_or_explain(runtime: Runtime, within_s: float = 120.0) -> None:
     """Stop ``runtime``; if that hangs, fail naming every asyncio task still pending
-    and where it waits (a hung teardown would otherwise hold the whole suite)."""
+    and where it waits, the stopping one first (a hung teardown would otherwise hold the
+    whole suite, and say nothing of where ``stop`` itself was stuck)."""
     import asyncio
     import io
 
-    try:
-        async with asyncio.timeout(within_s):
-            await runtime.stop()
-    except TimeoutError:
-        out = io.StringIO()
-        for task in asyncio.all_tasks():
-            if task is not asyncio.current_task():
-                task.print_stack(limit=8, file=out)
-        raise AssertionError(f"runtime.stop() hung for {within_s} s; pending tasks:\n"
-                             f"{out.getvalue()}") from None
+    stopping = asyncio.create_task(runtime.stop(), name="runtime.stop()")
+    done, _ = await asyncio.wait({stopping}, timeout=within_s)
+    if done:
+        stopping.result()
+        return
+    out = io.StringIO()
+    others = asyncio.all_tasks() - {stopping, asyncio.current_task()}
+    for task in [stopping, *others]:
+        out.write(f"{task.get_name()}:\n{_awaiting(task)}")
+    stopping.cancel()
+    await asyncio.gather(stopping, return_exceptions=True)
+    raise AssertionError(f"runtime.stop() hung for {within_s} s; pending tasks:\n"
+                         f"{out.getvalue()}")
+
+
+def _awaiting(task: Any) -> str:
+    """Where ``task`` waits: its whole chain of awaits (``Task.print_stack`` shows only
+    the outermost frame of a suspended coroutine)."""
+    lines = []
+    step = task.get_coro()
+    while step is not None and len(lines) < 30:
+        frame = getattr(step, "cr_frame", None) or getattr(step, "ag_frame", None)
+        if frame is not None:
+            lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} "
+                         f"in {frame.f_code.co_name}\n")
+        step = getattr(step, "cr_await", None) or getattr(step, "ag_await", None)
+    if step is not None:
+        lines.append(f"  awaiting {step!r}\n")
+    return "".join(lines)
 
 
 def _another_schema(request: pytest.FixtureRequest) -> str:

@@ -236,7 +236,8 @@ class McpConnection:
             delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
             failures += 1
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for: it can eat a cancel
+                    await self._stop.wait()
 
     async def _keep_alive(self, client: Client) -> None:
         """List the tools every probe interval (liveness, and tools added without a
@@ -254,8 +255,8 @@ class McpConnection:
                     return
                 self._relist.clear()
                 # A listing, not a ping: ping is gone from the 2026-07-28 protocol.
-                listed = await asyncio.wait_for(client.list_tools(cache_mode="bypass"),
-                                                self.config.timeout_s)
+                async with asyncio.timeout(self.config.timeout_s):
+                    listed = await client.list_tools(cache_mode="bypass")
                 self._listed(list(listed.tools))
         finally:
             stop.cancel()

@@ -16,6 +16,7 @@ import structlog
 
 T = TypeVar("T")
 log = structlog.get_logger("wakeful.scope")
+RECANCEL_AFTER_S = 1.0
 
 
 class TaskScope:
@@ -43,10 +44,14 @@ class TaskScope:
         return len(self._tasks)
 
     async def aclose(self) -> None:
-        """Cancel every child and wait for all of them to finish."""
+        """Cancel every child and wait for all of them to finish.
+
+        A child still running a while after its cancel is cancelled again: on Python
+        3.11 ``asyncio.wait_for`` swallows a cancel that arrives just as what it waits
+        for completes, and such a child would otherwise keep the scope open forever."""
         self._closed = True
         while self._tasks:
-            pending = tuple(self._tasks)
+            pending = set(self._tasks)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.wait(pending, timeout=RECANCEL_AFTER_S)

@@ -36,8 +36,12 @@ class Subscription:
         """Wait for a ring; return whether one came (False: the timeout passed)."""
         rang = True
         if not self._rung.is_set():
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a
+            # cancellation that arrives as the bell rings, and the cancelled listener
+            # would go on looping (a runtime's stop then waited for it forever).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._rung.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._rung.wait()
             rang = self._rung.is_set()
         self._rung.clear()
         return rang

@@ -121,7 +121,8 @@ class WakefulRequestHandler(RequestHandler):
         """The task's next event here, or None after the poll interval: a task whose
         agent another worker owns changes state in the store, not in this event log."""
         try:
-            return await asyncio.wait_for(feed.get(), self.runtime.poll_interval_s)
+            async with asyncio.timeout(self.runtime.poll_interval_s):
+                return await feed.get()
         except TimeoutError:
             return None
 

@@ -67,11 +67,15 @@ class Listener:
     async def _supervise(self) -> None:
         wait = 0.0
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel
+            # that stops this loop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), CHECK_EVERY_S)
+                async with asyncio.timeout(CHECK_EVERY_S):
+                    await self._lost.wait()
             if not self._lost.is_set() and self._conn is not None:
                 try:
-                    await asyncio.wait_for(self._conn.fetchval("SELECT 1"), CHECK_EVERY_S)
+                    async with asyncio.timeout(CHECK_EVERY_S):
+                        await self._conn.fetchval("SELECT 1")
                     continue
                 except Exception as exc:  # silent loss: noticed by the check
                     log.warning("store: notification connection lost", error=repr(exc))
