@@ -305,8 +305,11 @@ async def test_the_rate_limiter_holds_many_agents_to_the_configured_rate(
     # own start can be late, e.g. while the connection opens). Unlimited, all 40 start
     # within a few tens of milliseconds.
     assert times[-1] - times[0] >= 0.7
-    for i, first in enumerate(times):  # no half-second holds more than burst + rate * 0.5
-        assert sum(1 for t in times[i:] if t < first + 0.5) <= 20 + 10 + 2
+    # No half-second holds more than burst + rate * 0.5 (unlimited: all 40). Times are
+    # arrivals at the server: on a busy machine a few calls let through apart can arrive
+    # together, hence the margin of 5.
+    for i, first in enumerate(times):
+        assert sum(1 for t in times[i:] if t < first + 0.5) <= 20 + 10 + 5
     throttled = await events_of(runtime, "model.throttled")
     assert all(e.agent for e in throttled)
     if times[-1] - times[0] < 1.5:  # the calls came about as fast as the rate allows:

@@ -66,6 +66,7 @@ class ModelRegistry:
         self.provider_configs: dict[str, ProviderConfig] = {**BUILTIN_PROVIDERS,
                                                             **(providers or {})}
         self.providers: dict[str, Provider] = {}
+        self.workers = 1  # live workers sharing each provider's limits
         for provider_name in self.provider_configs:
             self._factories[provider_name] = self._remote_factory(provider_name)
 
@@ -82,7 +83,15 @@ class ModelRegistry:
         """The shared provider ``name``, created on first use."""
         if name not in self.providers:
             self.providers[name] = make_provider(name, self.provider_configs[name])
+            self.providers[name].limits.share(self.workers)
         return self.providers[name]
+
+    def share_limits(self, workers: int) -> None:
+        """``workers`` live workers share every provider's configured concurrency and
+        rates: this process applies its part (see :class:`ProviderLimits`)."""
+        self.workers = max(1, workers)
+        for provider in self.providers.values():
+            provider.limits.share(self.workers)
 
     def register_provider(self, provider: str, factory: ModelFactory) -> None:
         self._factories[provider] = factory

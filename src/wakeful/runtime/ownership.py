@@ -60,6 +60,8 @@ class Ownership:
         self._adopt: Adopt | None = None
         self._lost: Drop | None = None
         self._hand_over: Drop | None = None
+        # told the number of live workers whenever it changes (they share limits)
+        self.workers_changed: Callable[[int], None] = lambda workers: None
         self._scope = TaskScope("ownership")
         self._lock = asyncio.Lock()
         self._renewed = 0.0  # (event loop clock) when the last renewal that went through began
@@ -142,8 +144,11 @@ class Ownership:
         async with self._lock:
             began = asyncio.get_running_loop().time()
             await self._expire_dead_neighbours()
-            self.live_workers = await self.store.heartbeat(self.worker_id, self.pid,
-                                                           self.host, self.lease_s)
+            live = await self.store.heartbeat(self.worker_id, self.pid, self.host,
+                                              self.lease_s)
+            if live != self.live_workers:
+                self.live_workers = live
+                self.workers_changed(live)
             if self.held:
                 lost = await self.store.renew_agents(self.worker_id, dict(self.held),
                                                      self.lease_s)

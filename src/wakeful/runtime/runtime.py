@@ -93,6 +93,7 @@ class Runtime(Settling, Adoption, TaskMaking, AgentControls, Intervention):
         # This process as a worker: the agents it runs are those whose lease it holds.
         self.ownership = Ownership(store, lease_s=lease_s)
         self.models = models
+        self.ownership.workers_changed = models.share_limits  # limits split among workers
         self.tools = tools if tools is not None else default_tools()
         self.default_model = default_model
         self.events = EventLog(store)
