@@ -17,6 +17,7 @@ import { InterventionsPanel } from "./interventions.js";
 import { agentAdminLinks } from "./agent-form.js";
 
 const TIMELINE_MAX = 200;
+const TIMELINE_SLICE = 25;
 const TERMINAL = new Set(["done", "failed", "cancelled"]);
 const QUIET = new Set(["model.token"]);
 const CONFIRM = {
@@ -358,11 +359,13 @@ export class AgentView {
     }
   }
 
+  // New rows, oldest first, at most TIMELINE_SLICE a frame (a burst of events, such as
+  // forty tasks queued at once, is spread over a few frames instead of one long one).
   drawTimeline() {
     if (this.closed) return;
-    const events = this.pendingTimeline;
-    this.pendingTimeline = [];
-    this.addTimeline(events, true);
+    if (this.pendingTimeline.length > TIMELINE_MAX) this.pendingTimeline = this.pendingTimeline.slice(-TIMELINE_MAX);
+    this.addTimeline(this.pendingTimeline.splice(0, TIMELINE_SLICE), true);
+    if (this.pendingTimeline.length) write(`timeline:${this.name}`, () => this.drawTimeline());
   }
 
   onEvents(events) {

@@ -6,7 +6,8 @@
 // * write(key, fn): a DOM update, run in the next animation frame together with every
 //   other one queued, within a budget of BUDGET_MS; what does not fit waits for the next
 //   frame. A key queued again before its frame runs keeps one update (the latest), so a
-//   view that is told ten times "redraw" redraws once.
+//   view that is told ten times "redraw" redraws once. An update queued while the pass
+//   runs waits for the next frame: a long job splits itself by queueing its rest.
 // * busy(): whether the live stream brings more than BUSY_EVENTS_PER_S events a second
 //   (stream.js reports each batch to noteEvents). While it does, low-value refreshes (a
 //   count, the sidebar's labels, a side panel) wait longer between reloads: see paced().
@@ -23,7 +24,8 @@ let recentEvents = 0;
 function runFrame() {
   scheduled = false;
   const start = performance.now();
-  for (const [key, fn] of jobs) {
+  for (const key of [...jobs.keys()]) { // what is queued meanwhile waits for the next frame
+    const fn = jobs.get(key);
     jobs.delete(key);
     try {
       fn();
