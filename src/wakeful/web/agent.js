@@ -4,16 +4,20 @@
 //
 // Kept cheap while work runs: the timeline is capped and contained, task rows are
 // updated in place (keyed by task id), and a panel is rebuilt only when its data
-// changed, so a flood of events costs little layout and paint.
+// changed, so a flood of events costs little layout and paint. Every DOM update goes
+// through the shared update pass (frames.js); while the stream is busy the timeline
+// takes new rows four times a second and the side panels reload every few seconds.
 
 import { enc, get, post, session } from "./api.js";
 import { describe, taskLink, tone } from "./events.js";
 import { ago, clear, displayName, el, money, num, plural, statusLabel, throttle, time, fill } from "./util.js";
 import { toast } from "./toast.js";
+import { paced, write } from "./frames.js";
 import { InterventionsPanel } from "./interventions.js";
 import { agentAdminLinks } from "./agent-form.js";
 
 const TIMELINE_MAX = 200;
+const TIMELINE_SLICE = 25;
 const TERMINAL = new Set(["done", "failed", "cancelled"]);
 const QUIET = new Set(["model.token"]);
 const CONFIRM = {
@@ -35,6 +39,7 @@ export class AgentView {
     this.rendered = {}; // panel -> the JSON it was last built from
     this.taskRows = new Map(); // task id -> {tr, cells}
     this.fresh = [];
+    this.pendingTimeline = []; // live events not drawn yet
     this.title = el("h1", { text: name });
     this.status = el("p", { class: "status-line", role: "status" });
     this.controls = el("div", { class: "controls", role: "group", "aria-label": "controls" });
@@ -72,8 +77,9 @@ export class AgentView {
         section("Mail", this.mail, "panel-mail"),
         section("Timeline", this.timeline, "panel-timeline"),
         section("Definition", this.definition, "panel-definition")));
-    this.refreshSoon = throttle(() => this.refresh(), 2000);
-    this.refreshTasksSoon = throttle(() => this.refreshTasks(), 1000);
+    this.refreshSoon = throttle(() => this.refresh(), paced(2000, 5000));
+    this.refreshTasksSoon = throttle(() => this.refreshTasks(), paced(1000, 1500));
+    this.drawTimelineSoon = throttle(() => write(`timeline:${name}`, () => this.drawTimeline()), paced(0, 250));
   }
 
   async open() {
@@ -102,19 +108,23 @@ export class AgentView {
     try {
       const [a, mail] = await Promise.all([get(`/api/agents/${enc(this.name)}`),
         get(`/api/agents/${enc(this.name)}/mail?limit=20`)]);
-      if (this.closed) return;
-      this.detail = a;
-      this.renderStatus(a);
-      if (this.changed("schedule", [a.definition.schedule, a.timers, a.next_wake, a.state])) this.renderSchedule(a);
-      if (this.changed("why", a.why)) this.renderWhy(a);
-      if (this.changed("locks", a.locks)) this.renderLocks(a.locks);
-      if (this.changed("usage", a.usage)) this.renderUsage(a.usage);
-      if (this.changed("mail", mail)) this.renderMail(mail);
-      if (this.changed("definition", a.definition)) this.renderDefinition(a.definition);
+      if (!this.closed) write(`panels:${this.name}`, () => this.renderPanels(a, mail));
     } catch (err) {
       this.status.textContent = err.message;
       this.status.className = "status-line error";
     }
+  }
+
+  renderPanels(a, mail) {
+    if (this.closed) return;
+    this.detail = a;
+    this.renderStatus(a);
+    if (this.changed("schedule", [a.definition.schedule, a.timers, a.next_wake, a.state])) this.renderSchedule(a);
+    if (this.changed("why", a.why)) this.renderWhy(a);
+    if (this.changed("locks", a.locks)) this.renderLocks(a.locks);
+    if (this.changed("usage", a.usage)) this.renderUsage(a.usage);
+    if (this.changed("mail", mail)) this.renderMail(mail);
+    if (this.changed("definition", a.definition)) this.renderDefinition(a.definition);
   }
 
   renderStatus(a) {
@@ -188,7 +198,7 @@ export class AgentView {
     if (this.closed) return;
     try {
       const data = await get(`/api/tasks?agent=${enc(this.name)}&limit=30`);
-      if (!this.closed) this.renderTasks(data);
+      if (!this.closed) write(`tasks:${this.name}`, () => { if (!this.closed) this.renderTasks(data); });
     } catch (err) {
       toast(err.message);
     }
@@ -349,12 +359,22 @@ export class AgentView {
     }
   }
 
+  // New rows, oldest first, at most TIMELINE_SLICE a frame (a burst of events, such as
+  // forty tasks queued at once, is spread over a few frames instead of one long one).
+  drawTimeline() {
+    if (this.closed) return;
+    if (this.pendingTimeline.length > TIMELINE_MAX) this.pendingTimeline = this.pendingTimeline.slice(-TIMELINE_MAX);
+    this.addTimeline(this.pendingTimeline.splice(0, TIMELINE_SLICE), true);
+    if (this.pendingTimeline.length) write(`timeline:${this.name}`, () => this.drawTimeline());
+  }
+
   onEvents(events) {
     if (this.closed) return;
     const mine = events.filter((e) => e.agent === this.name && !QUIET.has(e.type));
     if (!mine.length) return;
     this.interventions.onEvents(mine);
-    this.addTimeline(mine, true);
+    this.pendingTimeline.push(...mine);
+    this.drawTimelineSoon();
     if (mine.some((e) => e.type.startsWith("task.") || e.type === "model.call")) this.refreshTasksSoon();
     this.refreshSoon();
   }

@@ -5,6 +5,7 @@
 import { api, ApiError, enc, get, getAll, post, session, whenUnauthorized } from "./api.js";
 import * as stream from "./stream.js";
 import { el, clear, statusLabel, throttle } from "./util.js";
+import { paced, write } from "./frames.js";
 import { ChatView } from "./chat.js";
 import { AgentView } from "./agent.js";
 import { OverviewView } from "./overview.js";
@@ -108,7 +109,9 @@ function renderAgents() {
   while (list.children.length > names.length) list.lastChild.remove();
   list.classList.toggle("many", names.length > 200);
 }
-const renderAgentsSoon = throttle(() => requestAnimationFrame(renderAgents), 250);
+// The sidebar is drawn in the shared update pass, and reloaded less often while busy:
+// its labels are a glance, the page beside it is what is being read.
+const renderAgentsSoon = throttle(() => write("sidebar", renderAgents), paced(250, 1000));
 
 function renderChannels() {
   const list = clear($("channel-list"));
@@ -135,7 +138,7 @@ async function refreshAgents() {
     if (!(err instanceof ApiError && err.status === 401)) toast(err.message);
   }
 }
-const refreshAgentsSoon = throttle(refreshAgents, 500);
+const refreshAgentsSoon = throttle(refreshAgents, paced(500, 2500));
 
 async function refreshChannels() {
   try {
@@ -146,7 +149,7 @@ async function refreshChannels() {
     toast(err.message);
   }
 }
-const refreshChannelsSoon = throttle(refreshChannels, 1500);
+const refreshChannelsSoon = throttle(refreshChannels, paced(1500, 4000));
 
 function onEvents(events) {
   let agentsDirty = false;

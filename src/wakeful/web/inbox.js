@@ -6,6 +6,7 @@
 
 import { enc, get, post } from "./api.js";
 import { el, displayName, throttle, time } from "./util.js";
+import { paced } from "./frames.js";
 import { toast } from "./toast.js";
 
 const RELEVANT = /^(approval\.|question\.|task\.state|message\.)/;
@@ -164,13 +165,13 @@ function updateCount(n) {
   if (count) count.textContent = n ? String(n) : "";
 }
 
-// The sidebar's count, kept fresh from the stream.
+// The sidebar's count, kept fresh from the stream (less often while it is busy).
 const refreshCount = throttle(async () => {
   try {
     const box = await get("/api/inbox");
     updateCount(box.approvals.length + box.questions.length);
   } catch { /* the stream's banner says when the server is away */ }
-}, 1000);
+}, paced(1000, 3000));
 
 export function watchInbox(events) {
   if (events.some((e) => RELEVANT.test(e.type))) refreshCount();

@@ -1,7 +1,8 @@
 // The live event stream: one WebSocket, reconnecting with backoff. The server sends
-// batches (tokens already coalesced per task); each batch is handed to the listeners
-// in one go, on the next animation frame, so a flood of events costs one pass of DOM
-// work per frame at most.
+// batches (tokens already coalesced per task); what arrived is handed to the listeners
+// in one go, in the next animation frame's shared update pass (frames.js), so a flood
+// of events costs one pass of DOM work per frame at most. Each batch's size is reported
+// to frames.js, which tells the views when the stream is busy (they reload less then).
 //
 // The token travels as a WebSocket subprotocol ("bearer.TOKEN"), never in the URL, so
 // the console's "connection failed" lines never show it. After a reconnect the stream
@@ -9,12 +10,12 @@
 // repeats), and the status handler is told "resumed" so that views reload their data.
 
 import { session } from "./api.js";
+import { noteEvents, write } from "./frames.js";
 
 const listeners = new Set();
 let socket = null;
 let retry = 250;
 let queue = [];
-let scheduled = false;
 let stopped = true;
 let lastId = 0;
 let everLive = false;
@@ -30,7 +31,6 @@ export function onStatus(handler) { statusHandler = handler; }
 export function lastEventId() { return lastId; }
 
 function flush() {
-  scheduled = false;
   const events = queue;
   queue = [];
   for (const listener of listeners) {
@@ -51,10 +51,7 @@ function deliver(events, dropped) {
     }
     queue.push(event);
   }
-  if (!scheduled) {
-    scheduled = true;
-    requestAnimationFrame(flush);
-  }
+  write("stream", flush);
 }
 
 export function connect() {
@@ -81,6 +78,7 @@ export function connect() {
     stats.events += data.events.length;
     stats.dropped += data.dropped || 0;
     if (data.replayed) stats.replayed += data.events.length;
+    noteEvents(data.events.length);
     deliver(data.events, data.dropped);
   };
   ws.onclose = (event) => {

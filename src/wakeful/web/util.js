@@ -88,13 +88,15 @@ export function displayName(address) {
   return address.split("/")[0];
 }
 
-// Call fn at most once per `ms`, always with the latest arguments, never dropping the last.
+// Call fn at most once per `ms`, never dropping the last call. `ms` may be a function
+// (frames.js's paced()): the interval is read at each call, so it can grow while busy.
 export function throttle(fn, ms) {
   let timer = null;
   let pending = false;
   let last = 0;
+  const interval = typeof ms === "function" ? ms : () => ms;
   return function throttled() {
-    const wait = last + ms - Date.now();
+    const wait = last + interval() - Date.now();
     if (wait <= 0 && !timer) {
       last = Date.now();
       fn();
