@@ -32,7 +32,7 @@ from wakeful.core.records import Event
 from wakeful.errors import WakefulError
 from wakeful.ids import new_id
 from wakeful.models.base import ToolCall
-from wakeful.runtime.scope import TaskScope
+from wakeful.core.scope import TaskScope
 from wakeful.store.approvals import ApprovalStore, approval_store
 from wakeful.tools.registry import ToolOutcome
 

@@ -24,7 +24,7 @@ from wakeful.core.mail_records import PENDING, Delivery, Envelope
 from wakeful.core.records import TaskRecord
 from wakeful.core.states import TaskState
 from wakeful.errors import ConflictError
-from wakeful.runtime.scope import TaskScope
+from wakeful.core.scope import TaskScope
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime

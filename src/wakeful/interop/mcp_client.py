@@ -34,7 +34,7 @@ from wakeful.core.resources import Access
 from wakeful.errors import WakefulError
 from wakeful.models.base import Message
 from wakeful.project.interop import McpServerConfig
-from wakeful.runtime.scope import TaskScope
+from wakeful.core.scope import TaskScope
 from wakeful.tools.registry import Tool
 
 if TYPE_CHECKING:

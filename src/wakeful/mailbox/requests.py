@@ -10,12 +10,19 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from wakeful.core.mail import Mail, MailFilter, parse_address
-from wakeful.core.mail_records import ACKED, Delegation, DelegationChange, Delivery, Envelope
+from wakeful.core.mail_records import (
+    ACKED,
+    Delegation,
+    DelegationChange,
+    Delivery,
+    Envelope,
+    Sent,
+)
 from wakeful.core.records import TaskRecord
 from wakeful.core.states import TaskState
 from wakeful.errors import ConflictError, MailError, MailTimeoutError
 from wakeful.mailbox.reading import Reading
-from wakeful.mailbox.sending import Sending, Sent
+from wakeful.mailbox.sending import Sending
 from wakeful.mailbox.state import _owners_of
 
 if TYPE_CHECKING:

@@ -39,10 +39,10 @@ import structlog
 from wakeful.core.mail import AddressKind, parse_address
 from wakeful.core.mail_records import PENDING, Delivery, Envelope
 from wakeful.core.records import Event, TaskRecord
+from wakeful.core.scope import TaskScope
 from wakeful.core.states import AgentState, TaskState
 from wakeful.errors import ConflictError
 from wakeful.mailbox.new_messages import NewMessages
-from wakeful.runtime.scope import TaskScope
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, NoReturn
 
 from wakeful.core.mail import Address, AddressKind, parse_address
 from wakeful.core.mail_records import Change, Channel, Delegation, Delivery
+from wakeful.core.scope import TaskScope
 from wakeful.errors import MailAccessError, MailError, UnknownAgentError
 from wakeful.ids import _b32
 from wakeful.mailbox.boxes import Box, Key, LeaseClock
 from wakeful.mailbox.committer import BatchCommitter, Committer, DirectCommitter
 from wakeful.observe.events import EventLog
 from wakeful.project.definitions import MailboxConfig
-from wakeful.runtime.scope import TaskScope
 from wakeful.store.mail import MailStore, MemoryMailStore
 
 if TYPE_CHECKING:

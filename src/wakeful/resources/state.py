@@ -23,7 +23,7 @@ from wakeful.project.definitions import ResourcesConfig
 from wakeful.resources.deadlock import WaitForGraph
 from wakeful.resources.gate import Gate, Request
 from wakeful.resources.workspace import Workspace
-from wakeful.runtime.scope import TaskScope
+from wakeful.core.scope import TaskScope
 from wakeful.store.locks import LockStore
 
 if TYPE_CHECKING:

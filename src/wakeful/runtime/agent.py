@@ -22,7 +22,7 @@ from wakeful.ids import new_id
 from wakeful.models.base import Model
 from wakeful.project.definitions import AgentDefinition
 from wakeful.runtime.accounting import AgentLedger
-from wakeful.runtime.scope import TaskScope
+from wakeful.core.scope import TaskScope
 from wakeful.runtime.task_loop import TaskLoop
 
 if TYPE_CHECKING:

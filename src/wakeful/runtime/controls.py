@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from wakeful.observe.events import EventLog
     from wakeful.runtime.agent import AgentRunner
     from wakeful.runtime.ownership import Ownership
-    from wakeful.runtime.scope import TaskScope
+    from wakeful.core.scope import TaskScope
     from wakeful.schedule.waits import Condition, Waits
     from wakeful.store.base import Store
 

@@ -25,7 +25,7 @@ import structlog
 
 from wakeful.core.records import AgentGrant, Fence
 from wakeful.ids import new_id
-from wakeful.runtime.scope import TaskScope
+from wakeful.core.scope import TaskScope
 from wakeful.store.base import Store
 
 log = structlog.get_logger("wakeful.ownership")

@@ -22,7 +22,7 @@ import structlog
 
 from wakeful.errors import ConfigError, WakefulError
 from wakeful.project.loader import AGENT_SUFFIXES, load_agent_file
-from wakeful.runtime.scope import TaskScope
+from wakeful.core.scope import TaskScope
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime

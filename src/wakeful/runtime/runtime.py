@@ -38,7 +38,7 @@ from wakeful.runtime.agent import AgentRunner, new_task_record
 from wakeful.runtime.controls import AgentControls
 from wakeful.runtime.intervention import Intervention
 from wakeful.runtime.ownership import Ownership
-from wakeful.runtime.scope import TaskScope
+from wakeful.core.scope import TaskScope
 from wakeful.runtime.service import Service
 from wakeful.runtime.settling import Settling
 from wakeful.runtime.signal import Signal

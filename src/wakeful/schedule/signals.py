@@ -18,7 +18,7 @@ import structlog
 from wakeful.core.mail_records import Delivery
 from wakeful.core.records import Event, TaskRecord
 from wakeful.errors import WakefulError
-from wakeful.runtime.scope import TaskScope
+from wakeful.core.scope import TaskScope
 from wakeful.schedule.conditions import (
     AgentChanges,
     Condition,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from wakeful.core.timers import Timer
 from wakeful.errors import WakefulError
-from wakeful.runtime.scope import TaskScope
+from wakeful.core.scope import TaskScope
 from wakeful.schedule.clock import Clock
 from wakeful.schedule.wake import Wake
 from wakeful.store.timers import TimerStore

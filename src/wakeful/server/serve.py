@@ -17,7 +17,7 @@ import uvicorn
 
 from wakeful.errors import WakefulError
 from wakeful.runtime.runtime import Runtime
-from wakeful.runtime.scope import TaskScope
+from wakeful.core.scope import TaskScope
 from wakeful.server.app import create_app
 from wakeful.server.auth import is_loopback
 from wakeful.server.mounts import check_exposure

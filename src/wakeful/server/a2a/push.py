@@ -28,7 +28,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 
 from wakeful.core.records import Event
 from wakeful.observe.events import EventLog
-from wakeful.runtime.scope import TaskScope
+from wakeful.core.scope import TaskScope
 from wakeful.server.a2a.convert import state_name
 from wakeful.store.a2a import A2AStore
 
