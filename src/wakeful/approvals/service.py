@@ -29,16 +29,16 @@ from wakeful.approvals.decisions import decide
 from wakeful.approvals.rules import Requirement, requirement, summarize
 from wakeful.core.approvals import APPROVED, TIMEOUT_DECIDER, Approval, approval_key
 from wakeful.core.records import Event
+from wakeful.core.scope import TaskScope
 from wakeful.errors import WakefulError
 from wakeful.ids import new_id
 from wakeful.models.base import ToolCall
-from wakeful.core.scope import TaskScope
 from wakeful.store.approvals import ApprovalStore, approval_store
-from wakeful.tools.registry import ToolOutcome
+from wakeful.toolkit.registry import ToolOutcome
 
 if TYPE_CHECKING:
-    from wakeful.runtime.context import ToolContext
     from wakeful.runtime.runtime import Runtime
+    from wakeful.toolkit.context import ToolContext
 
 log = structlog.get_logger("wakeful.approvals")
 

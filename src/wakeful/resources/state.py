@@ -17,18 +17,18 @@ import structlog
 
 from wakeful.core.locks import LockRow
 from wakeful.core.resources import Owner, Resource, ResourceKinds
+from wakeful.core.scope import TaskScope
 from wakeful.errors import ResourceError, WakefulError
 from wakeful.ids import new_id
 from wakeful.project.definitions import ResourcesConfig
 from wakeful.resources.deadlock import WaitForGraph
 from wakeful.resources.gate import Gate, Request
 from wakeful.resources.workspace import Workspace
-from wakeful.core.scope import TaskScope
 from wakeful.store.locks import LockStore
 
 if TYPE_CHECKING:
-    from wakeful.runtime.context import ToolContext
     from wakeful.runtime.runtime import Runtime
+    from wakeful.toolkit.context import ToolContext
 
 log = structlog.get_logger("wakeful.resources")
 

@@ -23,7 +23,6 @@ from wakeful.core.states import TaskState, check_task_transition
 from wakeful.errors import FenceError, ModelError
 from wakeful.mailbox.responder import answering_note
 from wakeful.models.base import Message, ModelResponse, ToolCall
-from wakeful.runtime.context import ToolContext
 from wakeful.runtime.guards import EMPTY_REPLY_NUDGE, RepeatGuard
 from wakeful.runtime.model_step import (
     RESULT_EXCERPT,
@@ -32,7 +31,8 @@ from wakeful.runtime.model_step import (
     check_budget,
     record_tool,
 )
-from wakeful.tools.registry import ToolOutcome
+from wakeful.toolkit.context import ToolContext
+from wakeful.toolkit.registry import ToolOutcome
 
 if TYPE_CHECKING:
     from wakeful.runtime.agent import AgentRunner

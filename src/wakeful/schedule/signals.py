@@ -15,11 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from wakeful.core.mail_records import Delivery
-from wakeful.core.records import Event, TaskRecord
-from wakeful.errors import WakefulError
-from wakeful.core.scope import TaskScope
-from wakeful.schedule.conditions import (
+from wakeful.core.conditions import (
     AgentChanges,
     Condition,
     MailArrives,
@@ -28,6 +24,10 @@ from wakeful.schedule.conditions import (
     WaitInfo,
     Who,
 )
+from wakeful.core.mail_records import Delivery
+from wakeful.core.records import Event, TaskRecord
+from wakeful.core.scope import TaskScope
+from wakeful.errors import WakefulError
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime

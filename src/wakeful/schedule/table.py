@@ -11,11 +11,11 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from wakeful.core.timers import Timer
-from wakeful.errors import WakefulError
 from wakeful.core.scope import TaskScope
+from wakeful.core.timers import Timer
+from wakeful.core.wake import Wake
+from wakeful.errors import WakefulError
 from wakeful.schedule.clock import Clock
-from wakeful.schedule.wake import Wake
 from wakeful.store.timers import TimerStore
 
 if TYPE_CHECKING:
