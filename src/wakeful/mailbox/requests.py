@@ -26,7 +26,7 @@ from wakeful.mailbox.sending import Sending
 from wakeful.mailbox.state import _owners_of
 
 if TYPE_CHECKING:
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.mailbox.host import MailHost
 
 log = structlog.get_logger("wakeful.mailbox")
 
@@ -177,7 +177,7 @@ class Requests(Sending, Reading):
         await self.ack(reply)
         return reply
 
-    def _require_runtime(self, action: str) -> Runtime:
+    def _require_runtime(self, action: str) -> MailHost:
         if self._runtime is None:
             raise MailError(f"cannot {action}: the mailbox is not part of a running runtime")
         return self._runtime

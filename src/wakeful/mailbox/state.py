@@ -26,7 +26,7 @@ from wakeful.project.definitions import MailboxConfig
 from wakeful.store.mail import MailStore, MemoryMailStore
 
 if TYPE_CHECKING:
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.mailbox.host import MailHost
 
 
 class _Ids:
@@ -76,7 +76,7 @@ class MailboxState:
         self.live = live
         self.poll_interval_s = poll_interval_s
         self._agents = agents
-        self._runtime: Runtime | None = None
+        self._runtime: MailHost | None = None
         self._ids = _Ids()
         self._boxes: dict[str, Box] = {}
         self._open: dict[Key, Delivery] = {}

@@ -27,7 +27,6 @@ from wakeful.core.states import AgentState, TaskState
 from wakeful.core.team import AgentStatus
 from wakeful.errors import FenceError, UnknownAgentError, WakefulError
 from wakeful.ids import new_id
-from wakeful.mailbox.responder import Responder
 from wakeful.mailbox.service import Mailbox
 from wakeful.models.registry import ModelRegistry
 from wakeful.observe.events import EventLog
@@ -39,6 +38,7 @@ from wakeful.runtime.agent import AgentRunner, new_task_record
 from wakeful.runtime.controls import AgentControls
 from wakeful.runtime.intervention import Intervention
 from wakeful.runtime.ownership import Ownership
+from wakeful.runtime.responder import Responder
 from wakeful.runtime.service import Service
 from wakeful.runtime.settling import Settling
 from wakeful.runtime.signal import Signal

@@ -30,7 +30,7 @@ from wakeful.core.scope import TaskScope
 from wakeful.errors import WakefulError
 
 if TYPE_CHECKING:
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.schedule.host import ScheduleHost
 
 
 log = structlog.get_logger("wakeful.schedule")
@@ -47,7 +47,7 @@ class WaitsBase:
     resolve."""
 
     def __init__(self) -> None:
-        self._runtime: Runtime | None = None
+        self._runtime: ScheduleHost | None = None
         self._mail: dict[str, list[_Reg]] = {}
         self._tasks: dict[str, list[_Reg]] = {}
         self._agents: dict[str, list[_Reg]] = {}
@@ -60,7 +60,7 @@ class WaitsBase:
         self.woken = 0
 
     @property
-    def runtime(self) -> Runtime:
+    def runtime(self) -> ScheduleHost:
         if self._runtime is None:
             raise WakefulError("the waits service is not started (start the runtime)")
         return self._runtime

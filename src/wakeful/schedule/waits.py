@@ -45,7 +45,7 @@ from wakeful.errors import ScheduleError, WakefulError
 from wakeful.schedule.signals import WaitsBase, log
 
 if TYPE_CHECKING:
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.schedule.host import ScheduleHost
 
 __all__ = ["Condition", "PendingWait", "Waits"]  # Condition: the runtime's import
 
@@ -89,7 +89,7 @@ class Waits(WaitsBase):
     name = "waits"
 
     # lifecycle -------------------------------------------------------------
-    async def start(self, runtime: Runtime) -> None:
+    async def start(self, runtime: ScheduleHost) -> None:
         self._runtime = runtime
         runtime.mailbox.on_arrival(self._on_mail)
         runtime.events.add_listener(self._on_event)
