@@ -33,7 +33,7 @@ from typing import Any
 
 import wakeful
 from wakeful.project.definitions import ProjectConfig
-from wakeful.runtime.context import ToolContext  # tools' type hints resolve here
+from wakeful.toolkit.context import ToolContext  # tools' type hints resolve here
 
 RERUN = "python benchmarks/approvals.py"
 TASKS = 1000

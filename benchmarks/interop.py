@@ -138,10 +138,10 @@ async def bench_mcp(calls: int) -> dict[str, Any]:
     from wakeful.models.base import ToolCall
     from wakeful.models.registry import ModelRegistry
     from wakeful.project.interop import McpServerConfig
-    from wakeful.runtime.context import ToolContext
     from wakeful.runtime.runtime import Runtime
     from wakeful.store.sqlite import SQLiteStore
-    from wakeful.tools.registry import tool
+    from wakeful.toolkit.context import ToolContext
+    from wakeful.toolkit.registry import tool
 
     @tool(name="py.add")
     def py_add(a: int, b: int) -> int:

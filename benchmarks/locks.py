@@ -57,9 +57,9 @@ async def measure() -> dict[str, Any]:
     from wakeful.models.registry import ModelRegistry
     from wakeful.project.definitions import ResourcesConfig
     from wakeful.resources import ResourceManager
-    from wakeful.runtime.context import ToolContext
     from wakeful.runtime.runtime import Runtime
     from wakeful.store.sqlite import SQLiteStore
+    from wakeful.toolkit.context import ToolContext
 
     with tempfile.TemporaryDirectory(prefix="wakeful-bench-locks-") as tmp:
         root = Path(tmp)

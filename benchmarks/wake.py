@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wakeful.runtime.context import ToolContext  # tools' type hints resolve here
+from wakeful.toolkit.context import ToolContext  # tools' type hints resolve here
 
 RERUN = "python benchmarks/wake.py"
 TIMERS = 1000
@@ -105,8 +105,8 @@ async def check_done(runtime: Any, n: int) -> None:
 
 async def measure_lateness(burst: bool) -> dict[str, Any]:
     """1,000 sleeping tasks on durable timers due within one second (or at once)."""
-    from wakeful.schedule.conditions import Who
-    from wakeful.tools.registry import tool
+    from wakeful.core.conditions import Who
+    from wakeful.toolkit.registry import tool
 
     fired: list[float] = []
     resumed: list[float] = []
@@ -148,9 +148,9 @@ async def measure_lateness(burst: bool) -> dict[str, Any]:
 
 async def measure_events() -> dict[str, Any]:
     """1,000 tasks waiting for their own mail; mails sent one at a time."""
+    from wakeful.core.conditions import MailArrives, Who
     from wakeful.core.mail import MailFilter
-    from wakeful.schedule.conditions import MailArrives, Who
-    from wakeful.tools.registry import tool
+    from wakeful.toolkit.registry import tool
 
     woken: dict[str, asyncio.Future[tuple[float, float]]] = {}
 
@@ -195,7 +195,7 @@ async def measure_events() -> dict[str, Any]:
 
 async def measure_memory() -> dict[str, Any]:
     """10,000 agents, each with one task asleep in sleep_for('1h')."""
-    from wakeful.tools.registry import tool
+    from wakeful.toolkit.registry import tool
 
     import_mb = rss_mb()
 

@@ -14,10 +14,10 @@ from wakeful.models.base import ToolCall
 from wakeful.models.registry import ModelRegistry
 from wakeful.project.definitions import AgentDefinition, ResourcesConfig
 from wakeful.resources import ResourceManager
-from wakeful.runtime.context import ToolContext
 from wakeful.runtime.runtime import Runtime
 from wakeful.store.sqlite import SQLiteStore
-from wakeful.tools.registry import Tool, ToolOutcome
+from wakeful.toolkit.context import ToolContext
+from wakeful.toolkit.registry import Tool, ToolOutcome
 
 
 @asynccontextmanager

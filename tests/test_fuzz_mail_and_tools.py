@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from fuzz_support import FUZZ, any_text, fields_of, json_like
 from wakeful.core.mail import AddressKind, MailDraft, MailFilter, parse_address
 from wakeful.models.base import ToolCall
-from wakeful.runtime.context import ToolContext
 from wakeful.runtime.runtime import Runtime
 from wakeful.text import unstorable
+from wakeful.toolkit.context import ToolContext
 from wakeful.tools.builtin import default_tools
 
 address_like = any_text | st.from_regex(

@@ -15,9 +15,9 @@ from wakeful.core.records import Event
 from wakeful.core.states import AgentState, TaskState
 from wakeful.observe.inspect import causal_tree, why_agent
 from wakeful.project.definitions import AgentDefinition
-from wakeful.runtime.context import ToolContext
 from wakeful.store.sqlite import SQLiteStore
-from wakeful.tools.registry import tool
+from wakeful.toolkit.context import ToolContext
+from wakeful.toolkit.registry import tool
 
 if TYPE_CHECKING:
     from conftest import AgentFactory, EventQuery, RuntimeFactory, ScriptFactory, WaitUntil

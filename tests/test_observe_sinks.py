@@ -16,8 +16,8 @@ from wakeful.core.records import Event
 from wakeful.core.states import TaskState
 from wakeful.observe.logs import install_logs
 from wakeful.observe.otel import install_tracing
-from wakeful.runtime.context import ToolContext
-from wakeful.tools.registry import tool
+from wakeful.toolkit.context import ToolContext
+from wakeful.toolkit.registry import tool
 
 if TYPE_CHECKING:
     from conftest import AgentFactory, RuntimeFactory, ScriptFactory

@@ -13,11 +13,11 @@ from wakeful.core.states import TaskState
 from wakeful.errors import WakefulError
 from wakeful.project.loader import load_project
 from wakeful.runtime import replay as replay_module
-from wakeful.runtime.context import ToolContext
 from wakeful.runtime.replay import replay
 from wakeful.runtime.runtime import Runtime
+from wakeful.toolkit.context import ToolContext
+from wakeful.toolkit.registry import ToolRegistry, tool
 from wakeful.tools.builtin import default_tools
-from wakeful.tools.registry import ToolRegistry, tool
 
 
 @tool

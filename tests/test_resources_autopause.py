@@ -14,7 +14,7 @@ from wakeful.models.registry import ModelRegistry
 from wakeful.models.scripted import ScriptedModel, ScriptFile
 from wakeful.project.definitions import AgentDefinition
 from wakeful.resources import Access
-from wakeful.tools.registry import ToolOutcome, tool
+from wakeful.toolkit.registry import ToolOutcome, tool
 
 
 async def test_fifty_tasks_appending_to_one_file_lose_no_line(tmp_path: Path) -> None:

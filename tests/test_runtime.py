@@ -18,7 +18,7 @@ from wakeful.models.base import Message, StreamEvent, ToolSpec
 from wakeful.models.scripted import ScriptedModel, ScriptFile
 from wakeful.runtime.agent import AgentRunner
 from wakeful.runtime.runtime import Runtime
-from wakeful.tools.registry import Tool, make_tool
+from wakeful.toolkit.registry import Tool, make_tool
 
 if TYPE_CHECKING:
     from conftest import AgentFactory, EventQuery, RuntimeFactory, ScriptFactory, WaitUntil

@@ -20,13 +20,13 @@ from schedule_support import (
     until,
     waiting,
 )
+from wakeful.core.conditions import AgentChanges, ResourceFree, TaskReaches, Who
 from wakeful.core.states import AgentState, TaskState
 from wakeful.project.definitions import AgentDefinition
 from wakeful.resources import Access
-from wakeful.runtime.context import ToolContext
 from wakeful.runtime.runtime import Runtime
 from wakeful.schedule.clock import FakeClock, RealClock
-from wakeful.schedule.conditions import AgentChanges, ResourceFree, TaskReaches, Who
+from wakeful.toolkit.context import ToolContext
 
 WAIT_TOOLS = ["sleep_for", "sleep_until", "wait_for_event", "check_mail"]
 

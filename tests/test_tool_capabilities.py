@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wakeful.core.states import TaskState
-from wakeful.runtime.context import ToolContext
 from wakeful.runtime.runtime import Runtime
+from wakeful.toolkit.context import ToolContext
 
 if TYPE_CHECKING:
     from conftest import AgentFactory, RuntimeFactory, ScriptFactory
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "wakeful"
 # The context itself, and the loop that makes it, may use the runtime it is made from.
-ALLOWED = {SRC / "runtime" / "context.py", SRC / "runtime" / "task_loop.py"}
+ALLOWED = {SRC / "toolkit" / "context.py", SRC / "runtime" / "task_loop.py"}
 
 
 def _reaches_runtime(tree: ast.AST) -> list[int]:

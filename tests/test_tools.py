@@ -13,8 +13,8 @@ from pydantic import Field
 from wakeful.core.states import TaskState
 from wakeful.models.base import Message, StreamEvent, ToolCall, ToolSpec
 from wakeful.models.scripted import ScriptedModel
-from wakeful.runtime.context import ToolContext
-from wakeful.tools.registry import ToolRegistry, make_tool, tool
+from wakeful.toolkit.context import ToolContext
+from wakeful.toolkit.registry import ToolRegistry, make_tool, tool
 
 if TYPE_CHECKING:
     from conftest import AgentFactory, EventQuery, RuntimeFactory, ScriptFactory

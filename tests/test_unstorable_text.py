@@ -20,10 +20,10 @@ from mail_fixtures import OpenMailbox
 from wakeful.core.mail import MailDraft
 from wakeful.errors import MailError
 from wakeful.models.base import ToolCall
-from wakeful.runtime.context import ToolContext
 from wakeful.runtime.runtime import Runtime
 from wakeful.server import create_app
 from wakeful.text import unstorable
+from wakeful.toolkit.context import ToolContext
 from web_support import TOKEN, team
 
 if TYPE_CHECKING:

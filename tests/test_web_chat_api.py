@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from wakeful.mailbox.responder import mentioned
 from wakeful.project.loader import load_project
+from wakeful.runtime.responder import mentioned
 from wakeful.runtime.runtime import Runtime
 from web_support import TOKEN, Served, serve, team
 

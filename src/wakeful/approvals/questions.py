@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
+from wakeful.core.conditions import MailArrives, Who
 from wakeful.core.mail import MailFilter
 from wakeful.core.timespecs import parse_seconds
 from wakeful.errors import WakefulError
 from wakeful.ids import new_id
-from wakeful.runtime.context import ToolContext
-from wakeful.schedule.conditions import MailArrives, Who
-from wakeful.tools.registry import tool
+from wakeful.toolkit.context import ToolContext
+from wakeful.toolkit.registry import tool
 
 if TYPE_CHECKING:
     from wakeful.core.mail import Mail

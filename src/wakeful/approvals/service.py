@@ -29,16 +29,16 @@ from wakeful.approvals.decisions import decide
 from wakeful.approvals.rules import Requirement, requirement, summarize
 from wakeful.core.approvals import APPROVED, TIMEOUT_DECIDER, Approval, approval_key
 from wakeful.core.records import Event
+from wakeful.core.scope import TaskScope
 from wakeful.errors import WakefulError
 from wakeful.ids import new_id
 from wakeful.models.base import ToolCall
-from wakeful.runtime.scope import TaskScope
 from wakeful.store.approvals import ApprovalStore, approval_store
-from wakeful.tools.registry import ToolOutcome
+from wakeful.toolkit.registry import ToolOutcome
 
 if TYPE_CHECKING:
-    from wakeful.runtime.context import ToolContext
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.approvals.host import ApprovalsHost
+    from wakeful.toolkit.context import ToolContext
 
 log = structlog.get_logger("wakeful.approvals")
 
@@ -51,7 +51,7 @@ class Approvals:
     name = "approvals"
 
     def __init__(self) -> None:
-        self._runtime: Runtime | None = None
+        self._runtime: ApprovalsHost | None = None
         self._family: ApprovalStore | None = None
         self._waiting: dict[str, asyncio.Future[Approval]] = {}
         self._asked: dict[str, Approval] = {}  # pending approvals of the waiting tasks
@@ -61,7 +61,7 @@ class Approvals:
         self.resumed = 0  # tasks woken by a decision (for benchmarks and tests)
 
     @property
-    def runtime(self) -> Runtime:
+    def runtime(self) -> ApprovalsHost:
         assert self._runtime is not None, "the approvals service is not started"
         return self._runtime
 
@@ -71,7 +71,7 @@ class Approvals:
         return self._family
 
     # lifecycle -----------------------------------------------------------
-    async def start(self, runtime: Runtime) -> None:
+    async def start(self, runtime: ApprovalsHost) -> None:
         self._runtime = runtime
         self._family = approval_store(runtime.store)
         self._seq = await self._family.last_seq()

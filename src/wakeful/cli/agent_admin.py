@@ -26,10 +26,11 @@ from wakeful.cli.common import (
 )
 from wakeful.cli.faults import session
 from wakeful.core.stored_agents import StoredAgent
+from wakeful.core.team import ACTIONS
 from wakeful.errors import ConfigError, WakefulError
 from wakeful.project.loader import load_agent_file
 from wakeful.runtime.agent_admin import REMOVALS, export_yaml, parse_definition
-from wakeful.runtime.intervention import ACTIONS, TASK_ACTIONS
+from wakeful.runtime.intervention import TASK_ACTIONS
 from wakeful.store import Store
 from wakeful.store.agent_definitions import stored_agents
 from wakeful.tools.builtin import default_tools

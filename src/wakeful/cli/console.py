@@ -19,8 +19,9 @@ from rich.text import Text
 
 from wakeful.core.records import Event, TaskRecord
 from wakeful.core.states import AgentState, TaskState
+from wakeful.core.team import AgentStatus
 from wakeful.observe.describe import clip, describe_event
-from wakeful.runtime.runtime import AgentStatus, Runtime
+from wakeful.runtime.runtime import Runtime
 
 STATE_STYLES = {
     AgentState.RUNNING: "green", AgentState.SLEEPING: "blue", AgentState.PAUSED: "yellow",

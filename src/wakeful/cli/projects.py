@@ -17,10 +17,10 @@ from rich.markup import escape
 from wakeful.cli.common import ProjectOption, fail, open_project, out, run_async, with_store
 from wakeful.cli.console import agents_table, cell
 from wakeful.core.states import AgentState, TaskState
+from wakeful.core.team import AgentStatus
 from wakeful.observe.describe import clip
 from wakeful.project.loader import PROJECT_FILE, STORE_URL_ENV
 from wakeful.runtime.ownership import process_alive
-from wakeful.runtime.runtime import AgentStatus
 from wakeful.store import Store
 
 

@@ -106,6 +106,19 @@ class Delegation:
     reported_at: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What a send returns: the stored mail, and how it went."""
+
+    mail: Envelope
+    duplicate: bool  # an earlier send with the same idempotency key was kept instead
+    delivered_to: int  # how many mailboxes got it
+
+    @property
+    def id(self) -> str:
+        return self.mail.id
+
+
 # Changes a store applies, in order, one transaction per batch ------------------
 @dataclass(slots=True)
 class NewMail:

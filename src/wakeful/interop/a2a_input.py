@@ -30,12 +30,12 @@ from pydantic import Field
 
 from wakeful.core.mail import MailFilter
 from wakeful.interop.caller import caller_address
-from wakeful.runtime.context import ToolContext
-from wakeful.tools.registry import tool
+from wakeful.toolkit.context import ToolContext
+from wakeful.toolkit.registry import tool
 
 if TYPE_CHECKING:
     from wakeful.core.records import TaskRecord
-    from wakeful.mailbox.service import Mailbox
+    from wakeful.toolkit.capabilities import MailCapability
 
 TOOL_NAME = "remote_input"
 QUESTION_FLAG = "input_required"  # payload key that marks a remote agent's question
@@ -51,7 +51,7 @@ class Asker:
     thread_id: str | None = None
 
 
-async def find_asker(mailbox: Mailbox, get_task: Callable[[str], Awaitable[TaskRecord]],
+async def find_asker(mailbox: MailCapability, get_task: Callable[[str], Awaitable[TaskRecord]],
                      task_id: str) -> Asker | None:
     """Who waits for ``task_id``'s outcome (see the module docstring); None: nobody."""
     await mailbox.flush()

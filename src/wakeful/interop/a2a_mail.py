@@ -22,9 +22,9 @@ import structlog
 from wakeful.core.mail import Mail, parse_address
 from wakeful.core.mail_records import PENDING, Delivery, Envelope
 from wakeful.core.records import TaskRecord
+from wakeful.core.scope import TaskScope
 from wakeful.core.states import TaskState
 from wakeful.errors import ConflictError
-from wakeful.runtime.scope import TaskScope
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from wakeful.runtime.context import ToolContext
-from wakeful.tools.registry import tool
+from wakeful.toolkit.context import ToolContext
+from wakeful.toolkit.registry import tool
 
 CALLER_PREFIX = "person:a2a."
 

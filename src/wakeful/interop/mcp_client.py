@@ -31,15 +31,15 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from wakeful.core.resources import Access
+from wakeful.core.scope import TaskScope
 from wakeful.errors import WakefulError
 from wakeful.models.base import Message
 from wakeful.project.interop import McpServerConfig
-from wakeful.runtime.scope import TaskScope
-from wakeful.tools.registry import Tool
+from wakeful.toolkit.registry import Tool
 
 if TYPE_CHECKING:
-    from wakeful.runtime.context import ToolContext
     from wakeful.runtime.runtime import Runtime
+    from wakeful.toolkit.context import ToolContext
 
 log = structlog.get_logger("wakeful.mcp")
 

@@ -1,7 +1,7 @@
 """The mailbox: durable mail, channels, request/reply and delegation between agents."""
 
 from wakeful.core.mail import Address, AddressKind, Mail, MailDraft, MailFilter, parse_address
-from wakeful.mailbox.sending import Sent
+from wakeful.core.mail_records import Sent
 from wakeful.mailbox.service import Mailbox
 from wakeful.store.mail import MailStore, MemoryMailStore
 

@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from wakeful.core.mail import AddressKind, Mail, parse_address, parse_member
-from wakeful.core.mail_records import Channel, ChannelUpsert, CursorMove, MemberChange
+from wakeful.core.mail_records import Channel, ChannelUpsert, CursorMove, MemberChange, Sent
 from wakeful.errors import MailError
-from wakeful.mailbox.sending import Sending, Sent
+from wakeful.mailbox.sending import Sending
 from wakeful.project.definitions import NAME_PATTERN
 
 

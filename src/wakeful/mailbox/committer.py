@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from wakeful.core.mail_records import Change, DeliveryState, NewEvents
-from wakeful.runtime.scope import TaskScope
+from wakeful.core.scope import TaskScope
 from wakeful.store.mail import MailStore, MemoryMailStore
 
 log = structlog.get_logger("wakeful.mailbox")

@@ -10,16 +10,23 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from wakeful.core.mail import Mail, MailFilter, parse_address
-from wakeful.core.mail_records import ACKED, Delegation, DelegationChange, Delivery, Envelope
+from wakeful.core.mail_records import (
+    ACKED,
+    Delegation,
+    DelegationChange,
+    Delivery,
+    Envelope,
+    Sent,
+)
 from wakeful.core.records import TaskRecord
 from wakeful.core.states import TaskState
 from wakeful.errors import ConflictError, MailError, MailTimeoutError
 from wakeful.mailbox.reading import Reading
-from wakeful.mailbox.sending import Sending, Sent
+from wakeful.mailbox.sending import Sending
 from wakeful.mailbox.state import _owners_of
 
 if TYPE_CHECKING:
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.mailbox.host import MailHost
 
 log = structlog.get_logger("wakeful.mailbox")
 
@@ -170,7 +177,7 @@ class Requests(Sending, Reading):
         await self.ack(reply)
         return reply
 
-    def _require_runtime(self, action: str) -> Runtime:
+    def _require_runtime(self, action: str) -> MailHost:
         if self._runtime is None:
             raise MailError(f"cannot {action}: the mailbox is not part of a running runtime")
         return self._runtime

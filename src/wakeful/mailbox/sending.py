@@ -7,26 +7,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from wakeful.core.mail import PRIORITIES, Address, AddressKind, MailDraft, parse_address
-from wakeful.core.mail_records import PENDING, Change, Delivery, Envelope, NewMail
+from wakeful.core.mail_records import PENDING, Change, Delivery, Envelope, NewMail, Sent
 from wakeful.errors import MailError, MailTooLargeError
 from wakeful.mailbox.delivery import Delivering
-
-
-@dataclass(frozen=True, slots=True)
-class Sent:
-    mail: Envelope
-    duplicate: bool  # an earlier send with the same idempotency key was kept instead
-    delivered_to: int  # how many mailboxes got it
-
-    @property
-    def id(self) -> str:
-        return self.mail.id
 
 
 def _describe(error: ValidationError, sender: str) -> str:

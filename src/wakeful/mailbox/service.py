@@ -42,7 +42,7 @@ from wakeful.mailbox.requests import Requests
 from wakeful.store.bells import Bells
 
 if TYPE_CHECKING:
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.mailbox.host import MailHost
 
 _HORIZON_RETRIES_S = (0.003, 0.006, 0.012, 0.025, 0.05)
 log = structlog.get_logger("wakeful.mailbox")
@@ -61,7 +61,7 @@ class Mailbox(Requests, Channels, Queries):
     name = "mailbox"
 
     # lifecycle -------------------------------------------------------------
-    async def start(self, runtime: Runtime) -> None:
+    async def start(self, runtime: MailHost) -> None:
         """As a runtime service: deliver to the runtime's agents, report delegations."""
         self._runtime = runtime
         self.events = runtime.events

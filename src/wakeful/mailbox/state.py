@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING, NoReturn
 
 from wakeful.core.mail import Address, AddressKind, parse_address
 from wakeful.core.mail_records import Change, Channel, Delegation, Delivery
+from wakeful.core.scope import TaskScope
 from wakeful.errors import MailAccessError, MailError, UnknownAgentError
 from wakeful.ids import _b32
 from wakeful.mailbox.boxes import Box, Key, LeaseClock
 from wakeful.mailbox.committer import BatchCommitter, Committer, DirectCommitter
 from wakeful.observe.events import EventLog
 from wakeful.project.definitions import MailboxConfig
-from wakeful.runtime.scope import TaskScope
 from wakeful.store.mail import MailStore, MemoryMailStore
 
 if TYPE_CHECKING:
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.mailbox.host import MailHost
 
 
 class _Ids:
@@ -76,7 +76,7 @@ class MailboxState:
         self.live = live
         self.poll_interval_s = poll_interval_s
         self._agents = agents
-        self._runtime: Runtime | None = None
+        self._runtime: MailHost | None = None
         self._ids = _Ids()
         self._boxes: dict[str, Box] = {}
         self._open: dict[Key, Delivery] = {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -23,11 +23,9 @@ from wakeful.core.mail import ADDRESS_HELP, REMOTE_PREFIX, Mail, MailFilter, Pri
 from wakeful.core.mail_records import Delivery
 from wakeful.core.records import TaskRecord
 from wakeful.errors import MailError, MailTimeoutError
-from wakeful.runtime.context import ToolContext
-from wakeful.tools.registry import Tool, tool
-
-if TYPE_CHECKING:
-    from wakeful.mailbox.service import Mailbox
+from wakeful.toolkit.capabilities import MailCapability
+from wakeful.toolkit.context import ToolContext
+from wakeful.toolkit.registry import Tool, tool
 
 BODY_PREVIEW = 4000
 _LAST = "mail:last"  # scratch: the mail this task most recently received or read
@@ -40,7 +38,7 @@ Timeout = Annotated[float | None, Field(
     "mailbox.request_timeout_s")]
 
 
-def _mailbox(ctx: ToolContext) -> Mailbox:
+def _mailbox(ctx: ToolContext) -> MailCapability:
     return ctx.mail
 
 

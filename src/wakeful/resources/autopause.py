@@ -20,7 +20,7 @@ from wakeful.resources.span import _abort_with, _Span
 from wakeful.resources.state import owner_of
 
 if TYPE_CHECKING:
-    from wakeful.runtime.context import ToolContext
+    from wakeful.toolkit.context import ToolContext
 
 
 T = TypeVar("T")

@@ -18,7 +18,7 @@ from wakeful.resources.state import owner_of
 from wakeful.resources.views import LockResult
 
 if TYPE_CHECKING:
-    from wakeful.runtime.context import ToolContext
+    from wakeful.toolkit.context import ToolContext
 
 
 class Locking(AutoPause):

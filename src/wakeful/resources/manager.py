@@ -37,7 +37,7 @@ from wakeful.resources.locking import Locking
 from wakeful.resources.state import _TASK_ENDS
 
 if TYPE_CHECKING:
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.resources.host import ResourceHost
 
 
 class ResourceManager(Locking):
@@ -50,7 +50,7 @@ class ResourceManager(Locking):
     name = "resources"
 
     # service lifecycle ---------------------------------------------------
-    async def start(self, runtime: Runtime) -> None:
+    async def start(self, runtime: ResourceHost) -> None:
         self._runtime = runtime
         self._store = runtime.store.locks()
         if self.workspace is not None:
@@ -65,7 +65,7 @@ class ResourceManager(Locking):
         if runtime.store.notifies:
             self._scope.spawn(self._hear_releases(runtime), name="resources:doorbell")
 
-    async def _hear_releases(self, runtime: Runtime) -> None:
+    async def _hear_releases(self, runtime: ResourceHost) -> None:
         """A lock released by another worker: waiters here look at the store again now
         (without the doorbell they would look on their next poll)."""
         bells = runtime.store.bells

@@ -18,7 +18,7 @@ from wakeful.resources.state import KEEP_ALIVE_S
 
 if TYPE_CHECKING:
     from wakeful.resources.leases import Leases
-    from wakeful.runtime.context import ToolContext
+    from wakeful.toolkit.context import ToolContext
 
 
 def _abort_with(future: asyncio.Future[None]) -> Callable[[BaseException], bool]:

@@ -17,18 +17,18 @@ import structlog
 
 from wakeful.core.locks import LockRow
 from wakeful.core.resources import Owner, Resource, ResourceKinds
+from wakeful.core.scope import TaskScope
 from wakeful.errors import ResourceError, WakefulError
 from wakeful.ids import new_id
 from wakeful.project.definitions import ResourcesConfig
 from wakeful.resources.deadlock import WaitForGraph
 from wakeful.resources.gate import Gate, Request
 from wakeful.resources.workspace import Workspace
-from wakeful.runtime.scope import TaskScope
 from wakeful.store.locks import LockStore
 
 if TYPE_CHECKING:
-    from wakeful.runtime.context import ToolContext
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.resources.host import ResourceHost
+    from wakeful.toolkit.context import ToolContext
 
 log = structlog.get_logger("wakeful.resources")
 
@@ -60,7 +60,7 @@ class ManagerState:
         self.pid = os.getpid()
         self.lines: set[int] = set()  # this runtime's places in line in the store
         self.deadlocks: deque[str] = deque(maxlen=50)
-        self._runtime: Runtime | None = None
+        self._runtime: ResourceHost | None = None
         self._store: LockStore | None = None
         # Locks this runtime granted, per task, kept past expiry until the task releases
         # them, so a write that relies on one that lapsed is refused, not waved through.
@@ -74,7 +74,7 @@ class ManagerState:
         self._scope = TaskScope("resources")
 
     @property
-    def runtime(self) -> Runtime:
+    def runtime(self) -> ResourceHost:
         if self._runtime is None:
             raise WakefulError("the resource manager is not started (start the runtime)")
         return self._runtime

@@ -15,11 +15,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from wakeful.core.files import Confined
 from wakeful.core.resources import Access, Mode, Resource
 from wakeful.errors import ResourceError
-from wakeful.resources.files import Confined
-from wakeful.runtime.context import ToolContext
-from wakeful.tools.registry import Tool, tool
+from wakeful.toolkit.context import ToolContext
+from wakeful.toolkit.registry import Tool, tool
 
 MAX_FILE_CHARS = 1_000_000
 MAX_READ_BYTES = 2_000_000

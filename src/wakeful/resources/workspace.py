@@ -10,7 +10,7 @@ The check and the use are separate system calls, so a process that swaps a folde
 a symlink between the two could race a write made by path. File tools therefore use
 the checked path only through :meth:`Workspace.confined`, which walks it from a
 descriptor of the workspace folder without following any symlink (see
-:mod:`wakeful.resources.files`). Messages name workspace-relative paths only.
+:mod:`wakeful.core.files`). Messages name workspace-relative paths only.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
+from wakeful.core.files import Confined
 from wakeful.core.resources import ROOT
 from wakeful.errors import PathEscapeError, ResourceError
-from wakeful.resources.files import Confined
 
 MAX_PATH_CHARS = 1024
 

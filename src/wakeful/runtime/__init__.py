@@ -1,7 +1,8 @@
 """Agents, tasks, loops, lifecycle, supervision."""
 
 from wakeful.core.states import AgentState, TaskState
-from wakeful.runtime.context import ToolContext
-from wakeful.runtime.runtime import AgentStatus, Runtime
+from wakeful.core.team import AgentStatus
+from wakeful.runtime.runtime import Runtime
+from wakeful.toolkit.context import ToolContext
 
 __all__ = ["AgentState", "AgentStatus", "Runtime", "TaskState", "ToolContext"]

@@ -19,12 +19,12 @@ from wakeful.core.states import AgentState
 from wakeful.runtime.controls import USER_STOP
 
 if TYPE_CHECKING:
-    from wakeful.mailbox.responder import Responder
+    from wakeful.core.scope import TaskScope
     from wakeful.mailbox.service import Mailbox
     from wakeful.observe.events import EventLog
     from wakeful.runtime.agent import AgentRunner
     from wakeful.runtime.ownership import Ownership
-    from wakeful.runtime.scope import TaskScope
+    from wakeful.runtime.responder import Responder
     from wakeful.store.base import Store
 
 

@@ -16,13 +16,13 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from wakeful.core.records import AgentRecord, Fence, TaskRecord
+from wakeful.core.scope import TaskScope
 from wakeful.core.states import AgentState, TaskState, check_agent_transition
 from wakeful.errors import WakefulError
 from wakeful.ids import new_id
 from wakeful.models.base import Model
 from wakeful.project.definitions import AgentDefinition
 from wakeful.runtime.accounting import AgentLedger
-from wakeful.runtime.scope import TaskScope
 from wakeful.runtime.task_loop import TaskLoop
 
 if TYPE_CHECKING:

@@ -21,8 +21,8 @@ from wakeful.resources.manager import ResourceManager
 from wakeful.runtime.runtime import Runtime
 from wakeful.schedule.clock import Clock
 from wakeful.store import Store, open_store
+from wakeful.toolkit.registry import Tool, ToolFunction, ToolRegistry
 from wakeful.tools.builtin import default_tools
-from wakeful.tools.registry import Tool, ToolFunction, ToolRegistry
 
 
 def build_runtime(

@@ -20,10 +20,10 @@ from wakeful.core.states import AgentState, TaskState
 from wakeful.errors import UnknownTaskError, WakefulError
 
 if TYPE_CHECKING:
+    from wakeful.core.scope import TaskScope
     from wakeful.observe.events import EventLog
     from wakeful.runtime.agent import AgentRunner
     from wakeful.runtime.ownership import Ownership
-    from wakeful.runtime.scope import TaskScope
     from wakeful.schedule.waits import Condition, Waits
     from wakeful.store.base import Store
 

@@ -13,10 +13,10 @@ event can be found again to undo it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any
 
 from wakeful.core.records import Event, TaskRecord
+from wakeful.core.team import ACTIONS, Action, ControlOutcome
 from wakeful.errors import WakefulError
 from wakeful.ids import new_id
 
@@ -26,9 +26,6 @@ if TYPE_CHECKING:
     from wakeful.schedule.waits import Condition
     from wakeful.store.base import Store
 
-Action = Literal["pause", "resume", "sleep", "wake", "stop", "start", "restart", "cancel",
-                 "start_task", "restart_task"]
-ACTIONS: tuple[Action, ...] = get_args(Action)
 TASK_ACTIONS = frozenset({"cancel", "restart_task"})  # their target is a task id
 UNDO: dict[str, Action] = {"pause": "resume", "sleep": "wake", "stop": "start",
                            "cancel": "restart_task"}
@@ -37,25 +34,6 @@ MAX_REASON_CHARS = 500
 
 class UndoError(WakefulError):
     """A control action that cannot be undone (unknown, already undone, no undo)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ControlOutcome:
-    """What a control action did: its id, and the task it touched or made."""
-
-    id: str
-    action: Action
-    agent: str
-    by: str
-    reason: str
-    task: TaskRecord | None = None
-    undo: dict[str, str] | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "action": self.action, "agent": self.agent, "by": self.by,
-                "reason": self.reason, "task_id": self.task.id if self.task else None,
-                "undo": self.undo}
 
 
 def _clip(reason: str) -> str:

@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from wakeful.core.records import AgentGrant, Fence
+from wakeful.core.scope import TaskScope
 from wakeful.ids import new_id
-from wakeful.runtime.scope import TaskScope
 from wakeful.store.base import Store
 
 log = structlog.get_logger("wakeful.ownership")

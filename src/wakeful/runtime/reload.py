@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from wakeful.core.scope import TaskScope
 from wakeful.errors import ConfigError, WakefulError
 from wakeful.project.loader import AGENT_SUFFIXES, load_agent_file
-from wakeful.runtime.scope import TaskScope
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime

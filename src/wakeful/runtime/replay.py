@@ -39,12 +39,12 @@ from wakeful.models.base import (
 )
 from wakeful.models.registry import ModelRegistry
 from wakeful.project.loader import Project
-from wakeful.runtime.context import ToolContext
 from wakeful.runtime.runtime import Runtime
 from wakeful.schedule.timers import Scheduler
 from wakeful.store import Store, open_store
+from wakeful.toolkit.context import ToolContext
+from wakeful.toolkit.registry import ToolOutcome, ToolRegistry
 from wakeful.tools.builtin import default_tools
-from wakeful.tools.registry import ToolOutcome, ToolRegistry
 
 RERUN_TOOLS: set[str] = {"delegate_task", "send_mail", "reply", "post_to_channel", "request",
                          "ask_for_help", "ack"}

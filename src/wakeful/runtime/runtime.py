@@ -17,16 +17,16 @@ import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
 
 from wakeful.core.records import AgentRecord, RunRecord, TaskRecord
+from wakeful.core.scope import TaskScope
 from wakeful.core.states import AgentState, TaskState
+from wakeful.core.team import AgentStatus
 from wakeful.errors import FenceError, UnknownAgentError, WakefulError
 from wakeful.ids import new_id
-from wakeful.mailbox.responder import Responder
 from wakeful.mailbox.service import Mailbox
 from wakeful.models.registry import ModelRegistry
 from wakeful.observe.events import EventLog
@@ -38,14 +38,15 @@ from wakeful.runtime.agent import AgentRunner, new_task_record
 from wakeful.runtime.controls import AgentControls
 from wakeful.runtime.intervention import Intervention
 from wakeful.runtime.ownership import Ownership
-from wakeful.runtime.scope import TaskScope
+from wakeful.runtime.responder import Responder
 from wakeful.runtime.service import Service
 from wakeful.runtime.settling import Settling
 from wakeful.runtime.signal import Signal
 from wakeful.runtime.tasks import TaskMaking
+from wakeful.runtime.team import Team
 from wakeful.store.base import Store
+from wakeful.toolkit.registry import ToolRegistry
 from wakeful.tools.builtin import default_tools
-from wakeful.tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from wakeful.resources.manager import ResourceManager
@@ -57,17 +58,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("wakeful.runtime")
 
 RUNTIME_STOP = "the runtime stopped"
-
-
-@dataclass(frozen=True, slots=True)
-class AgentStatus:
-    name: str
-    state: AgentState
-    reason: str
-    restarts: int
-    running: int
-    queued: int
-    max_concurrent_tasks: int
 
 
 class Runtime(Settling, Adoption, TaskMaking, AgentControls, Intervention):
@@ -347,6 +337,10 @@ class Runtime(Settling, Adoption, TaskMaking, AgentControls, Intervention):
         if self.scheduler.agent_schedules:
             await self.scheduler.register_schedules(definition)
         return self.agents[definition.name]
+
+    def team(self) -> Team:
+        """The team as a tool call sees it (what a tool context hands out)."""
+        return Team(self)
 
     def statuses(self) -> list[AgentStatus]:
         return [

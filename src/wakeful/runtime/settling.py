@@ -19,9 +19,9 @@ from wakeful.core.records import TaskRecord
 from wakeful.core.states import AgentState, TaskState
 
 if TYPE_CHECKING:
-    from wakeful.mailbox.responder import Responder
     from wakeful.runtime.agent import AgentRunner
     from wakeful.runtime.ownership import Ownership
+    from wakeful.runtime.responder import Responder
     from wakeful.runtime.signal import Signal
     from wakeful.schedule.timers import Scheduler
     from wakeful.store.base import Store

@@ -21,9 +21,7 @@ from wakeful.core.context import CURRENT_TASK, CURRENT_TRACE
 from wakeful.core.records import TaskRecord
 from wakeful.core.states import TaskState, check_task_transition
 from wakeful.errors import FenceError, ModelError
-from wakeful.mailbox.responder import answering_note
 from wakeful.models.base import Message, ModelResponse, ToolCall
-from wakeful.runtime.context import ToolContext
 from wakeful.runtime.guards import EMPTY_REPLY_NUDGE, RepeatGuard
 from wakeful.runtime.model_step import (
     RESULT_EXCERPT,
@@ -32,7 +30,9 @@ from wakeful.runtime.model_step import (
     check_budget,
     record_tool,
 )
-from wakeful.tools.registry import ToolOutcome
+from wakeful.runtime.responder import answering_note
+from wakeful.toolkit.context import ToolContext
+from wakeful.toolkit.registry import ToolOutcome
 
 if TYPE_CHECKING:
     from wakeful.runtime.agent import AgentRunner

@@ -1,6 +1,6 @@
 """What a tool may know and do about the rest of the team: the narrow capability a
 tool's context hands out instead of the whole runtime (see
-:class:`~wakeful.runtime.context.ToolContext`).
+:class:`~wakeful.toolkit.context.ToolContext`).
 
 A tool reads agents' definitions, states and running tasks, reads and starts tasks,
 reads the event log, and asks for control actions and new agents; every one of those
@@ -18,9 +18,9 @@ from wakeful.core.records import AgentRecord, Event, TaskRecord
 from wakeful.core.states import AgentState, TaskState
 
 if TYPE_CHECKING:
+    from wakeful.core.team import AgentStatus, ControlOutcome
     from wakeful.project.definitions import AgentDefinition
-    from wakeful.runtime.intervention import ControlOutcome
-    from wakeful.runtime.runtime import AgentStatus, Runtime
+    from wakeful.runtime.runtime import Runtime
 
 
 class Team:

@@ -1,8 +1,6 @@
 """Sleep and wake: durable timers, cron, event waits, and watching other agents' progress."""
 
-from wakeful.core.timespecs import TimerSpec
-from wakeful.schedule.clock import Clock, FakeClock, RealClock
-from wakeful.schedule.conditions import (
+from wakeful.core.conditions import (
     AgentChanges,
     Condition,
     MailArrives,
@@ -10,10 +8,12 @@ from wakeful.schedule.conditions import (
     TaskReaches,
     Who,
 )
+from wakeful.core.timespecs import TimerSpec
+from wakeful.core.wake import Wake
+from wakeful.schedule.clock import Clock, FakeClock, RealClock
 from wakeful.schedule.progress import Progress
 from wakeful.schedule.timers import Scheduler
 from wakeful.schedule.waits import Waits
-from wakeful.schedule.wake import Wake
 
 __all__ = [
     "AgentChanges",

@@ -21,9 +21,8 @@ from pydantic import Field
 
 from wakeful.core.states import AgentState
 from wakeful.errors import AccessDeniedError, WakefulError
-from wakeful.runtime.context import ToolContext
-from wakeful.tools.control import caller_address
-from wakeful.tools.registry import Tool, tool
+from wakeful.toolkit.context import ToolContext, caller_address
+from wakeful.toolkit.registry import Tool, tool
 
 Remedy = Literal["pause", "cancel", "none"]
 _PROBLEMS = "monitor:problems"  # what check_agents left in this task's scratch

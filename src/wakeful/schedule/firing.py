@@ -17,11 +17,11 @@ import structlog
 from wakeful.core.states import AgentState
 from wakeful.core.timers import Claim, Timer
 from wakeful.core.timespecs import stamp
+from wakeful.core.wake import Wake
 from wakeful.errors import WakefulError
 from wakeful.schedule.clock import Handle
 from wakeful.schedule.plans import plan
 from wakeful.schedule.table import TimerTable
-from wakeful.schedule.wake import Wake
 
 log = structlog.get_logger("wakeful.schedule")
 

@@ -26,7 +26,7 @@ from wakeful.core.states import AgentState
 from wakeful.schedule.plans import MISFIRE_GRACE_S
 
 if TYPE_CHECKING:
-    from wakeful.runtime.context import ToolContext
+    from wakeful.toolkit.context import ToolContext
 
 ProblemKind = Literal["stuck", "looping", "failed"]
 FAILURE_LOOKBACK = 200  # task.failed events looked at, newest first

@@ -23,7 +23,7 @@ from wakeful.core.timespecs import stamp
 from wakeful.errors import WakefulError
 
 if TYPE_CHECKING:
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.schedule.host import ScheduleHost
 
 _CALL_EVENTS = frozenset({"tool.call", "tool.error", "tool.refused", "tool.invalid_args",
                           "tool.loop"})
@@ -52,13 +52,13 @@ class Progress:
     name = "progress"
 
     def __init__(self) -> None:
-        self._runtime: Runtime | None = None
+        self._runtime: ScheduleHost | None = None
         self._task_seen: dict[str, float] = {}
         self._agent_seen: dict[str, float] = {}
         self._streaks: dict[str, Streak] = {}
         self._counts: dict[str, Counts] = {}
 
-    async def start(self, runtime: Runtime) -> None:
+    async def start(self, runtime: ScheduleHost) -> None:
         self._runtime = runtime
         runtime.events.add_listener(self._on_event)
 
@@ -68,7 +68,7 @@ class Progress:
                 self._runtime.events.remove_listener(self._on_event)
 
     @property
-    def runtime(self) -> Runtime:
+    def runtime(self) -> ScheduleHost:
         if self._runtime is None:
             raise WakefulError("the progress service is not started (start the runtime)")
         return self._runtime

@@ -15,11 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from wakeful.core.mail_records import Delivery
-from wakeful.core.records import Event, TaskRecord
-from wakeful.errors import WakefulError
-from wakeful.runtime.scope import TaskScope
-from wakeful.schedule.conditions import (
+from wakeful.core.conditions import (
     AgentChanges,
     Condition,
     MailArrives,
@@ -28,9 +24,13 @@ from wakeful.schedule.conditions import (
     WaitInfo,
     Who,
 )
+from wakeful.core.mail_records import Delivery
+from wakeful.core.records import Event, TaskRecord
+from wakeful.core.scope import TaskScope
+from wakeful.errors import WakefulError
 
 if TYPE_CHECKING:
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.schedule.host import ScheduleHost
 
 
 log = structlog.get_logger("wakeful.schedule")
@@ -47,7 +47,7 @@ class WaitsBase:
     resolve."""
 
     def __init__(self) -> None:
-        self._runtime: Runtime | None = None
+        self._runtime: ScheduleHost | None = None
         self._mail: dict[str, list[_Reg]] = {}
         self._tasks: dict[str, list[_Reg]] = {}
         self._agents: dict[str, list[_Reg]] = {}
@@ -60,7 +60,7 @@ class WaitsBase:
         self.woken = 0
 
     @property
-    def runtime(self) -> Runtime:
+    def runtime(self) -> ScheduleHost:
         if self._runtime is None:
             raise WakefulError("the waits service is not started (start the runtime)")
         return self._runtime

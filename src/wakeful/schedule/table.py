@@ -11,15 +11,15 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from wakeful.core.scope import TaskScope
 from wakeful.core.timers import Timer
+from wakeful.core.wake import Wake
 from wakeful.errors import WakefulError
-from wakeful.runtime.scope import TaskScope
 from wakeful.schedule.clock import Clock
-from wakeful.schedule.wake import Wake
 from wakeful.store.timers import TimerStore
 
 if TYPE_CHECKING:
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.schedule.host import ScheduleHost
 
 
 WakeCallback = Callable[[Wake], None]
@@ -32,7 +32,7 @@ class TimerTable:
         # False: do not register the agents' ``schedule:`` entries (replay does this:
         # the runs they started are replayed from the recording instead).
         self.agent_schedules = agent_schedules
-        self._runtime: Runtime | None = None
+        self._runtime: ScheduleHost | None = None
         self._store: TimerStore | None = None
         self._clock: Clock | None = None
         self._timers: dict[str, Timer] = {}  # the active timers this process knows
@@ -50,7 +50,7 @@ class TimerTable:
         self.fired = 0  # firings (runs) so far in this process
 
     @property
-    def runtime(self) -> Runtime:
+    def runtime(self) -> ScheduleHost:
         if self._runtime is None:
             raise WakefulError("the scheduler is not started (start the runtime)")
         return self._runtime

@@ -47,7 +47,7 @@ from wakeful.schedule.table import WakeCallback
 log = structlog.get_logger("wakeful.schedule")
 
 if TYPE_CHECKING:
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.schedule.host import ScheduleHost
 
 
 class Scheduler(Firing):
@@ -59,7 +59,7 @@ class Scheduler(Firing):
     name = "scheduler"
 
     # lifecycle -----------------------------------------------------------
-    async def start(self, runtime: Runtime) -> None:
+    async def start(self, runtime: ScheduleHost) -> None:
         self._runtime = runtime
         self._clock = runtime.clock
         self._store = runtime.store.timers()

@@ -25,15 +25,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
+from wakeful.core.conditions import EventSpec, Who, condition_of
 from wakeful.core.timespecs import parse_seconds, parse_when
 from wakeful.errors import AccessDeniedError, ScheduleError, WakefulError
 from wakeful.project.definitions import ScheduleEntry
-from wakeful.runtime.context import ToolContext
-from wakeful.schedule.conditions import EventSpec, Who, condition_of
 from wakeful.schedule.monitor import Problem, find_problems, summary
 from wakeful.schedule.plans import schedule_spec
-from wakeful.schedule.waits import PendingWait
-from wakeful.tools.registry import Tool, tool
+from wakeful.toolkit.capabilities import PendingWaitLike
+from wakeful.toolkit.context import ToolContext
+from wakeful.toolkit.registry import Tool, tool
 
 _PROBLEMS = "monitor:problems"  # scratch: what this task's last check_agents found
 MAX_SLEEP_S = 366 * 86400.0
@@ -54,7 +54,7 @@ def _key(ctx: ToolContext, kind: str, *parts: Any) -> str | None:
     return f"{kind}:{ctx.task_id}:{step}:{n}:{digest.hexdigest()[:16]}"
 
 
-async def _sleep(ctx: ToolContext, pending: PendingWait) -> dict[str, Any]:
+async def _sleep(ctx: ToolContext, pending: PendingWaitLike) -> dict[str, Any]:
     if pending.ended is not None:
         return (await pending.wait()).result()  # at once, recording the wake-up
     async with ctx.waiting(pending.describe()):

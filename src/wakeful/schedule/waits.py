@@ -28,11 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from wakeful.core.states import AgentState
-from wakeful.core.timers import Timer
-from wakeful.core.timespecs import TimerSpec, stamp
-from wakeful.errors import ScheduleError, WakefulError
-from wakeful.schedule.conditions import (
+from wakeful.core.conditions import (
     Condition,
     WaitInfo,
     Who,
@@ -41,11 +37,15 @@ from wakeful.schedule.conditions import (
     parse_events,
     spec_of,
 )
+from wakeful.core.states import AgentState
+from wakeful.core.timers import Timer
+from wakeful.core.timespecs import TimerSpec, stamp
+from wakeful.core.wake import Wake, describe_event
+from wakeful.errors import ScheduleError, WakefulError
 from wakeful.schedule.signals import WaitsBase, log
-from wakeful.schedule.wake import Wake, describe_event
 
 if TYPE_CHECKING:
-    from wakeful.runtime.runtime import Runtime
+    from wakeful.schedule.host import ScheduleHost
 
 __all__ = ["Condition", "PendingWait", "Waits"]  # Condition: the runtime's import
 
@@ -89,7 +89,7 @@ class Waits(WaitsBase):
     name = "waits"
 
     # lifecycle -------------------------------------------------------------
-    async def start(self, runtime: Runtime) -> None:
+    async def start(self, runtime: ScheduleHost) -> None:
         self._runtime = runtime
         runtime.mailbox.on_arrival(self._on_mail)
         runtime.events.add_listener(self._on_event)

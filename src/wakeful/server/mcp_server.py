@@ -23,10 +23,10 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from wakeful import __version__
+from wakeful.core.scope import TaskScope
 from wakeful.core.states import TaskState
 from wakeful.errors import WakefulError
 from wakeful.runtime.runtime import Runtime
-from wakeful.runtime.scope import TaskScope
 from wakeful.server import views
 from wakeful.server.auth import bearer, token_matches
 from wakeful.server.schemas import error_body

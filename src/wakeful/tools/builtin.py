@@ -13,8 +13,8 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from wakeful.core.states import TaskState
-from wakeful.runtime.context import ToolContext
-from wakeful.tools.registry import Tool, ToolRegistry, tool
+from wakeful.toolkit.context import ToolContext
+from wakeful.toolkit.registry import Tool, ToolRegistry, tool
 
 
 @tool

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from wakeful.errors import AccessDeniedError
-from wakeful.runtime.context import ToolContext
-from wakeful.tools.registry import Tool, tool
+from wakeful.toolkit.context import ToolContext, caller_address
+from wakeful.toolkit.registry import Tool, tool
 
 Reason = Annotated[str, Field(min_length=1, max_length=500,
                               description="why: recorded, and shown to the people watching")]
@@ -25,10 +25,6 @@ AgentName = Annotated[str, Field(min_length=1, max_length=64, description="the a
 
 
 _PHRASES = {"cancel": "cancel a task of", "start_task": "start a task on"}
-
-
-def caller_address(ctx: ToolContext) -> str:
-    return f"{ctx.agent}/{ctx.task_id}"
 
 
 def _check(ctx: ToolContext, action: str, target: str, agent: str) -> None:

@@ -17,9 +17,8 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from wakeful.errors import AccessDeniedError
-from wakeful.runtime.context import ToolContext
-from wakeful.tools.control import caller_address
-from wakeful.tools.registry import Tool, tool
+from wakeful.toolkit.context import ToolContext, caller_address
+from wakeful.toolkit.registry import Tool, tool
 
 
 @tool

@@ -27,8 +27,8 @@ from a2a.types import (
 from google.protobuf.json_format import MessageToDict, ParseDict
 
 from wakeful.core.records import Event
+from wakeful.core.scope import TaskScope
 from wakeful.observe.events import EventLog
-from wakeful.runtime.scope import TaskScope
 from wakeful.server.a2a.convert import state_name
 from wakeful.store.a2a import A2AStore
 

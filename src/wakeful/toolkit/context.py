@@ -5,8 +5,11 @@ private ``scratch`` space; tasks never share one. Anything a tool does beyond it
 task goes through a capability the context hands out: ``mail`` (the mailbox),
 ``resources`` (files, locks, the scratchpad), ``timers``, ``waits``, ``clock``,
 ``progress`` and ``team`` (agents, tasks, the event log, control actions), each an
-explicit, recorded operation. ``runtime`` is what the context is made from (the task
-loop and tests use it); tools do not reach through it (a test checks that).
+explicit, recorded operation typed by a protocol of :mod:`wakeful.toolkit.capabilities`.
+``runtime`` is what the context is made from, seen through :class:`ToolHost` (the task
+loop and tests use it); tools do not reach through it (a test checks that). Living
+below the services, the context lets their tools (and the resource manager's
+auto-pause) take one without importing the runtime.
 """
 
 from __future__ import annotations
@@ -14,28 +17,76 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from wakeful.runtime.team import Team
+from wakeful.core.records import TaskRecord
+from wakeful.observe.events import EventLog
+from wakeful.toolkit.capabilities import (
+    Clock,
+    MailCapability,
+    ProgressCapability,
+    ResourceCapability,
+    TeamCapability,
+    TimerCapability,
+    WaitCapability,
+)
 
-if TYPE_CHECKING:
-    from wakeful.mailbox.service import Mailbox
-    from wakeful.resources.manager import ResourceManager
-    from wakeful.runtime.runtime import Runtime
-    from wakeful.runtime.task_loop import TaskLoop
-    from wakeful.schedule.clock import Clock
-    from wakeful.schedule.progress import Progress
-    from wakeful.schedule.timers import Scheduler
-    from wakeful.schedule.waits import Waits
+
+class ToolHost(Protocol):
+    """What a context is made from: the runtime's capabilities (read-only)."""
+
+    @property
+    def mailbox(self) -> MailCapability: ...
+
+    @property
+    def resources(self) -> ResourceCapability: ...
+
+    @property
+    def scheduler(self) -> TimerCapability: ...
+
+    @property
+    def waits(self) -> WaitCapability: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def progress(self) -> ProgressCapability: ...
+
+    @property
+    def events(self) -> EventLog: ...
+
+    def team(self) -> TeamCapability:
+        """The team as one tool call sees it (cheap to make)."""
+        ...
+
+
+class LoopHandle(Protocol):
+    """The task loop running the call: its record, and its waiting state."""
+
+    @property
+    def record(self) -> TaskRecord: ...
+
+    @property
+    def interrupted(self) -> bool: ...
+
+    async def wait_begin(self, reason: str) -> None: ...
+
+    async def wait_end(self) -> None: ...
+
+
+def caller_address(ctx: ToolContext) -> str:
+    """The calling task's address (``agent/task_id``): who did what, in records."""
+    return f"{ctx.agent}/{ctx.task_id}"
 
 
 @dataclass
 class ToolContext:
     agent: str
     task_id: str
-    runtime: Runtime = field(repr=False)
+    runtime: ToolHost = field(repr=False)
     scratch: dict[str, Any] = field(default_factory=dict)
-    loop: TaskLoop | None = field(default=None, repr=False)
+    loop: LoopHandle | None = field(default=None, repr=False)
     # Like scratch, but never saved: it lives as long as this run of the task (a task
     # resumed after a restart starts with an empty one).
     local: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -48,19 +99,19 @@ class ToolContext:
 
     # capabilities ----------------------------------------------------------
     @property
-    def mail(self) -> Mailbox:
+    def mail(self) -> MailCapability:
         return self.runtime.mailbox
 
     @property
-    def resources(self) -> ResourceManager:
+    def resources(self) -> ResourceCapability:
         return self.runtime.resources
 
     @property
-    def timers(self) -> Scheduler:
+    def timers(self) -> TimerCapability:
         return self.runtime.scheduler
 
     @property
-    def waits(self) -> Waits:
+    def waits(self) -> WaitCapability:
         return self.runtime.waits
 
     @property
@@ -68,12 +119,12 @@ class ToolContext:
         return self.runtime.clock
 
     @property
-    def progress(self) -> Progress:
+    def progress(self) -> ProgressCapability:
         return self.runtime.progress
 
     @property
-    def team(self) -> Team:
-        return Team(self.runtime)
+    def team(self) -> TeamCapability:
+        return self.runtime.team()
 
     def commit_with_result(self, change: Any) -> None:
         """Commit ``change`` together with the result of the running tool call."""

@@ -39,10 +39,10 @@ import structlog
 from wakeful.core.mail import AddressKind, parse_address
 from wakeful.core.mail_records import PENDING, Delivery, Envelope
 from wakeful.core.records import Event, TaskRecord
+from wakeful.core.scope import TaskScope
 from wakeful.core.states import AgentState, TaskState
 from wakeful.errors import ConflictError
-from wakeful.mailbox.new_messages import NewMessages
-from wakeful.runtime.scope import TaskScope
+from wakeful.runtime.new_messages import NewMessages
 
 if TYPE_CHECKING:
     from wakeful.runtime.runtime import Runtime
@@ -220,7 +220,7 @@ class Responder:
     async def _start_answer(self, delivery: Delivery, fresh: bool = False) -> None:
         """Start (or find) the task answering ``delivery``; while a task still answers
         the same person, the agent's ``on_new_message`` decides (see
-        :mod:`wakeful.mailbox.new_messages`); ``fresh``: a task of its own regardless."""
+        :mod:`wakeful.runtime.new_messages`); ``fresh``: a task of its own regardless."""
         runtime, mailbox = self.runtime, self.runtime.mailbox
         agent = delivery.owner
         if not fresh and self.new_messages.merging(delivery.mail.id):
