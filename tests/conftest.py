@@ -23,8 +23,8 @@ from wakeful.runtime.runtime import Runtime
 from wakeful.schedule.clock import Clock
 from wakeful.store import Store, open_store
 from wakeful.store.sqlite import SQLiteStore
+from wakeful.toolkit.registry import Tool
 from wakeful.tools.builtin import default_tools
-from wakeful.tools.registry import Tool
 
 
 class RuntimeFactory(Protocol):

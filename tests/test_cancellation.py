@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from wakeful.runtime.scope import TaskScope
+from wakeful.core.scope import TaskScope
 from wakeful.store.bells import Bells
 
 
