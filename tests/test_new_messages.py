@@ -146,3 +146,44 @@ async def test_other_people_and_idle_agents_are_not_affected(people_runtime: Mak
 
     await until(answered, 10, "bob's own answer")
     assert (await rt.get_task(first)).state is TaskState.WAITING
+
+
+
+async def _move(writer_from: Runtime, writer_to: Runtime) -> None:
+    """Hand the agent ``writer`` from one worker to the other (as rebalancing does)."""
+    epoch = writer_from.ownership.held.pop("writer")
+    await writer_from._hand_over("writer")
+    await writer_from.ownership.release({"writer": epoch})
+    await writer_to.ownership.round()
+    assert writer_to.ownership.owns("writer")
+
+
+async def test_a_message_held_for_a_merge_is_answered_once_after_the_agent_moves_and_back(
+        people_runtime: Make) -> None:
+    # Found by the PostgreSQL chaos test: a worker that lost an agent kept the mail it
+    # held for a merge; when it took the agent back, it merged that mail into the task,
+    # although the other worker had meanwhile answered it on its own (two answers).
+    one = await people_runtime([agent("merge")], {"scripted:writer": model()})
+    first, approval = await started(one)
+    sent = await one.mailbox.send(ADA, "writer", "", "also mention the budget")
+    await until(lambda: one.responder.new_messages.merging(sent.mail.id), 10,
+                "the mail held for the merge")
+    other = await people_runtime([agent("merge")], {"scripted:writer": model()})
+    await _move(one, other)
+    assert not one.responder.new_messages.merging(sent.mail.id)
+
+    async def replies_to_second() -> list[str]:
+        mails = await one.mailbox.conversation(ADA, "writer")
+        return [m.body for m in mails if m.in_reply_to == sent.mail.id]
+
+    # The other worker does not know the first task answers the same person: it
+    # answers the held mail (never acknowledged) in a task of its own.
+    await until(replies_to_second, 60, "the held mail answered by the other worker")
+    await _move(other, one)  # and the agent comes back, its first task still waiting
+    await pending_approval(one, first)
+    await one.approvals.decide(approval, approve=True, by=ADA)
+    assert (await one.wait_task(first, 20)).state is TaskState.DONE
+    await one.wait_idle(20)
+    assert await replies_to_second() == ["answer to: also mention the budget"]
+    conversation = await one.store.load_messages(first)
+    assert "also mention the budget" not in [m.get("content") for m in conversation]

@@ -96,9 +96,9 @@ class Adoption:
         # worker takes the agent again it takes them again.
         running = [record.id for record in agent.running_tasks]
         await agent.halt()
-        for record in agent.take_queue():
-            self._known.discard(record.id)
-        self._known.difference_update(running)
+        queued = [record.id for record in agent.take_queue()]
+        self._known.difference_update(running, queued)
         self.mailbox.forget(name)
+        self.responder.forget([*running, *queued])
         self.changed()
 

@@ -20,6 +20,7 @@ which the web UI shows as a system note.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from wakeful.core.mail_records import Delivery, Envelope
@@ -119,6 +120,16 @@ class NewMessages:
         loop.messages.extend(new)
         for delivery in held.values():
             self._note(delivery, "merged", loop.id)
+
+    def forget(self, task_ids: Collection[str]) -> None:
+        """This worker no longer runs these tasks (their agent went to another worker):
+        drop what it held for them. The held mail was never acknowledged, so the
+        agent's new owner delivers it again; kept here, it would be merged into the
+        task after all if this worker took the agent back, while the other worker had
+        answered it on its own (the person got two answers)."""
+        for task_id in task_ids:
+            self._merged.pop(task_id, None)
+            self._queued.pop(task_id, None)
 
     def settled(self, record: TaskRecord) -> tuple[list[Delivery], list[TaskRecord]]:
         """A task ended: the messages it never took (to answer on their own) and the

@@ -160,7 +160,8 @@ class Responder:
         owner = parse_address(delivery.owner)
         agent = runtime.agents.get(owner.name)
         return (agent is not None and agent.definition.answer_mail
-                and agent.state is not AgentState.STOPPED)
+                and agent.state is not AgentState.STOPPED
+                and runtime.owns_agent(owner.name))  # else its owner answers
 
     def _answers_post(self, agent: str, delivery: Delivery) -> bool:
         """A post that @mentions agents is for them alone; one that names nobody goes by
@@ -183,6 +184,13 @@ class Responder:
         (it stopped after an answering task ended and before its answer was stored)."""
         for record in await self.runtime.store.unanswered(agents):
             self._queue.put_nowait(record)
+
+    def forget(self, task_ids: Collection[str]) -> None:
+        """Another worker runs these tasks now: forget which mail they answer and what
+        waited to be merged into them (see :meth:`NewMessages.forget`)."""
+        for task_id in task_ids:
+            self._answering.pop(task_id, None)
+        self.new_messages.forget(task_ids)
 
     def _settled(self, record: TaskRecord) -> None:
         if record.id in self._answering or answers_a_person(record):
