@@ -26,6 +26,12 @@ from wakeful.store.sqlite import SQLiteStore
 from wakeful.toolkit.registry import Tool
 from wakeful.tools.builtin import default_tools
 
+# pytest-xdist's workers export COLUMNS=80 and LINES=24; rich would fix the CLI's
+# consoles at that size when they are made, and the tests that ask for a wide terminal
+# (COLUMNS in the CLI runner's environment) would still get 80 columns.
+for _fixed in ("COLUMNS", "LINES"):
+    os.environ.pop(_fixed, None)
+
 
 class RuntimeFactory(Protocol):
     async def __call__(

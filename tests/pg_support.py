@@ -24,8 +24,14 @@ LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 def _server_and_db() -> tuple[str, str, bool]:
     given = os.environ.get("WAKEFUL_TEST_PG_URL")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
     if given:
         server, _, database = given.rpartition("/")
+        if worker:
+            # One database per pytest worker, made and dropped here: reads that follow a
+            # commit-ordered position wait for every older transaction in their
+            # database, so workers sharing one would hold back each other's reads.
+            return server, f"{database}_{worker}", True
         return server, database, False
     return LOCAL_SERVER, f"wakeful_test_{os.getpid()}_{uuid.uuid4().hex[:6]}", True
 
