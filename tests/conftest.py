@@ -63,7 +63,10 @@ def db_path(tmp_path: Path) -> Path:
 BOTH_BACKENDS = frozenset({
     "test_runtime", "test_states", "test_tools", "test_cancel_cascade", "test_responder",
     "test_mailbox_tools", "test_schedule_timers", "test_schedule_waits", "test_approvals",
-    "test_control", "test_agent_admin", "test_ask_person", "test_new_messages"})
+    "test_control", "test_agent_admin", "test_ask_person", "test_new_messages",
+    "test_schedule_progress", "test_observe", "test_observe_sinks", "test_unstorable_text",
+    "test_people", "test_tool_capabilities", "test_a2a_server", "test_a2a_remote",
+    "test_mcp"})
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
