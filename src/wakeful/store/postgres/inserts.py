@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
+from wakeful.core.encoding import to_json
 from wakeful.core.records import Event
 
 _EVENT_INSERT = (
@@ -32,7 +32,7 @@ async def insert_events(conn: asyncpg.Connection, events: Sequence[Event]) -> No
     ids = sorted(r[0] for r in await conn.fetch(
         "SELECT wakeful_pos() FROM generate_series(1, $1)", len(events)))
     rows = [(event_id, e.ts, e.run_id, e.type, e.agent, e.task_id, e.correlation_id,
-             e.causation_id, json.dumps(e.data, default=str))
+             e.causation_id, to_json(e.data))
             for event_id, e in zip(ids, events, strict=True)]
     await conn.execute(_EVENT_INSERT, *columns(rows, 9))
     for event, event_id in zip(events, ids, strict=True):

@@ -9,13 +9,13 @@ one transaction, on the database's clock); notifications are only doorbells (see
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
+from wakeful.core.encoding import to_json
 from wakeful.core.records import AgentRecord, Event, Fence, RunRecord, TaskRecord
 from wakeful.core.states import AgentState
 from wakeful.errors import ConflictError, FenceError, StoreError
@@ -316,7 +316,7 @@ class PostgresStore(PgTaskReads, PgLeases, PgDump, Store):
         sql = ("UPDATE tasks SET state = 'running', owner = $1, updated_at = $2, "
                "started_at = COALESCE(started_at, $3) WHERE id = $4 AND state = 'queued' "
                "AND " + fence_sql(5) + " RETURNING " + ", ".join(TASK_COLUMNS))
-        rows = [(task_id, i, json.dumps(m)) for i, m in enumerate(opening)]
+        rows = [(task_id, i, to_json(m)) for i, m in enumerate(opening)]
 
         async def op(conn: asyncpg.Connection) -> tuple[TaskRecord, bool] | None:
             before = await conn.fetchval("SELECT started_at FROM tasks WHERE id = $1", task_id)
@@ -339,7 +339,7 @@ class PostgresStore(PgTaskReads, PgLeases, PgDump, Store):
         fence: Fence | None = None, mail: Sequence[Any] = (), **fields: Any
     ) -> None:
         sql, params = self._update_sql(task_id, fields, fence)
-        rows = [(task_id, first_seq + i, json.dumps(m)) for i, m in enumerate(messages)]
+        rows = [(task_id, first_seq + i, to_json(m)) for i, m in enumerate(messages)]
 
         async def op(conn: asyncpg.Connection) -> None:
             await fenced_update(conn, sql, params, fence, f"step of task {task_id}")

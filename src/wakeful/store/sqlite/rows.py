@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import fields as dc_fields
 from typing import Any
 
+from wakeful.core.encoding import to_json
 from wakeful.core.records import Event, TaskRecord
 from wakeful.core.states import TaskState
 
@@ -25,7 +26,7 @@ EVENT_INSERT = ("INSERT INTO events (ts, run_id, type, agent, task_id, correlati
 def event_row(event: Event) -> tuple[Any, ...]:
     """An event as the values of :data:`EVENT_INSERT` (shared by writers of the log)."""
     return (event.ts, event.run_id, event.type, event.agent, event.task_id,
-            event.correlation_id, event.causation_id, json.dumps(event.data, default=str))
+            event.correlation_id, event.causation_id, to_json(event.data))
 
 
 _TASK_INSERT = (f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) "

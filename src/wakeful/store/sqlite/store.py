@@ -15,7 +15,6 @@ reads use a second connection on another thread, which WAL lets run beside the w
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from wakeful.core.encoding import to_json
 from wakeful.core.records import AgentRecord, Event, Fence, RunRecord, TaskRecord
 from wakeful.core.states import AgentState
 from wakeful.errors import ConflictError, StoreError
@@ -284,7 +284,7 @@ class SQLiteStore(SQLiteWriting, SQLiteTaskReads, SQLiteLeases, SQLiteDump, Stor
                "started_at = COALESCE(started_at, ?) WHERE id = ? AND state = 'queued' "
                "AND " + FENCE_SQL)
         params = [fence.owner, now, started_at or now, task_id, *fence_params(fence)]
-        rows = [(task_id, i, json.dumps(m)) for i, m in enumerate(opening)]
+        rows = [(task_id, i, to_json(m)) for i, m in enumerate(opening)]
 
         def op(conn: sqlite3.Connection) -> tuple[TaskRecord, bool] | None:
             before = conn.execute("SELECT started_at FROM tasks WHERE id = ?",
@@ -307,7 +307,7 @@ class SQLiteStore(SQLiteWriting, SQLiteTaskReads, SQLiteLeases, SQLiteDump, Stor
         fence: Fence | None = None, mail: Sequence[Any] = (), **fields: Any
     ) -> None:
         sql, params = self._update_sql(task_id, fields, fence)
-        rows = [(task_id, first_seq + i, json.dumps(m)) for i, m in enumerate(messages)]
+        rows = [(task_id, first_seq + i, to_json(m)) for i, m in enumerate(messages)]
 
         def op(conn: sqlite3.Connection) -> None:
             check_fenced(conn.execute(sql, params), fence, f"step of task {task_id}")
