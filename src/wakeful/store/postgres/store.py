@@ -9,6 +9,7 @@ one transaction, on the database's clock); notifications are only doorbells (see
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -77,6 +78,21 @@ async def apply_mail_changes(conn: asyncpg.Connection, changes: Sequence[Any]) -
     from wakeful.store.postgres.mail import apply_changes
 
     await apply_changes(conn, changes)
+
+
+_TASK_COLUMN_SET = frozenset(TASK_COLUMNS)
+
+
+@functools.lru_cache(maxsize=256)
+def _task_update_sql(names: tuple[str, ...], fenced: bool) -> str:
+    """The UPDATE for these task fields (a few shapes, made once each: every step
+    writes one)."""
+    unknown = set(names) - _TASK_COLUMN_SET
+    if unknown:
+        raise ValueError(f"unknown task fields: {sorted(unknown)}")
+    assignments = ", ".join(f"{name} = ${i + 1}" for i, name in enumerate(names))
+    sql = f"UPDATE tasks SET {assignments} WHERE id = ${len(names) + 1}"
+    return sql + " AND " + fence_sql(len(names) + 2) if fenced else sql
 
 
 class PostgresStore(PgTaskReads, PgLeases, PgDump, Store):
@@ -277,17 +293,12 @@ class PostgresStore(PgTaskReads, PgLeases, PgDump, Store):
     @staticmethod
     def _update_sql(task_id: str, fields: dict[str, Any], fence: Fence | None = None
                     ) -> tuple[str, list[Any]]:
-        unknown = set(fields) - set(TASK_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown task fields: {sorted(unknown)}")
         fields.setdefault("updated_at", time.time())
         if "state" in fields and hasattr(fields["state"], "value"):
             fields["state"] = fields["state"].value
         params = [*fields.values(), task_id]
-        assignments = ", ".join(f"{name} = ${i + 1}" for i, name in enumerate(fields))
-        sql = f"UPDATE tasks SET {assignments} WHERE id = ${len(params)}"
+        sql = _task_update_sql(tuple(fields), fence is not None)
         if fence is not None:
-            sql += " AND " + fence_sql(len(params) + 1)
             params.extend([fence.agent, fence.owner, fence.epoch])
         return sql, params
 

@@ -15,6 +15,7 @@ reads use a second connection on another thread, which WAL lets run beside the w
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -85,6 +86,20 @@ def migrate(conn: sqlite3.Connection) -> int:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+_TASK_COLUMN_SET = frozenset(_TASK_COLUMNS)
+
+
+@functools.lru_cache(maxsize=256)
+def _task_update_sql(names: tuple[str, ...], fenced: bool) -> str:
+    """The UPDATE for these task fields (a few shapes, made once each: every step
+    writes one)."""
+    unknown = set(names) - _TASK_COLUMN_SET
+    if unknown:
+        raise ValueError(f"unknown task fields: {sorted(unknown)}")
+    sql = f"UPDATE tasks SET {', '.join(f'{name} = ?' for name in names)} WHERE id = ?"
+    return sql + " AND " + FENCE_SQL if fenced else sql
 
 
 class SQLiteStore(SQLiteWriting, SQLiteTaskReads, SQLiteLeases, SQLiteDump, Store):
@@ -251,15 +266,10 @@ class SQLiteStore(SQLiteWriting, SQLiteTaskReads, SQLiteLeases, SQLiteDump, Stor
     @staticmethod
     def _update_sql(task_id: str, fields: dict[str, Any], fence: Fence | None = None
                     ) -> tuple[str, list[Any]]:
-        unknown = set(fields) - set(_TASK_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown task fields: {sorted(unknown)}")
         fields.setdefault("updated_at", time.time())
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        sql = f"UPDATE tasks SET {assignments} WHERE id = ?"
+        sql = _task_update_sql(tuple(fields), fence is not None)
         params = [*fields.values(), task_id]
         if fence is not None:
-            sql += " AND " + FENCE_SQL
             params.extend(fence_params(fence))
         return sql, params
 
