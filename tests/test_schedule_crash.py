@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -26,15 +25,20 @@ from pathlib import Path
 
 import pytest
 
+from crash_store import CrashStore, crash_store
+
+__all__ = ["crash_store"]
+
 NAP_S = 8.0
 POLICIES = ("once", "skip", "all")
 
 
-def make_project(root: Path) -> None:
+def make_project(root: Path, store: CrashStore) -> None:
     (root / "agents").mkdir(parents=True)
     (root / "scripts").mkdir()
     (root / "wakeful.yaml").write_text(
-        "name: misfire-test\nstartup_tasks:\n  - {agent: napper, instruction: nap}\n")
+        f"name: misfire-test\n{store.yaml()}"
+        "startup_tasks:\n  - {agent: napper, instruction: nap}\n")
     for policy in POLICIES:
         (root / "agents" / f"{policy}.yaml").write_text(
             f"name: {policy}\nmodel: scripted:quick\nschedule:\n"
@@ -48,17 +52,11 @@ def make_project(root: Path) -> None:
         "      - say: '{last_tool_result}'\n")
 
 
-def query(db: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db, timeout=10) as conn:
-        return conn.execute(sql).fetchall()
-
-
-def ticks(db: Path) -> dict[str, int]:
-    try:
-        rows = query(db, "SELECT agent, COUNT(*) FROM tasks WHERE created_by = 'schedule' "
-                         "GROUP BY agent")
-    except sqlite3.OperationalError:
+def ticks(store: CrashStore) -> dict[str, int]:
+    if not store.has_run():
         return {}
+    rows = store.query("SELECT agent, COUNT(*) FROM tasks WHERE created_by = 'schedule' "
+                       "GROUP BY agent")
     return {str(a): int(str(n)) for a, n in rows}
 
 
@@ -74,15 +72,16 @@ def epoch(stamp: str) -> float:
 
 
 @pytest.mark.slow
-def test_misfire_policies_and_a_resumed_sleep_across_sigkill(tmp_path: Path) -> None:
-    make_project(tmp_path)
-    db = tmp_path / "wakeful.db"
+def test_misfire_policies_and_a_resumed_sleep_across_sigkill(
+        tmp_path: Path, crash_store: CrashStore) -> None:
+    make_project(tmp_path, crash_store)
+    query = crash_store.query
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "wakeful", "run", "--plain", "-p", str(tmp_path)]
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: all(ticks(db).get(p, 0) >= 2 for p in POLICIES), "two ticks each")
+        wait_for(lambda: all(ticks(crash_store).get(p, 0) >= 2 for p in POLICIES), "two ticks each")
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
         killed_at = time.time()
@@ -90,12 +89,12 @@ def test_misfire_policies_and_a_resumed_sleep_across_sigkill(tmp_path: Path) -> 
         if first.poll() is None:
             first.kill()
     assert first.returncode == -signal.SIGKILL
-    assert query(db, "SELECT state FROM tasks WHERE agent = 'napper'") == [("waiting",)]
+    assert query("SELECT state FROM tasks WHERE agent = 'napper'") == [("waiting",)]
     time.sleep(3.5)  # several due times pass while nothing runs
     second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: query(db, "SELECT state FROM tasks WHERE agent = 'napper'")
+        wait_for(lambda: query("SELECT state FROM tasks WHERE agent = 'napper'")
                  == [("done",)], "the nap to end", within=30)
         time.sleep(1.2)  # a tick or two after the restart
         second.send_signal(signal.SIGTERM)
@@ -104,18 +103,19 @@ def test_misfire_policies_and_a_resumed_sleep_across_sigkill(tmp_path: Path) -> 
         if second.poll() is None:
             second.kill()
 
-    runs = query(db, "SELECT id, started_at FROM runs ORDER BY started_at")
+    runs = query("SELECT id, started_at FROM runs ORDER BY started_at")
     assert len(runs) == 2
     second_run, restarted_at = str(runs[1][0]), float(str(runs[1][1]))
-    timers = dict(query(db, "SELECT agent, id FROM timers WHERE action = 'start_task'"))
-    fired = query(db, "SELECT run_id, json_extract(data, '$.timer_id'), data FROM events "
-                      "WHERE type IN ('timer.fired', 'timer.skipped') ORDER BY id")
+    timers = dict(query("SELECT agent, id FROM timers WHERE action = 'start_task'"))
+    fired = [(run, json.loads(str(data))) for run, data in query(
+        "SELECT run_id, data FROM events WHERE type IN ('timer.fired', 'timer.skipped') "
+        "ORDER BY id")]
     for policy in POLICIES:
         timer = timers[policy]
-        events = [(run, json.loads(str(data))) for run, tid, data in fired if tid == timer]
+        events = [(run, data) for run, data in fired if data.get("timer_id") == timer]
         dues = [epoch(d) for _, data in events for d in data["dues"]]
         assert len(dues) == len(set(dues)), f"{policy}: a due time fired twice"
-        tasks = query(db, f"SELECT COUNT(*) FROM tasks WHERE cause_id = '{timer}'")[0][0]
+        tasks = query(f"SELECT COUNT(*) FROM tasks WHERE cause_id = '{timer}'")[0][0]
         assert tasks == len(dues), f"{policy}: firings and tasks disagree"
         # What the second run found due on start: everything missed while it was down.
         late = [data for run, data in events if run == second_run and data["late_ms"] > 1000]
@@ -133,9 +133,9 @@ def test_misfire_policies_and_a_resumed_sleep_across_sigkill(tmp_path: Path) -> 
             assert dues == [dues[0] + k for k in range(len(dues))]
     # The nap: due where the first process put it, woken by the second, which slept only
     # the rest; its wait row went when the task finished.
-    assert query(db, "SELECT COUNT(*) FROM timers WHERE action = 'wake_task'") == [(0,)]
+    assert query("SELECT COUNT(*) FROM timers WHERE action = 'wake_task'") == [(0,)]
     first_started = float(str(runs[0][1]))
-    [(result,)] = query(db, "SELECT result FROM tasks WHERE agent = 'napper'")
+    [(result,)] = query("SELECT result FROM tasks WHERE agent = 'napper'")
     wake = json.loads(str(result))
     # Due where the first process put it (its sleep began before the kill: a nap started
     # over by the second process would be due NAP_S after the restart), woken by the
@@ -143,6 +143,6 @@ def test_misfire_policies_and_a_resumed_sleep_across_sigkill(tmp_path: Path) -> 
     assert wake["woke"] == "timer" and wake["slept_s"] >= NAP_S
     assert first_started < epoch(wake["due"]) - NAP_S < killed_at
     assert epoch(wake["at"]) > restarted_at
-    woke = query(db, "SELECT run_id, json_extract(data, '$.late_ms') FROM events WHERE "
-                     "type = 'task.woke'")
-    assert [w[0] for w in woke] == [second_run] and float(str(woke[0][1])) >= 0
+    woke = [(run, json.loads(str(data))["late_ms"]) for run, data in query(
+        "SELECT run_id, data FROM events WHERE type = 'task.woke'")]
+    assert [w[0] for w in woke] == [second_run] and float(woke[0][1]) >= 0
