@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 
 from schedule_support import (
     START,
@@ -282,3 +285,36 @@ async def test_bad_timers_are_refused_clearly(make_runtime: Factory) -> None:
     assert "no schedule with id 'tm_nope'" in messages[5]
     assert [t for t in rt.scheduler.active() if t.agent == "b"] == []
     assert TimerSpec.every("1h", anchor=0).describe() == "every 1h"
+
+
+async def test_a_timer_cancelled_while_the_store_is_read_stays_cancelled(
+        make_runtime: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Found under load on PostgreSQL: the doorbell of a new timer made the scheduler
+    # read the store's active timers; the timer was cancelled (the agent woken) while
+    # that read was under way, and the read brought it back as active in memory.
+    clock = FakeClock(START)
+    rt = await make_runtime([agent("nap")], done_model(), clock=clock)
+    scheduler = rt.scheduler
+    timer = await scheduler.add(TimerSpec.at(START + 600), "wake_agent", agent="nap")
+    store = scheduler.store
+    read, release = asyncio.Event(), asyncio.Event()
+    original = store.active
+
+    async def slow_read() -> list[Any]:
+        rows = await original()  # the timer is still active when the rows are read
+        read.set()
+        await release.wait()
+        return rows
+
+    monkeypatch.setattr(store, "active", slow_read)
+    refresh = asyncio.create_task(scheduler._read_new())
+    await read.wait()
+    await scheduler.cancel(timer.id, "the agent was woken")
+    release.set()
+    assert await refresh == []
+    assert [t for t in scheduler.active() if t.id == timer.id] == []
+    # A timer added elsewhere and read afterwards still joins the table.
+    monkeypatch.setattr(store, "active", original)
+    other = await scheduler.add(TimerSpec.at(START + 900), "wake_agent", agent="nap")
+    scheduler._forget(other)  # as if another process had added it
+    assert [t.id for t in await scheduler._read_new()] == [other.id]

@@ -48,6 +48,10 @@ class TimerTable:
         self._parked = asyncio.Event()
         self.firing = False  # a round of firings is being handled (the runtime is not idle)
         self.fired = 0  # firings (runs) so far in this process
+        # Timers ended here while a read of the store's active timers was under way:
+        # that read may still list them, and must not bring them back.
+        self._reads = 0
+        self._ended_during_read: set[str] = set()
 
     @property
     def runtime(self) -> ScheduleHost:
@@ -84,12 +88,30 @@ class TimerTable:
 
     def _forget(self, timer: Timer) -> None:
         self._timers.pop(timer.id, None)
+        if self._reads:
+            self._ended_during_read.add(timer.id)
         if timer.task_id is not None:
             ids = self._by_task.get(timer.task_id)
             if ids is not None:
                 ids.discard(timer.id)
                 if not ids:
                     del self._by_task[timer.task_id]
+
+    async def _read_new(self) -> list[Timer]:
+        """The store's active timers this table does not know yet, leaving out those
+        it ended while the read was under way (a cancel racing a refresh would
+        otherwise bring its timer back to life here)."""
+        assert self._store is not None
+        self._reads += 1
+        try:
+            found = await self._store.active()
+        finally:
+            self._reads -= 1
+        ended = self._ended_during_read
+        new = [t for t in found if t.id not in self._timers and t.id not in ended]
+        if not self._reads:
+            ended.clear()
+        return new
 
     def get(self, timer_id: str) -> Timer | None:
         """An active timer this process knows."""

@@ -92,9 +92,8 @@ class Scheduler(Firing):
             while True:
                 await bell.wait(None)
                 try:
-                    for timer in await self._store.active():
-                        if timer.id not in self._timers:
-                            self._remember(timer)
+                    for timer in await self._read_new():
+                        self._remember(timer)
                 except Exception as exc:  # the store is busy: the next ring retries
                     log.warning("scheduler: reading new timers failed", error=repr(exc))
                 await asyncio.sleep(self._runtime.poll_interval_s)  # at most this often
