@@ -81,6 +81,13 @@ def wait_for(predicate: object, what: str, within: float = 60.0) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def locked_and_recorded(db: Path) -> bool:
+    results = [json.loads(str(data))["role"] for (data,) in rows(
+        db, "SELECT data FROM task_messages")]
+    return (len(rows(db, "SELECT token FROM resource_locks")) == 2
+            and results.count("tool") == 2)
+
+
 @pytest.mark.slow
 def test_a_resumed_holder_cannot_overwrite_its_successor(tmp_path: Path) -> None:
     make_project(tmp_path)
@@ -89,7 +96,10 @@ def test_a_resumed_holder_cannot_overwrite_its_successor(tmp_path: Path) -> None
     run = [sys.executable, "-m", "wakeful", "run", "--plain", "-p", str(tmp_path)]
     first = subprocess.Popen(run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: len(rows(db, "SELECT token FROM resource_locks")) == 2, "the locks")
+        # Killed in its second step: both lock calls' results stored, so the resumed
+        # holder does not take the locks again (an interrupted call runs again, and a
+        # lock taken again after the successor let go would rightly be its own).
+        wait_for(lambda: locked_and_recorded(db), "the locks, and their calls' results")
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
     finally:

@@ -38,6 +38,7 @@ export class ChatView {
     this.answering = new Map(); // mail id -> task id
     this.closed = false;
     this.olderCursor = undefined; // the API's `older` of the oldest page shown (null: none)
+    this.early = []; // live mail that came before the first page: placed once it is in
     this.oldestSeq = null;
     this.newestSeq = null;
     this.unseen = 0;
@@ -90,6 +91,12 @@ export class ChatView {
       this.showError("");
     } catch (err) {
       this.showError(err.message);
+    } finally {
+      // Live mail that came first: now that the page says where history starts, mail
+      // older than it stays behind "load older" instead of filling the gap before it.
+      const early = this.early;
+      this.early = [];
+      if (early.length) this.addMails(early);
     }
   }
 
@@ -232,6 +239,10 @@ export class ChatView {
   }
 
   addMails(mails, { quiet = false } = {}) {
+    if (!quiet && this.olderCursor === undefined) { // the first page is still on its way
+      this.early.push(...mails);
+      return;
+    }
     const near = this.nearBottom();
     const newest = this.newestSeq;
     let added = 0;
