@@ -111,6 +111,10 @@ def test_take_batch_coalesces_tokens_and_respects_the_limit() -> None:
         assert rest is not None and rest.agent == "a2"
 
 
+def _strict(constant: str) -> Any:
+    raise AssertionError(f"{constant} is not JSON: a browser's JSON.parse refuses the batch")
+
+
 class _Socket:
     """Collects what the stream sends; never disconnects."""
 
@@ -118,7 +122,7 @@ class _Socket:
         self.sent: list[dict[str, Any]] = []
 
     async def send_text(self, text: str) -> None:
-        self.sent.append(json.loads(text))
+        self.sent.append(json.loads(text, parse_constant=_strict))
 
     async def receive(self) -> dict[str, Any]:
         await asyncio.Event().wait()
@@ -143,6 +147,22 @@ async def test_a_client_that_falls_behind_is_told_how_much_it_missed(
     assert socket.sent[0]["dropped"] == 90
     assert [e["agent"] for e in socket.sent[0]["events"]] == [f"a{n}" for n in range(90, 100)]
     assert not log.listened, "the subscription outlived its stream"
+
+
+async def test_a_batch_is_strict_json_whatever_the_events_hold(wait_until: WaitUntil) -> None:
+    log = EventLog()
+    socket = _Socket()
+    streamer = EventStream(log, socket, interval_s=0.01)  # type: ignore[arg-type]
+    log.emit("tool.call", agent="w", task_id="t1",
+             data={"result": float("nan"), "when": {3}, "text": "naïve ☃"})
+    runner = asyncio.create_task(streamer.run())
+    try:
+        await wait_until(lambda: socket.sent, what="a batch")
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    [event] = socket.sent[0]["events"]
+    assert event["data"] == {"result": None, "when": "{3}", "text": "naïve ☃"}
 
 
 async def test_stopping_the_server_closes_live_streams_and_leaves_the_runtime_running(

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
+from wakeful.core.encoding import to_json
 from wakeful.core.records import Event
 from wakeful.observe.events import EventLog, Subscription
 from wakeful.server import views
@@ -111,9 +111,9 @@ class EventStream:
         found = found[:REPLAY_MAX]
         self.floor = (found[-1].id or after_id) if found else after_id
         batch = [views.event_view(e) for e in found if _wanted(e) and e.type != "model.token"]
-        await self.socket.send_text(json.dumps(
+        await self.socket.send_text(to_json(
             {"type": "events", "events": batch, "dropped": 0 if complete else 1,
-             "replayed": True}, default=str))
+             "replayed": True}))
 
     async def run(self) -> None:
         pump = asyncio.create_task(self._pump(), name="stream:pump")
@@ -139,7 +139,7 @@ class EventStream:
             dropped = self.feed.dropped - self.reported_drops
             self.reported_drops = self.feed.dropped
             message = {"type": "events", "events": batch, "dropped": dropped}
-            await self.socket.send_text(json.dumps(message, default=str))
+            await self.socket.send_text(to_json(message))
 
     async def _listen(self) -> None:
         """Return when the client disconnects (clients send nothing else we need)."""
@@ -165,7 +165,7 @@ async def stream(socket: WebSocket) -> None:
     newest = await runtime.store.query_events(newest=True, limit=1)
     # last_event_id: a client that saw higher ids was talking to another store; it
     # starts counting again from here rather than skip what comes.
-    await socket.send_text(json.dumps({"type": "hello", "run_id": runtime.run_id,
+    await socket.send_text(to_json({"type": "hello", "run_id": runtime.run_id,
                                        "interval_ms": int(app.state.stream_interval_s * 1000),
                                        "last_event_id": newest[0].id if newest else 0}))
     client = EventStream(runtime.events, socket, app.state.stream_interval_s)
