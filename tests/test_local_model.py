@@ -23,6 +23,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from polling import PATIENCE
 from wakeful import Runtime, SQLiteStore, TaskState
 from wakeful.core.records import Event
 from wakeful.models.config import ProviderConfig
@@ -173,13 +174,13 @@ def test_wakeful_demo_local_runs_the_team_on_the_model(tmp_path: Path) -> None:
                                  "--local", "--port", "0"],
                                 stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + START_TIMEOUT_S * PATIENCE  # a busy machine
         while "model.call" not in log_path.read_text(errors="replace"):
             assert proc.poll() is None, f"the demo exited: {log_path.read_text()}"
             assert time.monotonic() < deadline, f"no model call: {log_path.read_text()}"
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0, log_path.read_text()
+        assert proc.wait(timeout=60 * PATIENCE) == 0, log_path.read_text()
     finally:
         if proc.poll() is None:  # pragma: no cover - only when an assertion failed
             proc.kill()

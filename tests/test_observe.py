@@ -177,18 +177,28 @@ async def test_trace_follow_prints_events_recorded_by_another_process(tmp_path: 
         sys.executable, "-m", "wakeful", "trace", "-f", "--interval", "0.05",
         "--type", "custom.", "-p", str(tmp_path),
         stdout=asyncio.subprocess.PIPE, env={**os.environ, "COLUMNS": "200"})
+
+    async def record() -> None:
+        # again and again: `trace -f` follows from the end of the log as it finds it,
+        # and on a busy machine the process may take seconds to get there
+        while True:
+            store.append_event(Event(type="other.thing", agent="x"))
+            store.append_event(Event(type="custom.ping", agent="someone", data={"n": 1}))
+            await store.flush()
+            await asyncio.sleep(0.5)
+
+    recording = asyncio.create_task(record())
     try:
-        await asyncio.sleep(0.5)
-        store.append_event(Event(type="other.thing", agent="x"))
-        store.append_event(Event(type="custom.ping", agent="someone", data={"n": 1}))
-        await store.flush()
         assert proc.stdout is not None
-        line = ""
-        async with asyncio.timeout(10):
-            while "custom.ping" not in line:
-                line = (await proc.stdout.readline()).decode()
-        assert "someone" in line and "n=1" in line
+        lines: list[str] = []
+        async with asyncio.timeout(120):
+            while not lines or "custom.ping" not in lines[-1]:
+                lines.append((await proc.stdout.readline()).decode())
+        assert "someone" in lines[-1] and "n=1" in lines[-1]
+        assert not any("other.thing" in line for line in lines)  # --type filters
     finally:
+        recording.cancel()
+        await asyncio.gather(recording, return_exceptions=True)
         proc.terminate()
         await proc.wait()
         await store.close()
