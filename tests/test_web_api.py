@@ -257,6 +257,8 @@ async def test_a_person_mails_an_agent_and_reads_the_answer(
     assert shown["deliveries"][0]["status"] != "acked"
     read = (await client.get(f"/api/mail/{answer['id']}?reader=ada")).json()
     assert read["mail"]["read_at"] is not None
+    # its place in the conversation, as the page needs to tell it from older mail
+    assert read["mail"]["seq"] == answer["seq"] is not None
     assert (await client.get(f"/api/mail/{answer['id']}")).json()["deliveries"][0][
         "status"] == "acked"
     await client.post("/api/mail", json={"sender": "ada", "to": "writer", "body": "Again"})

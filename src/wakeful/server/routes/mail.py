@@ -73,6 +73,12 @@ async def get_mail(mail_id: str, runtime: RuntimeDep, reader: str | None = Query
         if str(exc).startswith("no mail with id"):
             raise NotFound(str(exc)) from None
         raise
+    if mail.seq is None:
+        # read from a delivery in memory: its place in the conversation (seq) is the
+        # store's, and the UI needs it to place the mail and to tell new from old
+        stored = await runtime.mailbox.store.get_mail(mail_id)
+        if stored is not None and stored.seq is not None:
+            mail = mail.model_copy(update={"seq": stored.seq})
     deliveries = await runtime.mailbox.deliveries(mail_id)
     return {"mail": views.mail_view(mail),
             "deliveries": [{"owner": d.owner, "status": d.status, "attempts": d.attempts,
