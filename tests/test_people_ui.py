@@ -68,7 +68,10 @@ async def test_ask_person_answered_from_the_inbox(page: Page,
     card = page.locator(".card.question")
     await card.wait_for()
     assert "Which colour for the logo?" in await card.inner_text()
-    assert await page.locator("#inbox-count").inner_text() == "1"
+    # the count reloads on its own pace (slower while the stream is busy): wait for it
+    from playwright.async_api import expect
+
+    await expect(page.locator("#inbox-count")).to_have_text("1")
     assert await axe_serious(page) == []
     await card.locator("textarea.answer").fill("Teal, please")
     await card.locator("button.send-answer").click()
