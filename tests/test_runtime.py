@@ -606,6 +606,39 @@ async def test_cancel_running_and_queued_tasks(
     assert await state_of(rt, queued.id) is TaskState.CANCELLED
 
 
+async def test_a_task_cancelled_while_the_store_is_read_is_not_queued_again(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A look at the store that read a task as queued just before it was cancelled
+    must not hand it back to its agent (failed once in CI on PostgreSQL: the cancelled
+    task sat in the agent's queue)."""
+    rt = await make_runtime([agent_def("w", tools=["note"], max_concurrent_tasks=1)],
+                            {"m": script(note_steps(3), latency_ms=1000)})
+    running = await rt.create_task("w", "first")
+    queued = await rt.create_task("w", "second")
+    await wait_until(lambda: [r.id for r in rt.agent("w").running_tasks] == [running.id],
+                     what="the first task to run")
+    real_list = rt.store.list_tasks
+    read, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow_list(*args: Any, **kwargs: Any) -> Any:
+        found = await real_list(*args, **kwargs)  # read before the cancel ...
+        read.set()
+        await go_on.wait()  # ... returned after it
+        return found
+
+    monkeypatch.setattr(rt.store, "list_tasks", slow_list)
+    look = asyncio.ensure_future(rt._look_at_store())
+    await read.wait()
+    assert (await rt.cancel_task(queued.id)).state is TaskState.CANCELLED
+    go_on.set()
+    await look
+    monkeypatch.setattr(rt.store, "list_tasks", real_list)
+    assert rt.agent("w").queued_tasks == []
+    await rt.cancel_task(running.id)
+
+
 async def test_cancel_task_with_a_pending_retry(
     make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
 ) -> None:

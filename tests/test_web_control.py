@@ -4,6 +4,7 @@ and undoes it with one button; an admin makes an agent with the form."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from wakeful.store.people import people_store
 from web_support import DESKTOP, TOKEN, axe_serious, chromium_or_skip, open_browser, serve
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Page
+    from playwright.async_api import Browser, Page, Route
 
     from wakeful.server import WebServer
 
@@ -107,3 +108,30 @@ async def test_an_admin_makes_an_agent_with_the_form(
     await page.locator("#agent-form button[type=submit]").click()
     await page.locator("#agent-form .error").filter(has_text="already exists").wait_for()
     assert not errors
+
+
+async def test_a_form_opened_while_the_page_loads_keeps_what_was_typed(
+        served: tuple[Runtime, WebServer], browser: Browser) -> None:
+    """A person who clicks "New agent" before the agent list has loaded keeps the form
+    they typed into (the first load showed its page again over it, so a slow server
+    made the form lose its fields: failed once in CI)."""
+    _, server = served
+    page = await (await browser.new_context(viewport=DESKTOP)).new_page()
+    page.set_default_timeout(15_000)
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        held.set()
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/api/agents?limit=1000*", hold)
+    await page.goto(server.url + f"#token={TOKEN}")
+    await held.wait()
+    await page.wait_for_selector("#new-agent")
+    await page.click("#new-agent")
+    await page.locator("#agent-form input[name=name]").fill("typed-early")
+    release.set()
+    await page.locator("#agent-list li[data-agent='looper']").wait_for()
+    assert await page.locator("#agent-form input[name=name]").input_value() == "typed-early"

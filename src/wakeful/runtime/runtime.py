@@ -23,7 +23,7 @@ import structlog
 
 from wakeful.core.records import AgentRecord, RunRecord, TaskRecord
 from wakeful.core.scope import TaskScope
-from wakeful.core.states import AgentState, TaskState
+from wakeful.core.states import AgentState
 from wakeful.core.team import AgentStatus
 from wakeful.errors import FenceError, UnknownAgentError, WakefulError
 from wakeful.ids import new_id
@@ -97,6 +97,8 @@ class Runtime(Settling, Adoption, TaskMaking, AgentControls, Intervention):
         self._changed = Signal()
         self._settled: dict[str, list[asyncio.Future[TaskRecord]]] = {}
         self._known: set[str] = set()
+        self._queued_reads = 0  # reads of the queued tasks under way ...
+        self._settled_during_read: set[str] = set()  # ... and the tasks settled meanwhile
         self._started = False
         self._settle_hooks: list[Callable[[TaskRecord], None]] = []
         # The mailbox and shared resources are services like any other, started first
@@ -269,7 +271,7 @@ class Runtime(Settling, Adoption, TaskMaking, AgentControls, Intervention):
 
     async def _load_queued(self, agent: str | None = None,
                            agents: Collection[str] | None = None) -> None:
-        for record in await self.store.list_tasks(agent=agent, states=[TaskState.QUEUED]):
+        for record in await self.stored_queued(agent):
             if agents is None or record.agent in agents:
                 self._accept(record)
 
@@ -298,7 +300,7 @@ class Runtime(Settling, Adoption, TaskMaking, AgentControls, Intervention):
         try:
             await self.admin.sync_stored_agents()
             await self.apply_commands()
-            queued = await self.store.list_tasks(states=[TaskState.QUEUED])
+            queued = await self.stored_queued()
         except Exception as exc:  # the store is busy: look again next time
             log.warning("runtime: reading queued tasks or commands failed", error=repr(exc))
             return

@@ -42,6 +42,8 @@ class Settling:
         _changed: Signal
         _settled: dict[str, list[asyncio.Future[TaskRecord]]]
         _known: set[str]
+        _queued_reads: int
+        _settled_during_read: set[str]
         _settle_hooks: list[Callable[[TaskRecord], None]]
 
         async def get_task(self, task_id: str) -> TaskRecord: ...
@@ -51,6 +53,8 @@ class Settling:
     def settle(self, record: TaskRecord) -> None:
         """A task reached its final outcome: wake whoever waits for it."""
         self._known.discard(record.id)
+        if self._queued_reads:
+            self._settled_during_read.add(record.id)
         for future in self._settled.pop(record.id, []):
             if not future.done():
                 future.set_result(record)
@@ -60,6 +64,21 @@ class Settling:
             except Exception as exc:  # a broken hook must not break the task's agent
                 log.error("settle hook failed", task=record.id, error=repr(exc))
         self.changed()
+
+    async def stored_queued(self, agent: str | None = None) -> list[TaskRecord]:
+        """The tasks queued in the store, leaving out those that settled while the read
+        was under way (a cancel racing the read would otherwise queue its task again,
+        here, once it is no longer known)."""
+        self._queued_reads += 1
+        try:
+            found = await self.store.list_tasks(agent=agent, states=[TaskState.QUEUED])
+        finally:
+            self._queued_reads -= 1
+        ended = self._settled_during_read
+        found = [record for record in found if record.id not in ended]
+        if not self._queued_reads:
+            ended.clear()
+        return found
 
     def finished(self, record: TaskRecord) -> bool:
         """Has this task reached its final outcome (done, cancelled, or failed with no
@@ -125,7 +144,7 @@ class Settling:
         handed to them."""
         await self.store.flush()
         unseen = []
-        for record in await self.store.list_tasks(states=[TaskState.QUEUED]):
+        for record in await self.stored_queued():
             agent = self.agents.get(record.agent)
             if (record.id not in self._known and agent is not None
                     and agent.state is AgentState.RUNNING

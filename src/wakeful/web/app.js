@@ -235,7 +235,9 @@ function unknownPlace({ kind, name }) {
   return { agent, channel };
 }
 
+let shows = 0; // how many times a page was shown (start() shows one unless a click did)
 async function show() {
+  shows += 1;
   const where = route();
   if (state.loaded) {
     const unknown = unknownPlace(where);
@@ -289,9 +291,12 @@ async function start() {
     document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeDrawer(); });
   }
   stream.connect();
+  const shown = shows;
   await Promise.all([refreshAgents(), refreshChannels()]);
   refreshCount();
-  show();
+  // A person who moved on while the lists loaded (clicked "New agent", say) keeps the
+  // page they are on: showing it again would wipe what they have typed into it.
+  if (shows === shown) show();
 }
 
 // --- connection: a banner while the server is away, everything reloaded after --------
