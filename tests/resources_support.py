@@ -1,5 +1,6 @@
-"""Helpers shared by the resource tests: a real runtime on a real SQLite file, and
-tool calls made exactly as a task loop makes them (through ToolRegistry.call)."""
+"""Helpers shared by the resource tests: a real runtime on a real SQLite file (or on the
+store given), and tool calls made exactly as a task loop makes them (through
+ToolRegistry.call)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from wakeful.models.registry import ModelRegistry
 from wakeful.project.definitions import AgentDefinition, ResourcesConfig
 from wakeful.resources import ResourceManager
 from wakeful.runtime.runtime import Runtime
+from wakeful.store import Store
 from wakeful.store.sqlite import SQLiteStore
 from wakeful.toolkit.context import ToolContext
 from wakeful.toolkit.registry import Tool, ToolOutcome
@@ -23,10 +25,10 @@ from wakeful.toolkit.registry import Tool, ToolOutcome
 @asynccontextmanager
 async def open_runtime(
     root: Path, *, agents: Iterable[AgentDefinition] = (), models: ModelRegistry | None = None,
-    extra_tools: Iterable[Tool] = (), **config: Any,
+    extra_tools: Iterable[Tool] = (), store: Store | None = None, **config: Any,
 ) -> AsyncIterator[Runtime]:
     runtime = Runtime(
-        store=SQLiteStore(root / "wakeful.db"),
+        store=store or SQLiteStore(root / "wakeful.db"),
         models=models or ModelRegistry(root / "scripts"),
         agents=agents,
         resources=ResourceManager(root / "workspace", ResourcesConfig(**config)),
