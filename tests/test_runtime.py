@@ -639,6 +639,43 @@ async def test_a_task_cancelled_while_the_store_is_read_is_not_queued_again(
     await rt.cancel_task(running.id)
 
 
+async def test_a_tool_result_that_is_not_stored_fails_the_task_and_nothing_after_lands(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tool result's write is waited for with the next step's (the model is called
+    meanwhile). If it does not land, the task fails with its error and the step queued
+    behind it lands nothing: the stored conversation has no hole."""
+    rt = await make_runtime([agent_def("w", tools=["note"])], {"m": script(note_steps(3))})
+    real_queue = rt.store.queue_step
+    broken: list[int] = []
+
+    def queue_step(task_id: str, first_seq: int, messages: Any, **kwargs: Any) -> Any:
+        if messages and messages[0]["role"] == "tool" and not broken:
+            broken.append(first_seq)  # stored one place too far: refused as a hole
+            return real_queue(task_id, first_seq + 1, messages, **kwargs)
+        return real_queue(task_id, first_seq, messages, **kwargs)
+
+    monkeypatch.setattr(rt.store, "queue_step", queue_step)
+    task = await rt.create_task("w", "work")
+    ended = await rt.wait_task(task.id, timeout=60)
+    await rt.store.flush()
+    [failed] = await rt.store.query_events(task_id=task.id, types=["task.failed"])
+    assert "message 3 is not stored" in failed.data["error"]
+    assert failed.data["step"] == 1 and broken == [3]
+    # Retried (on-failure, the default), it resumed after the reply the store kept: the
+    # lost call ran again, and every call has exactly one result, right after it.
+    assert ended.state is DONE
+    stored = [Message.from_dict(m) for m in await rt.store.load_messages(task.id)]
+    calls = [c.id for m in stored if m.role == "assistant" for c in m.tool_calls]
+    results = [m.tool_call_id for m in stored if m.role == "tool"]
+    assert len(calls) == 3 and results == calls
+    for i, message in enumerate(stored):
+        if message.role == "tool":
+            assert stored[i - 1].role == "assistant"
+            assert [c.id for c in stored[i - 1].tool_calls] == [message.tool_call_id]
+
+
 async def test_cancel_task_with_a_pending_retry(
     make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
 ) -> None:

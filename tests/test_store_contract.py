@@ -17,7 +17,7 @@ import pytest
 
 from wakeful.core.records import AgentRecord, Fence
 from wakeful.core.states import AgentState, TaskState
-from wakeful.errors import FenceError
+from wakeful.errors import FenceError, StoreError
 from wakeful.runtime.agent import new_task_record
 from wakeful.store import Store, open_store
 
@@ -219,3 +219,37 @@ async def test_one_answering_task_per_person_mail_and_agent(store: Store) -> Non
                                             cause_id="m_1"))
     caused = await store.tasks_caused_by("m_1", "a")
     assert caused[0].id == first.id
+
+
+async def test_a_step_queued_behind_one_that_fails_lands_nothing(store: Store) -> None:
+    """A task queues its next step while its last tool result is being committed; if
+    that result does not land, the step after it must not land either (no hole in the
+    conversation), whether the two share a commit or not."""
+    [grant] = await store.acquire_agents("w1", ["a"], 60, 1)
+    fence = Fence("a", "w1", grant.epoch)
+    record = new_task_record("a", "work")
+    await store.create_task(record)
+    opening = [{"role": "system", "content": "s"}, {"role": "user", "content": "work"}]
+    assert await store.claim_task(record.id, fence, opening) is not None
+
+    def step(seq: int, text: str) -> asyncio.Future[None]:
+        return store.queue_step(record.id, seq, [{"role": "assistant", "content": text}],
+                                fence=fence, step=seq)
+
+    # Queued together (one commit): both land, in order.
+    first, second = step(2, "two"), step(3, "three")
+    await asyncio.gather(first, second)
+    # One whose predecessor is missing is refused, and so is the one queued behind it,
+    # in the same commit ...
+    results = await asyncio.gather(step(5, "five"), step(6, "six"), return_exceptions=True)
+    assert [type(r) for r in results] == [StoreError, StoreError]
+    assert "message 4 is not stored" in str(results[0])
+    # ... or in a later one.
+    with pytest.raises(StoreError, match="message 6 is not stored"):
+        await step(7, "seven")
+    # A good step still lands after them.
+    await step(4, "four")
+    contents = [m["content"] for m in await store.load_messages(record.id)]
+    assert contents == ["s", "work", "two", "three", "four"]
+    stored = await store.get_task(record.id)
+    assert stored is not None and stored.step == 4

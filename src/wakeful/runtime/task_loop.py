@@ -53,6 +53,10 @@ class TaskLoop:
         self.retryable = False  # after a failure: may the restart policy retry it?
         self.lost = False  # another claim won, or the agent's lease moved: not ours
         self._tool_errors = 0
+        # Tool results queued in the store and not yet known durable: the next step's
+        # write is queued behind them and waits for them with its own (one commit a
+        # step, not two), while the model is already called for that step.
+        self._unsaved: list[asyncio.Future[None]] = []
         self._repeats = RepeatGuard(agent.definition.guards.repeated_call_limit)
 
     @property
@@ -304,16 +308,41 @@ class TaskLoop:
                               f"{guards.max_loop_warnings})", False)
 
     async def _save_result(self, message: Message) -> None:
+        """Queue a tool result's write. One that carries mail (sends, acks) is waited
+        for at once, since others wait on it; any other is waited for with the next
+        write of this task, so the model is called meanwhile. A task killed before it
+        lands runs that call again on resume, as when killed during the call."""
         record = self.record
         fields: dict[str, Any] = {"tool_calls": record.tool_calls + 1}
         if self.ctx.scratch:
             fields["scratch"] = json.dumps(self.ctx.scratch, default=str)
-        await self.runtime.store.save_step(self.id, len(self.messages), [message.to_dict()],
-                                           fence=self.agent.fence,
-                                           mail=self.ctx.take_changes(), **fields)
+        mail = self.ctx.take_changes()
+        self._queue(self.runtime.store.queue_step(
+            self.id, len(self.messages), [message.to_dict()], fence=self.agent.fence,
+            mail=mail, **fields))
         self.messages.append(message)
         record.tool_calls = fields["tool_calls"]
         record.scratch = fields.get("scratch", record.scratch)
+        if mail:
+            await self._saved()
+
+    def _queue(self, write: asyncio.Future[None]) -> None:
+        # Its failure is raised by _saved; if the loop ends first, it is logged there.
+        write.add_done_callback(_retrieve)
+        self._unsaved.append(write)
+
+    async def _saved(self) -> None:
+        """Wait until every write queued so far is durable; raise the first failure
+        (a later write fails too: the store never stores a step after a missing one)."""
+        unsaved, self._unsaved = self._unsaved, []
+        error: BaseException | None = None
+        for write in unsaved:
+            try:
+                await write
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
     async def _commit(self, new: list[Message], response: ModelResponse, *, final: bool,
                       started: float, tool_calls: int = 0) -> None:
@@ -337,9 +366,10 @@ class TaskLoop:
         # Spent as soon as the reply arrived: budgets see it before the write lands.
         self.agent.ledger.add(**step)
         self.runtime.usage.add(self.agent.name, **step)
-        await self.runtime.store.save_step(self.id, len(self.messages),
-                                           [m.to_dict() for m in new],
-                                           fence=self.agent.fence, **fields)
+        self._queue(self.runtime.store.queue_step(self.id, len(self.messages),
+                                                  [m.to_dict() for m in new],
+                                                  fence=self.agent.fence, **fields))
+        await self._saved()
         self.messages.extend(new)
         previous = record.state
         for name, value in fields.items():
@@ -359,3 +389,9 @@ class TaskLoop:
         self.retryable = failure.retryable
         await self.set_state(TaskState.FAILED, error=failure.message, error_kind=failure.kind,
                              finished_at=time.time())
+
+
+def _retrieve(write: asyncio.Future[None]) -> None:
+    """Mark a queued write's failure as seen (it is raised, or the task already ended)."""
+    if not write.cancelled():
+        write.exception()

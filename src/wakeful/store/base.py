@@ -8,6 +8,7 @@ write durable against a process crash before it returns, because crash recovery
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,14 @@ if TYPE_CHECKING:
     from wakeful.store.mail import MailStore
     from wakeful.store.timers import TimerStore
 from wakeful.core.states import TaskState
+from wakeful.errors import StoreError
+
+
+def step_hole(task_id: str, first_seq: int) -> StoreError:
+    """The error of a step that would leave a hole in its task's conversation."""
+    return StoreError(f"step of task {task_id}: message {first_seq - 1} is not stored "
+                      f"(an earlier write of this task failed), so messages from "
+                      f"{first_seq} on were not stored either")
 
 
 class Store(abc.ABC):
@@ -156,13 +165,29 @@ class Store(abc.ABC):
     async def child_tasks(self, parent_ids: Iterable[str]) -> list[TaskRecord]:
         """Tasks whose parent is one of ``parent_ids`` (oldest first)."""
 
-    @abc.abstractmethod
     async def save_step(
         self, task_id: str, first_seq: int, messages: Sequence[dict[str, Any]], *,
         fence: Fence | None = None, mail: Sequence[Any] = (), **fields: Any
     ) -> None:
         """Store conversation messages from ``first_seq`` on, update the task row and
-        apply ``mail`` (acks of the mail this step took) in one transaction, fenced."""
+        apply ``mail`` (acks of the mail this step took) in one transaction, fenced;
+        durable on return. See :meth:`queue_step`."""
+        await self.queue_step(task_id, first_seq, messages, fence=fence, mail=mail, **fields)
+
+    @abc.abstractmethod
+    def queue_step(
+        self, task_id: str, first_seq: int, messages: Sequence[dict[str, Any]], *,
+        fence: Fence | None = None, mail: Sequence[Any] = (), **fields: Any
+    ) -> asyncio.Future[None]:
+        """Queue :meth:`save_step`'s write now, before this call returns, and return a
+        future that resolves once it is durable (or fails). Writes are applied in the
+        order they were queued, so a task can go on (call its model) while its last
+        tool result is being committed, and queue its next step behind it.
+
+        A conversation never has a hole: a step whose ``first_seq`` is not 0 is refused
+        (a :class:`~wakeful.errors.StoreError`) unless message ``first_seq - 1`` is
+        stored, so if an earlier queued step failed, or its commit's outcome is unknown
+        and it did not land, the step queued after it lands nothing either."""
 
     @abc.abstractmethod
     async def load_messages(self, task_id: str) -> list[dict[str, Any]]: ...

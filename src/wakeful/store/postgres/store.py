@@ -8,18 +8,16 @@ one transaction, on the database's clock); notifications are only doorbells (see
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import functools
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
-from wakeful.core.encoding import to_json
 from wakeful.core.records import AgentRecord, Event, Fence, RunRecord, TaskRecord
 from wakeful.core.states import AgentState
-from wakeful.errors import ConflictError, FenceError, StoreError
+from wakeful.errors import StoreError
 from wakeful.store.base import Store
 from wakeful.store.postgres.connect import (
     Target,
@@ -32,18 +30,16 @@ from wakeful.store.postgres.connect import (
 from wakeful.store.postgres.dump import PgDump
 from wakeful.store.postgres.leases import PgLeases
 from wakeful.store.postgres.listener import Listener, channel
-from wakeful.store.postgres.merged import AgentWrite, StepWrite
+from wakeful.store.postgres.merged import AgentWrite
 from wakeful.store.postgres.migrate import migrate
 from wakeful.store.postgres.rows import (
     EVENT_SELECT,
-    TASK_COLUMNS,
     event_from_row,
-    fence_sql,
-    task_from_row,
     task_insert,
 )
 from wakeful.store.postgres.schema import HORIZON, NOW
 from wakeful.store.postgres.task_reads import PgTaskReads
+from wakeful.store.postgres.task_writes import PgTaskWrites, require_fence
 from wakeful.store.postgres.writer import Merge, PgOp, Writer
 
 if TYPE_CHECKING:
@@ -55,47 +51,7 @@ T = TypeVar("T")
 READ_POOL_SIZE = 4
 
 
-async def require_fence(conn: asyncpg.Connection, fence: Fence, what: str) -> None:
-    """Raise FenceError (in the caller's transaction) unless ``fence`` still holds."""
-    if not await conn.fetchval("SELECT " + fence_sql(1), fence.agent, fence.owner,
-                               fence.epoch):
-        raise FenceError(fence.agent, fence.owner, fence.epoch, what)
-
-
-async def fenced_update(conn: asyncpg.Connection, sql: str, params: Sequence[Any],
-                        fence: Fence | None, what: str) -> bool:
-    """Run a (fenced) UPDATE; FenceError if the fence refused it, else whether a row
-    changed."""
-    status = await conn.execute(sql, *params)
-    changed = not status.endswith(" 0")
-    if not changed and fence is not None:
-        await require_fence(conn, fence, what)
-    return changed
-
-
-async def apply_mail_changes(conn: asyncpg.Connection, changes: Sequence[Any]) -> None:
-    """Mailbox changes (acks, a delegation) committed with a task's own write."""
-    from wakeful.store.postgres.mail import apply_changes
-
-    await apply_changes(conn, changes)
-
-
-_TASK_COLUMN_SET = frozenset(TASK_COLUMNS)
-
-
-@functools.lru_cache(maxsize=256)
-def _task_update_sql(names: tuple[str, ...], fenced: bool) -> str:
-    """The UPDATE for these task fields (a few shapes, made once each: every step
-    writes one)."""
-    unknown = set(names) - _TASK_COLUMN_SET
-    if unknown:
-        raise ValueError(f"unknown task fields: {sorted(unknown)}")
-    assignments = ", ".join(f"{name} = ${i + 1}" for i, name in enumerate(names))
-    sql = f"UPDATE tasks SET {assignments} WHERE id = ${len(names) + 1}"
-    return sql + " AND " + fence_sql(len(names) + 2) if fenced else sql
-
-
-class PostgresStore(PgTaskReads, PgLeases, PgDump, Store):
+class PostgresStore(PgTaskWrites, PgTaskReads, PgLeases, PgDump, Store):
     def __init__(self, url: str, synchronous: str = "normal") -> None:
         self.target: Target = parse_url(url)
         self.path = self.target.where
@@ -148,11 +104,14 @@ class PostgresStore(PgTaskReads, PgLeases, PgDump, Store):
         """Run ``op`` in the next committed batch (its own savepoint if another write
         in the batch fails) and return its result; ring ``ring`` on commit. With
         ``merge``, it may be applied together with others of its kind instead."""
-        import asyncio
+        return await self.write_soon(op, ring, merge)
 
+    def write_soon(self, op: PgOp, ring: Iterable[str] = (), merge: Merge | None = None
+                   ) -> asyncio.Future[Any]:
+        """:meth:`write`, queued now: the future resolves once the batch committed."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._writer.enqueue(op, future, ring, merge)
-        return await future
+        return future
 
     def write_nowait(self, op: PgOp, ring: Iterable[str] = ()) -> None:
         self._writer.enqueue(op, None, ring)
@@ -277,97 +236,6 @@ class PostgresStore(PgTaskReads, PgLeases, PgDump, Store):
         return {r[0]: AgentRecord(r[0], AgentState(r[1]), r[2], r[3], r[4]) for r in rows}
 
     # tasks -------------------------------------------------------------
-    async def create_task(self, record: TaskRecord, mail: Sequence[Any] = ()) -> None:
-        sql, values = task_insert(record)
-
-        async def op(conn: asyncpg.Connection) -> None:
-            try:
-                await conn.execute(sql, *values)
-            except asyncpg.UniqueViolationError as exc:
-                raise ConflictError(f"task {record.id}: {exc}") from None
-            if mail:
-                await apply_mail_changes(conn, mail)
-
-        await self.write(op, ring=("tasks", "mail") if mail else ("tasks",))
-
-    @staticmethod
-    def _update_sql(task_id: str, fields: dict[str, Any], fence: Fence | None = None
-                    ) -> tuple[str, list[Any]]:
-        fields.setdefault("updated_at", time.time())
-        if "state" in fields and hasattr(fields["state"], "value"):
-            fields["state"] = fields["state"].value
-        params = [*fields.values(), task_id]
-        sql = _task_update_sql(tuple(fields), fence is not None)
-        if fence is not None:
-            params.extend([fence.agent, fence.owner, fence.epoch])
-        return sql, params
-
-    async def update_task(self, task_id: str, fence: Fence | None = None, *,
-                          expect_state: str | Sequence[str] | None = None, **fields: Any
-                          ) -> bool:
-        state = fields.get("state")
-        requeued = getattr(state, "value", state) == "queued"
-        sql, params = self._update_sql(task_id, fields, fence)
-        if expect_state is not None:
-            wanted = [expect_state] if isinstance(expect_state, str) else list(expect_state)
-            params.append(wanted)
-            sql += f" AND state = ANY(${len(params)}::text[])"
-        what = f"task {task_id} update"
-
-        async def op(conn: asyncpg.Connection) -> bool:
-            return await fenced_update(conn, sql, params, fence, what)
-
-        changed: bool = await self.write(op, ring=("tasks",) if requeued else ())
-        return changed
-
-    async def claim_task(self, task_id: str, fence: Fence,
-                         opening: Sequence[dict[str, Any]] = (),
-                         started_at: float | None = None) -> tuple[TaskRecord, bool] | None:
-        now = time.time()
-        sql = ("UPDATE tasks SET state = 'running', owner = $1, updated_at = $2, "
-               "started_at = COALESCE(started_at, $3) WHERE id = $4 AND state = 'queued' "
-               "AND " + fence_sql(5) + " RETURNING " + ", ".join(TASK_COLUMNS))
-        rows = [(task_id, i, to_json(m)) for i, m in enumerate(opening)]
-
-        async def op(conn: asyncpg.Connection) -> tuple[TaskRecord, bool] | None:
-            before = await conn.fetchval("SELECT started_at FROM tasks WHERE id = $1", task_id)
-            row = await conn.fetchrow(sql, fence.owner, now, started_at or now, task_id,
-                                      fence.agent, fence.owner, fence.epoch)
-            if row is None:
-                await require_fence(conn, fence, f"claim of task {task_id}")
-                return None
-            resumed = before is not None
-            if not resumed and rows:
-                await conn.executemany("INSERT INTO task_messages (task_id, seq, data) "
-                                       "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", rows)
-            return task_from_row(row), resumed
-
-        claimed: tuple[TaskRecord, bool] | None = await self.write(op)
-        return claimed
-
-    async def save_step(
-        self, task_id: str, first_seq: int, messages: Sequence[dict[str, Any]], *,
-        fence: Fence | None = None, mail: Sequence[Any] = (), **fields: Any
-    ) -> None:
-        sql, params = self._update_sql(task_id, fields, fence)
-        rows = [(task_id, first_seq + i, to_json(m)) for i, m in enumerate(messages)]
-
-        async def op(conn: asyncpg.Connection) -> None:
-            await fenced_update(conn, sql, params, fence, f"step of task {task_id}")
-            if rows:
-                await conn.executemany(
-                    "INSERT INTO task_messages (task_id, seq, data) VALUES ($1, $2, $3) "
-                    "ON CONFLICT (task_id, seq) DO UPDATE SET data = excluded.data", rows)
-            if mail:
-                await apply_mail_changes(conn, mail)
-
-        if mail:
-            await self.write(op, ring=("mail",))
-        else:
-            # _update_sql completed ``fields`` (updated_at, the state's value)
-            await self.write(op, merge=StepWrite(task_id, tuple(fields),
-                                                 tuple(fields.values()), rows, fence))
-
     # events ------------------------------------------------------------
     def append_event(self, event: Event) -> None:
         self._writer.event(event)

@@ -13,7 +13,8 @@ go in as one multi-row INSERT per batch. Writes that say how they :class:`Merge`
 steps: thousands per batch under load) are applied together, a group per statement,
 instead of a few round trips each, which is what held a worker to about 900 steps a
 second; their order against other writes is kept (a group is applied before the next
-write that does not merge, and two writes on one subject never share a group).
+write that does not merge, and two writes on one subject never share a group: the
+second goes to the next layer of groups).
 
 Doorbells: each write names the topics its commit should ring; the batch sends one
 NOTIFY per topic just before its COMMIT (delivered by PostgreSQL only if it commits),
@@ -251,33 +252,43 @@ class Writer:
 
     @staticmethod
     async def _run_merged(conn: asyncpg.Connection, batch: list[_Write]) -> list[Any]:
-        """Apply ``batch`` in order, writes that merge in groups (see :class:`Merge`)."""
-        results: list[Any] = [None] * len(batch)
-        groups: dict[Hashable, list[int]] = {}
-        subjects: set[str] = set()
+        """Apply ``batch`` in order, writes that merge in groups (see :class:`Merge`).
 
-        async def apply_groups() -> None:
-            for indices in groups.values():
-                if len(indices) == 1:
-                    results[indices[0]] = await batch[indices[0]].op(conn)
-                    continue
-                merges = [batch[i].merge for i in indices]
-                assert merges[0] is not None
-                for i, result in zip(indices, await merges[0].apply_many(conn, merges),
-                                     strict=True):
-                    results[i] = result
-            groups.clear()
-            subjects.clear()
+        Between two writes that do not merge, the n-th write of each subject goes to
+        layer n, and the layers are applied in turn, a group per key in each: a task
+        whose tool result and next step share a batch costs one more statement per
+        batch, not two more per task."""
+        results: list[Any] = [None] * len(batch)
+        segment: list[int] = []
+
+        async def apply_segment() -> None:
+            layers: list[dict[Hashable, list[int]]] = []
+            depth: dict[str, int] = {}
+            for index in segment:
+                merge = batch[index].merge
+                assert merge is not None
+                layer = depth.get(merge.subject, 0)
+                depth[merge.subject] = layer + 1
+                if layer == len(layers):
+                    layers.append({})
+                layers[layer].setdefault(merge.key, []).append(index)
+            segment.clear()
+            for groups in layers:
+                for indices in groups.values():
+                    if len(indices) == 1:
+                        results[indices[0]] = await batch[indices[0]].op(conn)
+                        continue
+                    merges = [batch[i].merge for i in indices]
+                    assert merges[0] is not None
+                    for i, result in zip(indices, await merges[0].apply_many(conn, merges),
+                                         strict=True):
+                        results[i] = result
 
         for index, write in enumerate(batch):
-            merge = write.merge
-            if merge is None:
-                await apply_groups()
+            if write.merge is None:
+                await apply_segment()
                 results[index] = await write.op(conn)
-                continue
-            if merge.subject in subjects:
-                await apply_groups()
-            groups.setdefault(merge.key, []).append(index)
-            subjects.add(merge.subject)
-        await apply_groups()
+            else:
+                segment.append(index)
+        await apply_segment()
         return results

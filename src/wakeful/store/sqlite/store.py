@@ -27,7 +27,7 @@ from wakeful.core.encoding import to_json
 from wakeful.core.records import AgentRecord, Event, Fence, RunRecord, TaskRecord
 from wakeful.core.states import AgentState
 from wakeful.errors import ConflictError, StoreError
-from wakeful.store.base import Store
+from wakeful.store.base import Store, step_hole
 from wakeful.store.sqlite.dump import SQLiteDump
 from wakeful.store.sqlite.leases import (
     FENCE_SQL,
@@ -312,21 +312,28 @@ class SQLiteStore(SQLiteWriting, SQLiteTaskReads, SQLiteLeases, SQLiteDump, Stor
         claimed: tuple[TaskRecord, bool] | None = await self.write(op)
         return claimed
 
-    async def save_step(
+    def queue_step(
         self, task_id: str, first_seq: int, messages: Sequence[dict[str, Any]], *,
         fence: Fence | None = None, mail: Sequence[Any] = (), **fields: Any
-    ) -> None:
+    ) -> asyncio.Future[None]:
         sql, params = self._update_sql(task_id, fields, fence)
         rows = [(task_id, first_seq + i, to_json(m)) for i, m in enumerate(messages)]
+        after = first_seq if rows and first_seq else None  # this message must be stored
 
         def op(conn: sqlite3.Connection) -> None:
             check_fenced(conn.execute(sql, params), fence, f"step of task {task_id}")
+            if after is not None and conn.execute(
+                    "SELECT 1 FROM task_messages WHERE task_id = ? AND seq = ?",
+                    (task_id, after - 1)).fetchone() is None:
+                raise step_hole(task_id, after)
             conn.executemany("INSERT OR REPLACE INTO task_messages (task_id, seq, data) "
                              "VALUES (?, ?, ?)", rows)
             if mail:
                 apply_mail_changes(conn, mail)
 
-        await self.write(op)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(op, future)
+        return future
 
     # events ------------------------------------------------------------
     def append_event(self, event: Event) -> None:
