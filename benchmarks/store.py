@@ -62,6 +62,7 @@ from typing import Any
 import asyncpg
 
 from wakeful import ScriptedModel, build_runtime
+from wakeful.core.loop import CHOICES, LOOP_ENV, loop_name, run
 from wakeful.core.records import Event
 from wakeful.core.states import TaskState
 from wakeful.core.timespecs import TimerSpec
@@ -312,15 +313,19 @@ def show(results: dict[str, dict[str, dict[str, Any]]], synchronous_commit: str)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--loop", choices=CHOICES, default=None,
+                        help="the event loop (default: as the wakeful commands choose, "
+                             f"{LOOP_ENV} or uvloop where installed)")
     parser.add_argument("--server", default=SERVER,
                         help=f"PostgreSQL server URL without a database (default {SERVER})")
     args = parser.parse_args()
     try:
-        results, synchronous_commit = asyncio.run(measure(args.server))
+        results, synchronous_commit = run(measure(args.server), args.loop)
     except BenchmarkError as exc:
         sys.exit(f"benchmark failed: {exc}")
     show(results, synchronous_commit)
-    summary: dict[str, Any] = {"postgres_synchronous_commit": synchronous_commit}
+    summary: dict[str, Any] = {"postgres_synchronous_commit": synchronous_commit,
+                               "event_loop": loop_name(args.loop)}
     for name, key in (("steps", "steps_per_s"), ("mails", "mails_per_s"),
                       ("timers", "timer_fires_per_s")):
         for backend in BACKENDS:

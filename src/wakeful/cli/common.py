@@ -3,7 +3,6 @@ errors, and opening a project or its store."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from wakeful.cli.faults import Commands, describe_os_error, session
+from wakeful.core.loop import run
 from wakeful.errors import ConfigError, WakefulError
 from wakeful.project.loader import STORE_URL_ENV, Project, load_project
 from wakeful.store import Store, open_store
@@ -40,7 +40,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a command's async part; what a person can fix ends it with one line."""
     try:
-        return asyncio.run(main())
+        return run(main())
     except WakefulError as exc:
         raise fail(str(exc)) from None
     except OSError as exc:  # the file system (full, read-only) under the project

@@ -139,4 +139,6 @@ async def run_worker(root: Path, log: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(run_worker(Path(sys.argv[1]), Path(sys.argv[2])))
+    from wakeful.core.loop import run
+
+    run(run_worker(Path(sys.argv[1]), Path(sys.argv[2])))
