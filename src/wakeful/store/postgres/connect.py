@@ -76,11 +76,18 @@ async def connect(target: Target, timeout: float = 10.0, **settings: Any) -> asy
     return conn
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """Nothing to undo when a read gives its connection back: asyncpg rolls back a
+    transaction a failed read left open before it calls this, and reads set no session
+    state (no LISTEN, SET or session advisory lock: those have connections of their
+    own). asyncpg's default reset query would cost one more round trip per read."""
+
+
 async def create_pool(target: Target, size: int) -> asyncpg.Pool:
     try:
         pool: asyncpg.Pool = await asyncpg.create_pool(
             target.url.replace("postgres://", "postgresql://", 1), min_size=1, max_size=size,
-            timeout=10.0, server_settings={
+            timeout=10.0, reset=_reset, server_settings={
                 "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
                 "application_name": "wakeful-read"})
     except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
