@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from wakeful.core.records import TaskRecord
 from wakeful.core.states import AgentState, TaskState
 from wakeful.errors import ModelError, UnknownAgentError, UnknownTaskError, WakefulError
 from wakeful.models.base import Message, StreamEvent, ToolSpec
@@ -574,18 +575,27 @@ async def test_stop_agent_requeues_and_start_agent_resumes(
         assert [e.data["from_step"] for e in resumed] == [stopped_at]
 
 
-async def test_cancel_running_and_queued_tasks(
-    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
-    wait_until: WaitUntil,
-) -> None:
-    # Steps of a second each: the first task is still running when it is cancelled,
-    # however slowly a busy machine gets there.
+async def one_running_one_queued(make_runtime: RuntimeFactory, agent_def: AgentFactory,
+                                 script: ScriptFactory, wait_until: WaitUntil
+                                 ) -> tuple[Runtime, TaskRecord, TaskRecord]:
+    """An agent that runs one task at a time, its first task running (steps of a second
+    each: still running when cancelled, however slowly a busy machine gets there) and
+    its second queued behind it."""
     rt = await make_runtime([agent_def("w", tools=["note"], max_concurrent_tasks=1)],
                             {"m": script(note_steps(3), latency_ms=1000)})
     running = await rt.create_task("w", "first")
     queued = await rt.create_task("w", "second")
     await wait_until(lambda: [r.id for r in rt.agent("w").running_tasks] == [running.id],
                      what="the first task to run")
+    return rt, running, queued
+
+
+async def test_cancel_running_and_queued_tasks(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    wait_until: WaitUntil,
+) -> None:
+    rt, running, queued = await one_running_one_queued(make_runtime, agent_def, script,
+                                                       wait_until)
     assert [r.id for r in rt.agent("w").queued_tasks] == [queued.id]
 
     cancelled_queued = await rt.cancel_task(queued.id)
@@ -613,12 +623,8 @@ async def test_a_task_cancelled_while_the_store_is_read_is_not_queued_again(
     """A look at the store that read a task as queued just before it was cancelled
     must not hand it back to its agent (failed once in CI on PostgreSQL: the cancelled
     task sat in the agent's queue)."""
-    rt = await make_runtime([agent_def("w", tools=["note"], max_concurrent_tasks=1)],
-                            {"m": script(note_steps(3), latency_ms=1000)})
-    running = await rt.create_task("w", "first")
-    queued = await rt.create_task("w", "second")
-    await wait_until(lambda: [r.id for r in rt.agent("w").running_tasks] == [running.id],
-                     what="the first task to run")
+    rt, running, queued = await one_running_one_queued(make_runtime, agent_def, script,
+                                                       wait_until)
     real_list = rt.store.list_tasks
     read, go_on = asyncio.Event(), asyncio.Event()
 
