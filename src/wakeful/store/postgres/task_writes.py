@@ -6,7 +6,6 @@ of their kind, see :mod:`~wakeful.store.postgres.merged`)."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -18,8 +17,15 @@ from wakeful.core.records import Fence, TaskRecord
 from wakeful.errors import ConflictError, FenceError
 from wakeful.store.base import step_hole
 from wakeful.store.postgres.merged import HAS_MESSAGE, ClaimWrite, StepWrite, TaskInsert
-from wakeful.store.postgres.rows import TASK_COLUMNS, fence_sql, task_from_row, task_insert
+from wakeful.store.postgres.rows import (
+    FENCE_SQL,
+    TASK_COLUMNS,
+    fence_sql,
+    task_from_row,
+    task_insert,
+)
 from wakeful.store.postgres.writer import Merge, PgOp
+from wakeful.store.task_sql import task_update_sql
 
 
 async def require_fence(conn: asyncpg.Connection, fence: Fence, what: str) -> None:
@@ -45,21 +51,6 @@ async def apply_mail_changes(conn: asyncpg.Connection, changes: Sequence[Any]) -
     from wakeful.store.postgres.mail import apply_changes
 
     await apply_changes(conn, changes)
-
-
-_TASK_COLUMN_SET = frozenset(TASK_COLUMNS)
-
-
-@functools.lru_cache(maxsize=256)
-def _task_update_sql(names: tuple[str, ...], fenced: bool) -> str:
-    """The UPDATE for these task fields (a few shapes, made once each: every step
-    writes one)."""
-    unknown = set(names) - _TASK_COLUMN_SET
-    if unknown:
-        raise ValueError(f"unknown task fields: {sorted(unknown)}")
-    assignments = ", ".join(f"{name} = ${i + 1}" for i, name in enumerate(names))
-    sql = f"UPDATE tasks SET {assignments} WHERE id = ${len(names) + 1}"
-    return sql + " AND " + fence_sql(len(names) + 2) if fenced else sql
 
 
 
@@ -94,7 +85,7 @@ class PgTaskWrites:
         if "state" in fields and hasattr(fields["state"], "value"):
             fields["state"] = fields["state"].value
         params = [*fields.values(), task_id]
-        sql = _task_update_sql(tuple(fields), fence is not None)
+        sql = task_update_sql(tuple(fields), FENCE_SQL if fence is not None else None, True)
         if fence is not None:
             params.extend([fence.agent, fence.owner, fence.epoch])
         return sql, params

@@ -15,7 +15,6 @@ reads use a second connection on another thread, which WAL lets run beside the w
 from __future__ import annotations
 
 import asyncio
-import functools
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -39,7 +38,6 @@ from wakeful.store.sqlite.leases import (
 from wakeful.store.sqlite.migrations import MIGRATIONS
 from wakeful.store.sqlite.rows import (
     _EVENT_SELECT,
-    _TASK_COLUMNS,
     _TASK_SELECT,
     EVENT_INSERT,
     event_from_row,
@@ -49,6 +47,7 @@ from wakeful.store.sqlite.rows import (
 )
 from wakeful.store.sqlite.task_reads import SQLiteTaskReads
 from wakeful.store.sqlite.writer import SQLiteWriting, WriteOp
+from wakeful.store.task_sql import task_update_sql
 
 if TYPE_CHECKING:
     from wakeful.store.locks import LockStore
@@ -86,20 +85,6 @@ def migrate(conn: sqlite3.Connection) -> int:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-
-
-_TASK_COLUMN_SET = frozenset(_TASK_COLUMNS)
-
-
-@functools.lru_cache(maxsize=256)
-def _task_update_sql(names: tuple[str, ...], fenced: bool) -> str:
-    """The UPDATE for these task fields (a few shapes, made once each: every step
-    writes one)."""
-    unknown = set(names) - _TASK_COLUMN_SET
-    if unknown:
-        raise ValueError(f"unknown task fields: {sorted(unknown)}")
-    sql = f"UPDATE tasks SET {', '.join(f'{name} = ?' for name in names)} WHERE id = ?"
-    return sql + " AND " + FENCE_SQL if fenced else sql
 
 
 class SQLiteStore(SQLiteWriting, SQLiteTaskReads, SQLiteLeases, SQLiteDump, Store):
@@ -267,7 +252,7 @@ class SQLiteStore(SQLiteWriting, SQLiteTaskReads, SQLiteLeases, SQLiteDump, Stor
     def _update_sql(task_id: str, fields: dict[str, Any], fence: Fence | None = None
                     ) -> tuple[str, list[Any]]:
         fields.setdefault("updated_at", time.time())
-        sql = _task_update_sql(tuple(fields), fence is not None)
+        sql = task_update_sql(tuple(fields), FENCE_SQL if fence is not None else None, False)
         params = [*fields.values(), task_id]
         if fence is not None:
             params.extend(fence_params(fence))
