@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from wakeful.core.records import Event
 from wakeful.observe.events import EventLog
 
@@ -64,3 +66,21 @@ async def test_coalescing_can_be_turned_off() -> None:
                      persist=False)
         texts = [feed.get_nowait(), feed.get_nowait()]
     assert [e.data["text"] for e in texts if e is not None] == ["a", "b"]
+
+
+def test_tokens_held_when_an_event_loop_ended_go_out_on_the_next_one() -> None:
+    """An event log can outlive an event loop (a CLI command, a test): the timer set on
+    the first loop never fires, so what it held must not wait for it."""
+    log = EventLog()
+    with log.subscribe() as feed:
+        async def first() -> None:
+            log.emit("model.token", agent="w", task_id="t1", data={"text": "a"}, persist=False)
+
+        async def second() -> list[Event]:
+            log.emit("model.token", agent="w", task_id="t2", data={"text": "b"}, persist=False)
+            return [await feed.get(), await feed.get()]
+
+        asyncio.run(first())  # ends before the interval: its timer never fires
+        stale, fresh = asyncio.run(second())
+    assert (stale.task_id, stale.data["text"]) == ("t1", "a")
+    assert (fresh.task_id, fresh.data["text"]) == ("t2", "b")

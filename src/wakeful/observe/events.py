@@ -83,6 +83,7 @@ class EventLog:
         self.token_interval_s = TOKEN_INTERVAL_S  # 0: every token is its own event
         self._tokens: dict[str, Event] = {}  # task id -> its coalesced tokens, unsent
         self._token_timer: asyncio.TimerHandle | None = None
+        self._token_loop: asyncio.AbstractEventLoop | None = None  # the timer's
 
     def emit(
         self,
@@ -162,12 +163,15 @@ class EventLog:
         interval; False when it must go out now (no event loop, or coalescing off)."""
         if self.token_interval_s <= 0 or not (self._subscribers or self._listeners):
             return False
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        if self._token_loop is not loop:  # a timer set on a loop that has ended
+            self.flush_tokens()
         if self._token_timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return False
             self._token_timer = loop.call_later(self.token_interval_s, self.flush_tokens)
+            self._token_loop = loop
         self._tokens[task_id] = event
         return True
 
