@@ -49,6 +49,16 @@ async def test_a_tasks_tokens_go_out_before_its_next_event() -> None:
         assert (late.task_id, late.data) == ("t2", {"text": "other", "count": 1})
 
 
+async def test_a_token_published_as_it_is_goes_out_after_the_tokens_held() -> None:
+    log = EventLog()
+    with log.subscribe() as feed:
+        log.emit("model.token", agent="w", task_id="t1", data={"text": "a"}, persist=False)
+        log.publish(log.make("model.token", agent="w", task_id="t1",
+                             data={"text": "b", "count": 1}))
+        texts = [feed.get_nowait(), feed.get_nowait()]
+    assert [e.data["text"] for e in texts if e is not None] == ["a", "b"]
+
+
 def test_without_an_event_loop_each_token_goes_out_at_once() -> None:
     log = EventLog()
     with log.subscribe() as feed:

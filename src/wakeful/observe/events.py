@@ -188,7 +188,7 @@ class EventLog:
         """Fan an event out to live subscribers and to listeners (sinks), without
         storing it (its writer stored it, or it is transient). The task's streamed
         tokens still held go out first."""
-        if self._tokens and event.task_id is not None and event.type != TOKEN:
+        if self._tokens and event.task_id is not None:
             tokens = self._tokens.pop(event.task_id, None)
             if tokens is not None:
                 self._fan_out(tokens)
