@@ -105,6 +105,10 @@ async def test_calls_without_the_token_are_refused(served: WebServer) -> None:
 
 @pytest.mark.parametrize("binding", ["JSONRPC", "HTTP+JSON"])
 async def test_streaming_sends_tokens_then_the_result(served: WebServer, binding: str) -> None:
+    # The helper streams a token every 5 ms, all of it within the 50 ms the event log
+    # coalesces a task's tokens over (tested in test_observe_tokens): coalesce over 1 ms
+    # here, so that the reply comes in several chunks, each appended to the last.
+    served.runtime.events.token_interval_s = 0.001
     async with sdk_client(served.url, "helper", binding=binding) as client:
         events = await collect(client.send_message(send_request(user_message("Capital?"))))
     assert events[0].HasField("task")

@@ -111,6 +111,18 @@ def test_take_batch_coalesces_tokens_and_respects_the_limit() -> None:
         assert rest is not None and rest.agent == "a2"
 
 
+def test_take_batch_adds_up_tokens_coalesced_at_the_source() -> None:
+    log = EventLog()
+    with log.subscribe() as feed:
+        for text, count in (("a b c ", 3), ("d e", 2)):
+            log.publish(log.make("model.token", agent="w", task_id="t1",
+                                 data={"text": text, "count": count}))
+        first = feed.get_nowait()
+        assert first is not None
+        [entry] = take_batch(first, feed)
+    assert entry["data"] == {"text": "a b c d e", "count": 5}
+
+
 def _strict(constant: str) -> Any:
     raise AssertionError(f"{constant} is not JSON: a browser's JSON.parse refuses the batch")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 
 from wakeful.core.mail import parse_address
 from wakeful.core.mail_records import DEAD, DELIVERED, PENDING, Delivery, DeliveryState
@@ -107,27 +107,36 @@ class Delivering(MailboxState):
 
     def _arrive(self, delivery: Delivery) -> None:
         """A delivery became visible: hand it to a waiting reader, or keep it."""
-        if self._owned is not None and not self._mine(delivery.owner):
-            self._open.pop(delivery.key, None)  # its agent's worker delivers it
-            return
-        self._open[delivery.key] = delivery
-        box = self._boxes.get(delivery.owner) or self._box(delivery.owner)
-        for waiter in box.waiters:
-            if waiter.filter is None or waiter.filter.matches(delivery.mail):
-                if len(waiter.owners) == 1:
-                    del box.waiters[waiter]
-                else:
-                    self._unregister(waiter)
-                self._lease(delivery, box, waiter.reader)
-                waiter.future.set_result(delivery)
-                break
-        else:
-            visible = box.visible
-            if visible and delivery.order < next(reversed(visible)).order:
-                box.unsorted = True
-            visible[delivery] = None
-        for listener in self._listeners:
-            listener(delivery)
+        self._arrive_all((delivery,))
+
+    def _arrive_all(self, deliveries: Iterable[Delivery]) -> None:
+        """Deliveries became visible, in order: each is handed to a waiting reader, or
+        kept. One loop for all of a mail's deliveries (a channel post reaches every
+        member at once), its lookups made once."""
+        owned, opened, boxes = self._owned, self._open, self._boxes
+        listeners = self._listeners
+        for delivery in deliveries:
+            if owned is not None and not self._mine(delivery.owner):
+                opened.pop(delivery.key, None)  # its agent's worker delivers it
+                continue
+            opened[delivery.key] = delivery
+            box = boxes.get(delivery.owner) or self._box(delivery.owner)
+            for waiter in box.waiters:
+                if waiter.filter is None or waiter.filter.matches(delivery.mail):
+                    if len(waiter.owners) == 1:
+                        del box.waiters[waiter]
+                    else:
+                        self._unregister(waiter)
+                    self._lease(delivery, box, waiter.reader)
+                    waiter.future.set_result(delivery)
+                    break
+            else:
+                visible = box.visible
+                if visible and delivery.order < next(reversed(visible)).order:
+                    box.unsorted = True
+                visible[delivery] = None
+            for listener in listeners:
+                listener(delivery)
 
     def on_arrival(self, listener: Callable[[Delivery], None]) -> None:
         """Call ``listener`` for every delivery that becomes visible (after a waiting

@@ -153,7 +153,7 @@ class Sending(Delivering):
                                next(order), None, channel) for owner in owners]
         # Mail for an agent another worker runs is left for that worker to pick up.
         wakeup = not self.live or (self._owned is not None
-                                   and not all(self._mine(o) for o in owners))
+                                   and not all(map(self._mine, owners)))
         change = NewMail(mail, deliveries, wakeup=wakeup)
         if self.config.log_every_send and self.events.recording:
             change.events.append(self._sent_event(mail, len(deliveries)))
@@ -185,5 +185,4 @@ class Sending(Delivering):
                 else:
                     self._publish_sent(change.mail, len(change.deliveries))
             if self.live:
-                for delivery in change.deliveries:
-                    self._arrive(delivery)
+                self._arrive_all(change.deliveries)

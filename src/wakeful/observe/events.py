@@ -4,6 +4,13 @@ Events are written to the store's append-only log (batched by its group commit, 
 awaited on the hot path) and fanned out at once to live subscribers such as the CLI
 status view. A slow subscriber never slows the runtime: its queue is bounded, and when
 it is full the oldest events are dropped and counted.
+
+Streamed tokens (``model.token``, transient) are coalesced at the source: a task's
+tokens within ``token_interval_s`` go out as one event whose ``text`` is theirs joined
+and whose ``count`` says how many they were. A hundred agents streaming emit thousands
+of tokens a second; one event each cost every subscriber and listener its share (and
+the web server's CPU is what the browser beside it waits for). A task's pending tokens
+always go out before any other event of that task, so per task the order holds.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from wakeful.store.base import Store
 
 EventFilter = Callable[[Event], bool]
 Listener = Callable[[Event], None]
+TOKEN = "model.token"
+TOKEN_INTERVAL_S = 0.05
 
 
 class Subscription:
@@ -71,6 +80,10 @@ class EventLog:
         self._listeners: list[Listener] = []
         self.listener_errors = 0
         self.persist = True
+        self.token_interval_s = TOKEN_INTERVAL_S  # 0: every token is its own event
+        self._tokens: dict[str, Event] = {}  # task id -> its coalesced tokens, unsent
+        self._token_timer: asyncio.TimerHandle | None = None
+        self._token_loop: asyncio.AbstractEventLoop | None = None  # the timer's
 
     def emit(
         self,
@@ -84,7 +97,21 @@ class EventLog:
         persist: bool = True,
     ) -> Event:
         """Record an event. ``persist=False`` is for high-rate transient events
-        (streamed tokens) that live subscribers want but the log need not keep."""
+        (streamed tokens) that live subscribers want but the log need not keep; streamed
+        tokens are coalesced per task (see the module's docstring)."""
+        if type == TOKEN and not persist and task_id is not None:
+            pending = self._tokens.get(task_id)
+            if pending is not None:
+                pending.data["text"] += (data or {}).get("text", "")
+                pending.data["count"] += 1
+                return pending
+            event = self.make(type, agent=agent, task_id=task_id,
+                              data={"text": (data or {}).get("text", ""), "count": 1},
+                              correlation_id=correlation_id, causation_id=causation_id)
+            if self._hold(task_id, event):
+                return event
+            self.publish(event)
+            return event
         event = self.make(type, agent=agent, task_id=task_id, data=data,
                           correlation_id=correlation_id, causation_id=causation_id)
         if persist and self.recording:
@@ -131,9 +158,43 @@ class EventLog:
                      correlation_id=correlation_id or CURRENT_TRACE.get(),
                      causation_id=causation_id)
 
+    def _hold(self, task_id: str, event: Event) -> bool:
+        """Keep a task's first token to send with those that follow within the
+        interval; False when it must go out now (no event loop, or coalescing off)."""
+        if self.token_interval_s <= 0 or not (self._subscribers or self._listeners):
+            return False
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        if self._token_loop is not loop:  # a timer set on a loop that has ended
+            self.flush_tokens()
+        if self._token_timer is None:
+            self._token_timer = loop.call_later(self.token_interval_s, self.flush_tokens)
+            self._token_loop = loop
+        self._tokens[task_id] = event
+        return True
+
+    def flush_tokens(self) -> None:
+        """Send every task's pending tokens now."""
+        if self._token_timer is not None:
+            self._token_timer.cancel()
+            self._token_timer = None
+        pending, self._tokens = self._tokens, {}
+        for event in pending.values():
+            self._fan_out(event)
+
     def publish(self, event: Event) -> None:
         """Fan an event out to live subscribers and to listeners (sinks), without
-        storing it (its writer stored it, or it is transient)."""
+        storing it (its writer stored it, or it is transient). The task's streamed
+        tokens still held go out first."""
+        if self._tokens and event.task_id is not None:
+            tokens = self._tokens.pop(event.task_id, None)
+            if tokens is not None:
+                self._fan_out(tokens)
+        self._fan_out(event)
+
+    def _fan_out(self, event: Event) -> None:
         for subscriber in tuple(self._subscribers):
             subscriber._offer(event)
         for listener in self._listeners:

@@ -75,12 +75,13 @@ def take_batch(first: Event, feed: Subscription, limit: int = MAX_BATCH, floor: 
         elif event.type == "model.token":
             key = event.task_id or ""
             entry = tokens.get(key)
+            count = event.data.get("count", 1)  # coalesced at the source already
             if entry is not None:
                 entry["data"]["text"] += event.data.get("text", "")
-                entry["data"]["count"] += 1
+                entry["data"]["count"] += count
             else:
                 entry = views.event_view(event)
-                entry["data"] = {"text": event.data.get("text", ""), "count": 1}
+                entry["data"] = {"text": event.data.get("text", ""), "count": count}
                 tokens[key] = entry
                 batch.append(entry)
         else:

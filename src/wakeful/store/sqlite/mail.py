@@ -17,6 +17,7 @@ from itertools import chain, groupby
 from typing import Any
 
 from wakeful.core.mail_records import (
+    PENDING,
     Change,
     Channel,
     ChannelUpsert,
@@ -51,6 +52,7 @@ _INSERT_DELIVERY = ("INSERT INTO mail_deliveries (status, attempts, delivered_at
 _UPDATE_DELIVERY = ("UPDATE mail_deliveries SET status = ?, attempts = ?, delivered_at = ?, "
                     "read_at = ?, acked_at = ?, lease_until = ?, last_error = ?, holder = ? "
                     "WHERE mail_id = ? AND owner = ? AND status != 'acked'")
+_INSERT_FRESH = "INSERT INTO mail_deliveries (mail_id, owner, status)"  # + VALUES
 _INSERT_WAKEUP = "INSERT INTO mail_wakeups (kind, mail_id, owner, at) VALUES (?, ?, ?, ?)"
 _EVENT_HEAD = EVENT_INSERT.split(" VALUES ")[0]
 # Older SQLite allows 999 bound parameters per statement, newer 32766.
@@ -140,8 +142,17 @@ def _apply_new_mail(conn: sqlite3.Connection, group: list[NewMail]) -> None:
         row = conn.execute(_SELECT_MAIL + " WHERE sender = ? AND idempotency_key = ?",
                            (change.mail.sender, change.mail.idempotency_key)).fetchone()
         change.duplicate_of = _envelope(row)
-    _insert_many(conn, _INSERT_DELIVERY.split(" VALUES ")[0],
-                 [d.state_row() for c in kept for d in c.deliveries])
+    # A new delivery is pending and never tried (every other column holds its default):
+    # then only its key and status are bound. A post to a 100-member channel is 99 rows,
+    # and binding 10 values a row instead of 3 cost a third of inserting them.
+    deliveries = [d for c in kept for d in c.deliveries]
+    if all(d.status == PENDING and not d.attempts and d.holder is None
+           and d.delivered_at is None and d.read_at is None and d.acked_at is None
+           and d.lease_until is None and d.last_error is None for d in deliveries):
+        _insert_many(conn, _INSERT_FRESH, [(d.mail.id, d.owner, PENDING) for d in deliveries])
+    else:  # (rows keep their order: seq is the order they are delivered in)
+        _insert_many(conn, _INSERT_DELIVERY.split(" VALUES ")[0],
+                     [d.state_row() for d in deliveries])
     _insert_many(conn, _INSERT_WAKEUP.split(" VALUES ")[0],
                  [("delivery", d.mail.id, d.owner, now) for c in kept if c.wakeup
                   for d in c.deliveries])
