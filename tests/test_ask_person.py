@@ -42,8 +42,12 @@ async def test_the_person_who_started_the_task_answers(people_runtime: Make) -> 
     rt = await people_runtime([asker()], {"scripted:writer": asks()})
     task = await rt.create_task("writer", "title it", created_by="person:ada")
     question = await question_for(rt, "person:ada")
-    record = await rt.get_task(task.id)
-    assert record.state is TaskState.WAITING
+    # The question is mailed before the task's wait is stored: wait for it.
+
+    async def waiting() -> bool:
+        return (await rt.get_task(task.id)).state is TaskState.WAITING
+
+    await until(waiting, 10, "the task to wait for the answer")
     chat = await rt.mailbox.conversation("person:ada", "writer")
     assert [m.body for m in chat] == ["Which title do you prefer?"]
     await answer_question(rt.mailbox, "person:ada", question, "The second one")
