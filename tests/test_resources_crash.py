@@ -21,7 +21,7 @@ from wakeful.store import open_store
 
 __all__ = ["crash_store"]
 
-LEASE_S = 10.0  # long enough for a busy machine to look before it lapses
+LEASE_S = 20.0  # long enough for a busy machine to look (a CLI run too) before it lapses
 
 
 def make_project(root: Path, store: CrashStore) -> None:
