@@ -645,6 +645,48 @@ async def test_a_task_cancelled_while_the_store_is_read_is_not_queued_again(
     await rt.cancel_task(running.id)
 
 
+async def test_a_task_settled_before_a_read_began_is_taken_by_it_while_reads_overlap(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Leaving out a task that settled during a read must not outlive that read: a task
+    settled (seen failed, say) and queued again for a retry is taken by the next read,
+    even when reads keep overlapping (on a busy machine tasks stayed queued forever)."""
+    rt, running, queued = await one_running_one_queued(make_runtime, agent_def, script,
+                                                       wait_until)
+    agent = rt.agent("w")
+    await agent.drop_queued(queued.id)  # out of the agent's queue, still queued in store
+    real_list = rt.store.list_tasks
+    gates: list[tuple[asyncio.Event, asyncio.Event]] = []
+
+    async def held_list(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("agent") != "w":  # the runtime's own looks: not held
+            return await real_list(*args, **kwargs)
+        read, go_on = asyncio.Event(), asyncio.Event()
+        gates.append((read, go_on))
+        found = await real_list(*args, **kwargs)
+        read.set()
+        await go_on.wait()
+        return found
+
+    monkeypatch.setattr(rt.store, "list_tasks", held_list)
+    first = asyncio.ensure_future(rt.stored_queued("w"))
+    await wait_until(lambda: len(gates) == 1 and gates[0][0].is_set(), what="read 1")
+    rt.settle(queued)  # settled during read 1 (a retry will queue it again) ...
+    second = asyncio.ensure_future(rt.stored_queued("w"))  # ... and read 2 begins after
+    await wait_until(lambda: len(gates) == 2 and gates[1][0].is_set(), what="read 2")
+    third = asyncio.ensure_future(rt.stored_queued("w"))  # read 3 overlaps read 2
+    await wait_until(lambda: len(gates) == 3, what="read 3")
+    gates[0][1].set()
+    assert queued.id not in [r.id for r in await first]  # it settled during read 1
+    gates[1][1].set()
+    assert queued.id in [r.id for r in await second]  # read 2 began after it settled
+    gates[2][1].set()
+    assert queued.id in [r.id for r in await third]
+    monkeypatch.setattr(rt.store, "list_tasks", real_list)
+    await rt.cancel_task(running.id)
+
+
 async def test_a_tool_result_that_is_not_stored_fails_the_task_and_nothing_after_lands(
     make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
     monkeypatch: pytest.MonkeyPatch,

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import TYPE_CHECKING
 
@@ -97,8 +98,9 @@ class Runtime(Settling, Adoption, TaskMaking, AgentControls, Intervention):
         self._changed = Signal()
         self._settled: dict[str, list[asyncio.Future[TaskRecord]]] = {}
         self._known: set[str] = set()
-        self._queued_reads = 0  # reads of the queued tasks under way ...
-        self._settled_during_read: set[str] = set()  # ... and the tasks settled meanwhile
+        self._settles = 0  # tasks settled so far (a clock for the reads below)
+        self._queued_reads: Counter[int] = Counter()  # reads under way, by their start
+        self._settled_at: dict[str, int] = {}  # settled while a read was under way: when
         self._started = False
         self._settle_hooks: list[Callable[[TaskRecord], None]] = []
         # The mailbox and shared resources are services like any other, started first

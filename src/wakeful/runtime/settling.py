@@ -10,6 +10,7 @@ by another worker settles there: :meth:`Settling.wait_task` also watches the sto
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -42,8 +43,9 @@ class Settling:
         _changed: Signal
         _settled: dict[str, list[asyncio.Future[TaskRecord]]]
         _known: set[str]
-        _queued_reads: int
-        _settled_during_read: set[str]
+        _settles: int
+        _queued_reads: Counter[int]
+        _settled_at: dict[str, int]
         _settle_hooks: list[Callable[[TaskRecord], None]]
 
         async def get_task(self, task_id: str) -> TaskRecord: ...
@@ -53,8 +55,9 @@ class Settling:
     def settle(self, record: TaskRecord) -> None:
         """A task reached its final outcome: wake whoever waits for it."""
         self._known.discard(record.id)
+        self._settles += 1
         if self._queued_reads:
-            self._settled_during_read.add(record.id)
+            self._settled_at[record.id] = self._settles
         for future in self._settled.pop(record.id, []):
             if not future.done():
                 future.set_result(record)
@@ -66,18 +69,26 @@ class Settling:
         self.changed()
 
     async def stored_queued(self, agent: str | None = None) -> list[TaskRecord]:
-        """The tasks queued in the store, leaving out those that settled while the read
-        was under way (a cancel racing the read would otherwise queue its task again,
-        here, once it is no longer known)."""
-        self._queued_reads += 1
+        """The tasks queued in the store, leaving out those that settled after the read
+        began (a cancel racing the read would otherwise queue its task again, here, once
+        it is no longer known). Only those: a task settled before the read began and
+        queued again since (a retry) is taken, however long reads keep overlapping."""
+        start = self._settles
+        self._queued_reads[start] += 1
         try:
             found = await self.store.list_tasks(agent=agent, states=[TaskState.QUEUED])
         finally:
-            self._queued_reads -= 1
-        ended = self._settled_during_read
-        found = [record for record in found if record.id not in ended]
-        if not self._queued_reads:
-            ended.clear()
+            self._queued_reads[start] -= 1
+            if not self._queued_reads[start]:
+                del self._queued_reads[start]
+        settled_at = self._settled_at
+        found = [r for r in found if settled_at.get(r.id, start) <= start]
+        oldest = min(self._queued_reads, default=None)  # what reads still under way need
+        if oldest is None:
+            settled_at.clear()
+        elif len(settled_at) > 64:
+            for task_id in [t for t, when in settled_at.items() if when <= oldest]:
+                del settled_at[task_id]
         return found
 
     def finished(self, record: TaskRecord) -> bool:
