@@ -10,7 +10,7 @@ import pytest
 
 from polling import until
 from wakeful.core.states import TaskState
-from wakeful.errors import FenceError
+from wakeful.errors import FenceError, StoreError
 from wakeful.models.registry import ModelRegistry
 from wakeful.models.scripted import ScriptedModel
 from wakeful.project.definitions import AgentDefinition
@@ -183,3 +183,62 @@ async def test_commands_for_another_workers_agent_are_carried_out_by_its_owner(
 
 async def _never() -> None:
     return None
+
+
+async def test_agents_whose_adoption_failed_are_given_back_and_run_later(make: Make) -> None:
+    """The store cut off while a worker starts the agents it just took (a read fails):
+    it must not keep their leases with no loop running, their tasks queued for ever."""
+    runtime = make()
+    await runtime.start()
+    record = await runtime.create_task("a", "after the blip")
+    assert (await runtime.wait_task(record.id, 30)).state is TaskState.DONE
+    # Agent a is handed back, then taken again with the store failing mid-adoption.
+    epoch = runtime.ownership.held["a"]
+    await runtime._hand_over("a")
+    runtime.ownership.held.pop("a")
+    await runtime.ownership.release({"a": epoch})
+    load = runtime.store.load_agents
+    failures = []
+
+    async def failing_once() -> object:
+        if not failures:
+            failures.append(1)
+            raise ConnectionError("connection lost")
+        return await load()
+
+    runtime.store.load_agents = failing_once  # type: ignore[method-assign]
+    await runtime.ownership.round()
+    assert failures and "a" not in runtime.ownership.held  # given back, not kept idle
+    again = await runtime.create_task("a", "once a runs again")
+    assert (await runtime.wait_task(again.id, 60)).state is TaskState.DONE
+    assert "a" in runtime.ownership.held
+    events = await runtime.store.query_events(types=["agent.handed_over"], agent="a")
+    assert len(events) == 2
+
+
+async def test_a_claim_whose_commit_was_lost_puts_the_task_back_and_runs_it_once(
+        make: Make) -> None:
+    """A claim's connection lost as it committed: the claim may have landed. The task
+    is neither failed (it never ran) nor left running with no loop: it is put back and
+    taken again, and runs once."""
+    runtime = make()
+    store = runtime.store
+    claim = store.claim_task
+    lost: list[str] = []
+
+    async def committed_then_lost(task_id: str, *args: object, **kwargs: object) -> object:
+        result = await claim(task_id, *args, **kwargs)  # type: ignore[arg-type]
+        if not lost:
+            lost.append(task_id)
+            raise StoreError("the connection was lost while committing")
+        return result
+
+    store.claim_task = committed_then_lost  # type: ignore[method-assign]
+    await runtime.start()
+    record = await runtime.create_task("b", "claimed in the dark")
+    done = await runtime.wait_task(record.id, 60)
+    assert lost == [record.id]
+    assert done.state is TaskState.DONE and done.result == "done claimed in the dark"
+    assert calls(runtime) == len(STEPS)  # each step asked once: it ran once
+    events = await store.query_events(types=["task.claim_failed"], task_id=record.id)
+    assert len(events) == 1

@@ -170,8 +170,7 @@ class Ownership:
                 for grant in grants:
                     self.held[grant.agent] = grant.epoch
                 if grants:
-                    assert self._adopt is not None
-                    await self._adopt(grants)  # all at once: their writes share commits
+                    await self._take(grants)
             elif len(self.held) > fair + 1 or (len(self.held) > fair and self.live_workers > 1
                                                and random.random() < 0.5):
                 extra = sorted(self.held)[: len(self.held) - fair]
@@ -180,3 +179,20 @@ class Ownership:
                     await self._hand_over(agent)  # its loops stop, still fenced
                     epoch = self.held.pop(agent)
                     await self.release({agent: epoch})
+
+    async def _take(self, grants: list[AgentGrant]) -> None:
+        """Run the agents just granted, all at once (their writes share commits). If
+        that fails part way (the store cut off mid-adoption), give them all back: held
+        but never started, their tasks would wait for as long as this worker lives."""
+        assert self._adopt is not None and self._hand_over is not None
+        try:
+            await self._adopt(grants)
+        except Exception as exc:
+            log.warning("ownership: starting the agents taken failed; giving them back",
+                        agents=[g.agent for g in grants], error=repr(exc))
+            given = {}
+            for grant in grants:
+                await self._hand_over(grant.agent)  # stops whatever had started
+                given[grant.agent] = self.held.pop(grant.agent)
+            with contextlib.suppress(Exception):  # else their leases lapse
+                await self.release(given)

@@ -111,8 +111,14 @@ class TaskMaking:
         return record
 
     def launch_task(self, record: TaskRecord, *, submit: bool = True) -> None:
-        """Announce a stored new task and hand it to its agent."""
-        self._known.add(record.id)
+        """Announce a stored new task and hand it to its agent, if this worker runs
+        it. A task for an agent run elsewhere is not kept as seen here: were this
+        worker to take that agent later, it would pass the task over as already
+        taken, and it would stay queued for good."""
+        if self.ownership.owns(record.agent):
+            self._known.add(record.id)
+        else:
+            self._known.discard(record.id)
         self.events.emit("task.created", agent=record.agent, task_id=record.id, data={
             "instruction": record.instruction[:500], "created_by": record.created_by,
             "parent_id": record.parent_id}, correlation_id=record.trace_id,
