@@ -54,6 +54,12 @@ class StoreError(WakefulError):
     """The store could not be opened or migrated."""
 
 
+class OutcomeUnknownError(StoreError):
+    """A write whose commit's outcome was lost (its connection dropped during COMMIT,
+    or the store closed mid-write): it may or may not be stored, all of it or none.
+    Whoever made it reads the store again, or repeats it if it is keyed."""
+
+
 class FenceError(StoreError):
     """A write by a worker that no longer owns the agent: another worker took its lease
     (a higher epoch). The write was refused in its own transaction; nothing landed."""

@@ -4,6 +4,7 @@ sending and reading (a reply is found by its correlation id).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from wakeful.core.mail_records import (
 )
 from wakeful.core.records import TaskRecord
 from wakeful.core.states import TaskState
-from wakeful.errors import ConflictError, MailError, MailTimeoutError
+from wakeful.errors import ConflictError, MailError, MailTimeoutError, OutcomeUnknownError
 from wakeful.mailbox.reading import Reading
 from wakeful.mailbox.sending import Sending
 from wakeful.mailbox.state import _owners_of
@@ -132,9 +133,9 @@ class Requests(Sending, Reading):
             for existing in self._delegations.values():
                 if existing.delegator == reader and existing.key == key:
                     return existing
-            for existing in await self.store.load_delegations(unreported_only=False):
-                if existing.delegator == reader and existing.key == key:
-                    return existing
+            found = await self._stored_delegation(reader, key)
+            if found is not None:
+                return found
         record = runtime.new_task(agent, instruction, created_by=reader,
                                   parent_id=origin.task_id)
         delegation = Delegation(task_id=record.id, agent=agent, delegator=reader,
@@ -142,13 +143,26 @@ class Requests(Sending, Reading):
                                 key=key, created_at=time.time())
         # The task and its delegation commit together: a delegator killed in between
         # finds its delegation (and only one task) when it redoes the call.
-        try:
-            await runtime.store.create_task(record, mail=[DelegationChange(delegation, True)])
-        except ConflictError:
-            for existing in await self.store.load_delegations(unreported_only=False):
-                if existing.delegator == reader and existing.key == key:
-                    return existing
-            raise
+        wait = 0.05
+        while True:
+            try:
+                await runtime.store.create_task(record,
+                                                mail=[DelegationChange(delegation, True)])
+                break
+            except ConflictError:
+                found = await self._stored_delegation(reader, key)
+                if found is not None:
+                    return found
+                raise
+            except OutcomeUnknownError:
+                # Its commit's outcome was lost with the connection: keyed, it is
+                # looked up and made again if it is not there (never twice).
+                if key is None:
+                    raise
+                await asyncio.sleep(wait)
+                wait = min(2.0, wait * 2)
+                if await self._stored_delegation(reader, key) is not None:
+                    break  # it was: the same task, announced and handed over below
         self._delegations[record.id] = delegation
         self.events.emit("mail.delegated", agent=origin.agent, task_id=origin.task_id,
                          correlation_id=delegation.correlation_id, causation_id=record.id,
@@ -157,6 +171,14 @@ class Requests(Sending, Reading):
                                "reply_to": delegation.reply_to})
         runtime.launch_task(record)
         return delegation
+
+    async def _stored_delegation(self, reader: str, key: str | None) -> Delegation | None:
+        if key is None:
+            return None
+        for existing in await self.store.load_delegations(unreported_only=False):
+            if existing.delegator == reader and existing.key == key:
+                return existing
+        return None
 
     async def wait_delegation(self, reader: str, delegation: Delegation,
                               timeout: float | None = None) -> Delivery | TaskRecord:

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 from wakeful.core.context import CURRENT_TASK, CURRENT_TRACE
 from wakeful.core.records import TaskRecord
 from wakeful.core.states import TaskState, check_task_transition
-from wakeful.errors import FenceError, ModelError
+from wakeful.errors import FenceError, ModelError, OutcomeUnknownError
 from wakeful.models.base import Message, ModelResponse, ToolCall
+from wakeful.runtime.claiming import Claiming
 from wakeful.runtime.guards import EMPTY_REPLY_NUDGE, RepeatGuard
 from wakeful.runtime.model_step import (
     RESULT_EXCERPT,
@@ -30,7 +31,6 @@ from wakeful.runtime.model_step import (
     check_budget,
     record_tool,
 )
-from wakeful.runtime.responder import answering_note
 from wakeful.toolkit.context import ToolContext
 from wakeful.toolkit.registry import ToolOutcome
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 MAX_CONSECUTIVE_TOOL_ERRORS = 5
 
 
-class TaskLoop:
+class TaskLoop(Claiming):
     def __init__(self, agent: AgentRunner, record: TaskRecord) -> None:
         self.agent = agent
         self.record = record
@@ -112,50 +112,6 @@ class TaskLoop:
         if self.record.state is TaskState.WAITING:
             await self.set_state(TaskState.RUNNING)
 
-    def _opening(self) -> list[Message]:
-        system = self.agent.definition.system_prompt()
-        note = answering_note(self.record)  # a person's mail: who wrote, where answers go
-        return [Message(role="system", content=f"{system}\n\n{note}" if note else system),
-                Message(role="user", content=self.record.instruction)]
-
-    async def _claim(self) -> bool:
-        """Win this run of the task in the store (queued -> running), or leave it: a
-        task is run only by the one claim that wins, whoever else saw it queued."""
-        fence = self.agent.fence
-        if fence is None:
-            return False
-        opening = self._opening()
-        write = asyncio.ensure_future(self.runtime.store.claim_task(
-            self.id, fence, [m.to_dict() for m in opening], started_at=time.time()))
-        try:
-            claimed = await asyncio.shield(write)
-        except asyncio.CancelledError:
-            # The claim may commit all the same: then this run holds the task, and the
-            # interruption below must give it back (else it stays running, with no loop).
-            with contextlib.suppress(Exception):
-                if await write is not None:
-                    self.record.state = TaskState.RUNNING
-            raise
-        if claimed is None:
-            return False
-        previous = self.record.state
-        stored, resumed = claimed
-        for name in ("state", "owner", "step", "input_tokens", "output_tokens", "tool_calls",
-                     "cost", "scratch", "started_at", "attempt", "progress", "progress_note"):
-            setattr(self.record, name, getattr(stored, name))
-        if self.record.scratch:
-            self.ctx.scratch.update(json.loads(self.record.scratch))
-        if resumed:
-            self.messages = [Message.from_dict(m)
-                             for m in await self.runtime.store.load_messages(self.id)]
-        else:
-            self.messages = opening
-        self._state_event(previous, TaskState.RUNNING, "", {})
-        if resumed:
-            self.runtime.events.emit("task.resumed", agent=self.agent.name, task_id=self.id,
-                                     data={"from_step": self.record.step})
-        return True
-
     async def run(self) -> None:
         """Run to a final state; never raises except CancelledError."""
         CURRENT_TASK.set(self.id)
@@ -174,6 +130,8 @@ class TaskLoop:
             raise
         except TaskFailure as failure:
             await self._fail(failure)
+        except OutcomeUnknownError as exc:
+            await self._resume_later(exc)
         except ModelError as exc:
             retryable = bool(getattr(exc, "retryable", True))  # a wrong API key will stay wrong
             await self._fail(TaskFailure("model", str(exc), retryable, traceback.format_exc()))
@@ -208,7 +166,14 @@ class TaskLoop:
         return []
 
     async def _run(self) -> None:
-        if not await self._claim():
+        try:
+            claimed = await self._claim()
+        except FenceError:
+            raise
+        except Exception as exc:  # the store failed: not the task's fault
+            await self._unclaim(exc)
+            claimed = False
+        if not claimed:
             self.lost = True
             return
         definition = self.agent.definition

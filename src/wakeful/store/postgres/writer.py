@@ -37,7 +37,7 @@ import asyncpg
 import structlog
 
 from wakeful.core.records import Event
-from wakeful.errors import StoreError
+from wakeful.errors import OutcomeUnknownError, StoreError
 from wakeful.store.postgres.connect import Target, connect, is_connection_lost
 from wakeful.store.postgres.inserts import insert_events
 
@@ -152,14 +152,14 @@ class Writer:
                 except asyncio.CancelledError:  # stopped mid-batch: never leave awaiters hanging
                     for write in batch:
                         if write.future is not None and not write.future.done():
-                            write.future.set_exception(StoreError(
+                            write.future.set_exception(OutcomeUnknownError(
                                 f"{self.target.where}: the store was closed while this write "
                                 "was being applied; it may or may not have been stored"))
                     raise
                 except _Unknown as exc:
-                    results = [StoreError(f"{self.target.where}: the connection was lost "
-                                          f"while committing; the write may or may not "
-                                          f"have been stored ({exc})")] * len(batch)
+                    results = [OutcomeUnknownError(
+                        f"{self.target.where}: the connection was lost while committing; "
+                        f"the write may or may not have been stored ({exc})")] * len(batch)
                     await self._reconnect()
                 except Exception as exc:
                     if not is_connection_lost(exc):

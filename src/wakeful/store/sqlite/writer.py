@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from wakeful.errors import StoreError
+from wakeful.errors import OutcomeUnknownError, StoreError
 from wakeful.store.sqlite.outage import Outage, is_outage, next_wait
 
 log = structlog.get_logger("wakeful.store")
@@ -87,9 +87,9 @@ class SQLiteWriting:
                 try:
                     results = await loop.run_in_executor(self._writer_thread, self._apply, batch)
                 except asyncio.CancelledError:  # closed mid-batch: never leave awaiters hanging
-                    _abandon(batch, StoreError(f"{self.path}: the store was closed while this "
-                                               "write was being applied; it may or may not "
-                                               "have been stored (all of it or none)"))
+                    _abandon(batch, OutcomeUnknownError(
+                        f"{self.path}: the store was closed while this write was being "
+                        "applied; it may or may not have been stored (all of it or none)"))
                     raise
                 except Exception as exc:
                     if isinstance(exc, Outage) or is_outage(exc):
