@@ -255,7 +255,10 @@ class Chaos:
         for boss in boss_ids:
             if helpers[boss] != 1:
                 r.duplicate_effects += max(0, helpers[boss] - 1)
-                r.problems.append(f"boss task {boss} made {helpers[boss]} helper tasks")
+                said = [str(m.get("content"))[:200] for m in messages.get(boss, [])
+                        if m["role"] == "tool"][:1]  # what the delegation answered
+                r.problems.append(f"boss task {boss} made {helpers[boss]} helper tasks "
+                                  f"(its tool said {said})")
         notes = self._rows("SELECT id, sender FROM mail WHERE recipient = 'clerk' AND "
                            "sender LIKE 'boss/%'")
         per_boss = Counter(sender.split("/", 1)[1] for _, sender in notes)
