@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+import orjson
+
 from wakeful.models.base import ToolCall
 
 EMPTY_REPLY_NUDGE = (
@@ -17,13 +19,19 @@ EMPTY_REPLY_NUDGE = (
     "the task: call one of your tools, or reply with your final answer.")
 
 
-def _signature(call: ToolCall) -> tuple[str, str]:
-    """Name and arguments, with JSON normalised so key order and spacing don't count."""
+def _signature(call: ToolCall) -> tuple[str, str | bytes]:
+    """Name and arguments, with JSON normalised so key order and spacing don't count
+    (by orjson: this runs at every tool call; the standard library's parser takes
+    what orjson refuses, such as NaN or integers past 64 bits)."""
     try:
-        arguments = json.dumps(json.loads(call.arguments), sort_keys=True)
+        return call.name, orjson.dumps(orjson.loads(call.arguments),
+                                       option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        pass
+    try:
+        return call.name, json.dumps(json.loads(call.arguments), sort_keys=True)
     except ValueError:
-        arguments = call.arguments.strip()
-    return call.name, arguments
+        return call.name, call.arguments.strip()
 
 
 class RepeatGuard:
@@ -31,7 +39,7 @@ class RepeatGuard:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._last: tuple[str, str] | None = None
+        self._last: tuple[str, str | bytes] | None = None
         self.streak = 0
         self.warnings = 0
 
