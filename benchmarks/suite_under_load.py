@@ -60,6 +60,21 @@ def outcomes(junit: Path) -> dict[str, bool]:
     return found
 
 
+def failures(junit: Path, lines: int = 40) -> dict[str, str]:
+    """test id -> the end of its failure's report: printed as each run ends, since the
+    run's files go with its temporary folder and a flaky failure may not come back."""
+    if not junit.exists():
+        return {}
+    found: dict[str, str] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        for problem in (case.find("failure"), case.find("error")):
+            if problem is not None:
+                text = (problem.text or problem.get("message") or "").strip().splitlines()
+                found[f"{case.get('classname')}::{case.get('name')}"] = "\n".join(
+                    text[-lines:])
+    return found
+
+
 def run_suite(index: int, pytest_args: list[str], folder: Path) -> tuple[dict[str, bool], float,
                                                                         int]:
     junit = folder / f"run-{index}.xml"
@@ -74,6 +89,9 @@ def run_suite(index: int, pytest_args: list[str], folder: Path) -> tuple[dict[st
     seconds = time.monotonic() - started
     tail = result.stdout.strip().splitlines()[-1:] or ["(no output)"]
     print(f"run {index}: {seconds:.1f} s, exit {result.returncode}: {tail[0]}", flush=True)
+    for test, report in failures(junit).items():
+        print(f"  run {index} failed {test}:", flush=True)
+        print("    " + report.replace("\n", "\n    "), flush=True)
     return outcomes(junit), seconds, result.returncode
 
 
