@@ -877,3 +877,29 @@ async def test_wait_idle_counts_a_task_stored_but_not_yet_picked_up(
     await rt.wait_idle(30)
     done = await rt.store.get_task(record.id)
     assert done is not None and done.state is TaskState.DONE
+
+
+async def test_wait_idle_waits_for_a_task_handed_over_while_it_read_the_store(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+) -> None:
+    # The task's doorbell arrives while wait_idle reads the store: the watcher hands the
+    # task to its agent, so the read finds it already seen. Seen is not done: wait_idle
+    # must not return while that task runs (it did, under load, on PostgreSQL).
+    from wakeful.runtime.agent import new_task_record
+
+    rt = await make_runtime([agent_def("a")], {"m": script([{"say": "done"}], latency_ms=200)},
+                            poll_interval_s=60)
+    await rt.wait_idle(10)
+    record = new_task_record("a", "rung during the read", created_by="other-process")
+    await rt.store.create_task(record)
+    read = rt.stored_queued
+
+    async def doorbell_meanwhile(agent: str | None = None) -> list[TaskRecord]:
+        found = await read(agent)
+        rt._accept_queued(found)  # as the store watcher would, woken by the doorbell
+        return found
+
+    rt.stored_queued = doorbell_meanwhile  # type: ignore[method-assign]
+    await rt.wait_idle(30)
+    done = await rt.store.get_task(record.id)
+    assert done is not None and done.state is TaskState.DONE

@@ -145,7 +145,9 @@ class Settling:
                     await self._changed.wait()
                 unseen = await self._unseen_work()
                 if not unseen:
-                    return
+                    if self.idle():  # a doorbell may have handed a task over meanwhile
+                        return
+                    continue
                 self._accept_queued(unseen)  # picked up now rather than at the next poll
                 if self.idle():
                     await asyncio.sleep(self.poll_interval_s)
