@@ -49,13 +49,24 @@ async def test_a_delegation_whose_commit_was_lost_makes_one_task(tmp_path: Path,
     store.create_task, lost = lose_once(  # type: ignore[method-assign]
         store.create_task, committed=committed,
         when=lambda record, mail=(): record.agent == "worker")
+    mail_store = runtime.mailbox.store
+    load = mail_store.load_delegations
+    reads_failed: list[int] = []
+
+    async def failing_right_after(**kwargs: Any) -> Any:
+        if lost and not reads_failed:  # the first look after the loss fails too
+            reads_failed.append(1)
+            raise ConnectionError("connection lost")
+        return await load(**kwargs)
+
+    mail_store.load_delegations = failing_right_after  # type: ignore[method-assign]
     await runtime.start()
     try:
         boss = await runtime.create_task("boss", "delegate it")
         finished = await runtime.wait_task(boss.id, 60)
     finally:
         await runtime.stop()
-    assert lost == [1]
+    assert lost == [1] and reads_failed == [1]
     assert finished.state is TaskState.DONE
     db = tmp_path / "wakeful.db"
     assert rows(db, "SELECT COUNT(*) FROM tasks WHERE agent = 'worker'") == [(1,)]

@@ -143,7 +143,6 @@ class Requests(Sending, Reading):
                                 key=key, created_at=time.time())
         # The task and its delegation commit together: a delegator killed in between
         # finds its delegation (and only one task) when it redoes the call.
-        wait = 0.05
         while True:
             try:
                 await runtime.store.create_task(record,
@@ -159,9 +158,7 @@ class Requests(Sending, Reading):
                 # looked up and made again if it is not there (never twice).
                 if key is None:
                     raise
-                await asyncio.sleep(wait)
-                wait = min(2.0, wait * 2)
-                if await self._stored_delegation(reader, key) is not None:
+                if await self._was_stored(reader, key):
                     break  # it was: the same task, announced and handed over below
         self._delegations[record.id] = delegation
         self.events.emit("mail.delegated", agent=origin.agent, task_id=origin.task_id,
@@ -171,6 +168,20 @@ class Requests(Sending, Reading):
                                "reply_to": delegation.reply_to})
         runtime.launch_task(record)
         return delegation
+
+    async def _was_stored(self, reader: str, key: str) -> bool:
+        """Whether a delegation whose commit's outcome was lost is stored, asked until
+        the store answers: a read just after a lost connection may fail too, and giving
+        up would leave the model to delegate again, under another key (twice)."""
+        wait = 0.05
+        while True:
+            await asyncio.sleep(wait)
+            wait = min(2.0, wait * 2)
+            try:
+                return await self._stored_delegation(reader, key) is not None
+            except Exception as exc:  # still cut off: ask again
+                log.warning("delegation: the store cannot yet say whether it was stored",
+                            key=key, error=repr(exc))
 
     async def _stored_delegation(self, reader: str, key: str | None) -> Delegation | None:
         if key is None:
