@@ -100,7 +100,17 @@ async def test_a_step_whose_commit_was_lost_is_resumed_not_failed(tmp_path: Path
             return asyncio.ensure_future(outcome_lost(write))
         return write
 
+    update = store.update_task
+    put_back_lost: list[int] = []
+
+    async def first_put_back_lost(task_id: str, *args: Any, **kwargs: Any) -> Any:
+        if lost and not put_back_lost and kwargs.get("state") == TaskState.QUEUED.value:
+            put_back_lost.append(1)  # putting it back loses its answer too, uncommitted
+            raise OutcomeUnknownError(LOST)
+        return await update(task_id, *args, **kwargs)
+
     store.queue_step = queued  # type: ignore[method-assign]
+    store.update_task = first_put_back_lost  # type: ignore[method-assign]
     await runtime.start()
     try:
         boss = await runtime.create_task("boss", "send two")
@@ -108,7 +118,7 @@ async def test_a_step_whose_commit_was_lost_is_resumed_not_failed(tmp_path: Path
         events = await store.query_events(types=["task.write_unknown"], task_id=boss.id)
     finally:
         await runtime.stop()
-    assert lost == [1] and len(events) == 1
+    assert lost == [1] and put_back_lost == [1] and len(events) == 1
     assert finished.state is TaskState.DONE and finished.result == "finished"
     db = tmp_path / "wakeful.db"
     said = [r[0] for r in rows(db, "SELECT json_extract(data, '$.content') FROM "

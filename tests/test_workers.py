@@ -10,7 +10,7 @@ import pytest
 
 from polling import until
 from wakeful.core.states import TaskState
-from wakeful.errors import FenceError, StoreError
+from wakeful.errors import FenceError, OutcomeUnknownError, StoreError
 from wakeful.models.registry import ModelRegistry
 from wakeful.models.scripted import ScriptedModel
 from wakeful.project.definitions import AgentDefinition
@@ -233,11 +233,21 @@ async def test_a_claim_whose_commit_was_lost_puts_the_task_back_and_runs_it_once
             raise StoreError("the connection was lost while committing")
         return result
 
+    update = store.update_task
+    put_back_lost: list[str] = []
+
+    async def first_put_back_lost(task_id: str, *args: object, **kwargs: object) -> object:
+        if lost and not put_back_lost and kwargs.get("state") == TaskState.QUEUED.value:
+            put_back_lost.append(task_id)  # its answer lost too, before it committed
+            raise OutcomeUnknownError("the connection was lost while committing")
+        return await update(task_id, *args, **kwargs)  # type: ignore[arg-type]
+
     store.claim_task = committed_then_lost  # type: ignore[method-assign]
+    store.update_task = first_put_back_lost  # type: ignore[method-assign]
     await runtime.start()
     record = await runtime.create_task("b", "claimed in the dark")
     done = await runtime.wait_task(record.id, 60)
-    assert lost == [record.id]
+    assert lost == [record.id] and put_back_lost == [record.id]
     assert done.state is TaskState.DONE and done.result == "done claimed in the dark"
     assert calls(runtime) == len(STEPS)  # each step asked once: it ran once
     events = await store.query_events(types=["task.claim_failed"], task_id=record.id)

@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from wakeful.core.states import TaskState
-from wakeful.errors import OutcomeUnknownError, StoreError
+from wakeful.errors import OutcomeUnknownError
 from wakeful.models.base import Message
 from wakeful.runtime.responder import answering_note
 
@@ -98,10 +98,17 @@ class Claiming:
         running with no loop."""
         self.runtime.events.emit("task.claim_failed", agent=self.agent.name, task_id=self.id,
                                  data={"error": f"{type(exc).__name__}: {exc}"})
-        with contextlib.suppress(Exception):  # still failing: the task stays as stored
-            await self.runtime.store.update_task(
-                self.id, self.agent.fence, expect_state=[TaskState.RUNNING.value],
-                state=TaskState.QUEUED.value, owner=None)
+        wait = 0.05
+        while True:
+            try:
+                await self.runtime.store.update_task(
+                    self.id, self.agent.fence, expect_state=[TaskState.RUNNING.value],
+                    state=TaskState.QUEUED.value, owner=None)
+                return
+            except OutcomeUnknownError:  # lost again: ask again (it is idempotent)
+                wait = await _back_off(wait)
+            except Exception:  # fenced out, or refused: left to the agent's next owner
+                return
 
     async def _resume_later(self, exc: OutcomeUnknownError) -> None:
         """A write of this run whose commit's outcome was lost (its connection dropped
@@ -111,8 +118,18 @@ class Claiming:
         self.runtime.events.emit("task.write_unknown", agent=self.agent.name,
                                  task_id=self.id, data={"error": str(exc)})
         live = (TaskState.RUNNING, TaskState.WAITING)
-        with contextlib.suppress(StoreError):  # still failing: its lease's end frees it
-            if self.record.state in live:
+        wait = 0.05
+        while self.record.state in live:  # left running, it would wait for a new owner
+            try:
                 await self.set_state(TaskState.QUEUED, expect=live, owner=None,
                                      reason="a write's outcome was lost; will resume")
+            except OutcomeUnknownError:  # lost again: ask again (the catch-up sees it)
+                wait = await _back_off(wait)
+            except Exception:  # fenced out (the agent's next owner requeued it), or the
+                break  # store refuses: its lease's end frees it
         self.lost = True  # requeued (or settled by the catch-up): no restart policy
+
+
+async def _back_off(wait: float) -> float:
+    await asyncio.sleep(wait)
+    return min(2.0, wait * 2)
