@@ -123,6 +123,7 @@ class Claiming:
             try:
                 await self.set_state(TaskState.QUEUED, expect=live, owner=None,
                                      reason="a write's outcome was lost; will resume")
+                break  # put back, or caught up with what the store holds
             except OutcomeUnknownError:  # lost again: ask again (the catch-up sees it)
                 wait = await _back_off(wait)
             except Exception:  # fenced out (the agent's next owner requeued it), or the
