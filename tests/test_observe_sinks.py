@@ -105,7 +105,10 @@ async def test_json_logs_mirror_events_and_a_broken_sink_breaks_nothing(
     rt.events.add_listener(broken)
     await rt.start()
     task = await rt.create_task("w", "x")
-    assert (await rt.wait_task(task.id, 5)).state is TaskState.DONE
+    assert (await rt.wait_task(task.id, 30)).state is TaskState.DONE
+    # wait_task may answer from the store (its poll) before the task's loop, on a busy
+    # machine, has published the step's events: idle means the loop has ended.
+    await rt.wait_idle(30)
     assert rt.events.listener_errors > 0
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     done = [entry for entry in lines if entry["event"] == "task.state" and entry["to"] == "done"]
