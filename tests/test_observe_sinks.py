@@ -82,7 +82,7 @@ async def test_failed_task_span_has_error_status_and_kind(
     provider, _ = install_tracing(rt.events, exporter)
     await rt.start()
     task = await rt.create_task("w", "x")
-    assert (await rt.wait_task(task.id, 5)).state is TaskState.FAILED
+    assert (await rt.wait_task(task.id, 30)).state is TaskState.FAILED
     provider.force_flush()
     [span] = [s for s in exporter.get_finished_spans() if s.name == "task w"]
     assert span.status.status_code is StatusCode.ERROR
