@@ -158,7 +158,10 @@ class Requests(Sending, Reading):
                 # looked up and made again if it is not there (never twice).
                 if key is None:
                     raise
-                if await self._was_stored(reader, key):
+                stored = await self._once_known(reader, key)
+                if stored is not None and stored.task_id != record.id:
+                    return stored  # another run of this call made it meanwhile
+                if stored is not None:
                     break  # it was: the same task, announced and handed over below
         self._delegations[record.id] = delegation
         self.events.emit("mail.delegated", agent=origin.agent, task_id=origin.task_id,
@@ -169,16 +172,16 @@ class Requests(Sending, Reading):
         runtime.launch_task(record)
         return delegation
 
-    async def _was_stored(self, reader: str, key: str) -> bool:
-        """Whether a delegation whose commit's outcome was lost is stored, asked until
-        the store answers: a read just after a lost connection may fail too, and giving
-        up would leave the model to delegate again, under another key (twice)."""
+    async def _once_known(self, reader: str, key: str) -> Delegation | None:
+        """The delegation stored under ``key``, if any, after a commit whose outcome was
+        lost: asked until the store answers (a read just after a lost connection may
+        fail too, and giving up would leave the model to delegate again, twice)."""
         wait = 0.05
         while True:
             await asyncio.sleep(wait)
             wait = min(2.0, wait * 2)
             try:
-                return await self._stored_delegation(reader, key) is not None
+                return await self._stored_delegation(reader, key)
             except Exception as exc:  # still cut off: ask again
                 log.warning("delegation: the store cannot yet say whether it was stored",
                             key=key, error=repr(exc))
