@@ -164,6 +164,31 @@ async def test_mail_pages_the_same_forwards_and_backwards(workers: Pair) -> None
     assert [m.subject for m in only_bob] == ["r0", "r1", "r2"]
 
 
+async def test_deliveries_page_forwards_to_the_end_by_seq_and_owner(workers: Pair) -> None:
+    """A delivery listing pages through every delivery, however many (it used to page
+    through the newest 5,000 only): a mail to many mailboxes has one delivery each."""
+    one, two = workers
+    changes = []
+    for i in range(4):
+        mail = envelope("alice", "#room", f"post {i}")
+        changes.append(NewMail(mail, [Delivery(mail, who) for who in ("bob", "carol", "dan")],
+                               [], wakeup=False))
+    await one.mail().apply(changes)
+    await two.mail().apply([new_mail("alice", "bob", f"direct {i}") for i in range(3)])
+    newest = await one.mail().list_deliveries(limit=100)
+    assert len(newest) == 15
+    every = sorted((d.mail.seq or 0, d.owner) for d in newest)
+    walked: list[tuple[int, str]] = []
+    after = (0, "")
+    while page := await two.mail().list_deliveries(after=after, limit=4):
+        walked += [(d.mail.seq or 0, d.owner) for d in page]
+        after = walked[-1]
+    assert walked == every  # each once, in (seq, owner) order: nothing skipped
+    bobs = await one.mail().list_deliveries(owner="bob", after=(0, ""), limit=100)
+    assert [d.mail.subject for d in bobs] == [*(f"post {i}" for i in range(4)),
+                                              *(f"direct {i}" for i in range(3))]
+
+
 async def test_an_ack_is_final_whatever_commits_after_it(workers: Pair) -> None:
     one, two = workers
     change = new_mail("alice", "bob", "job")

@@ -58,10 +58,13 @@ class Queries(Reading):
         return len(dead)
 
     async def list_mail(self, *, owner: str | None = None, status: str | None = None,
-                   sender: str | None = None, limit: int = 100) -> list[Mail]:
+                   sender: str | None = None, limit: int = 100,
+                   after: tuple[int, str] | None = None) -> list[Mail]:
+        """The newest ``limit`` deliveries as mail, or those placed after ``after``
+        (a mail's seq and a delivery's owner), oldest first."""
         await self.flush()  # read this process's own writes
         found = await self.store.list_deliveries(owner=owner, status=status, sender=sender,
-                                                 limit=limit)
+                                                 limit=limit, after=after)
         return [d.mail.view(d) for d in found]
 
     async def deliveries(self, mail_id: str) -> list[Mail]:

@@ -32,7 +32,6 @@ After = Annotated[str | None, Query(max_length=400, description=(
 SeqAfter = Annotated[int | None, Query(ge=0, description=(
     "a cursor: the `next` of the page before (items after it, oldest first); "
     "0: from the first item"))]
-MAIL_WINDOW = 5000  # a delivery listing pages through its newest this many
 
 
 def after_key(items: Sequence[T], key: Callable[[T], str], after: str | None, limit: int,

@@ -81,8 +81,12 @@ class MailStore(abc.ABC):
 
     @abc.abstractmethod
     async def list_deliveries(self, *, owner: str | None = None, status: str | None = None,
-                              sender: str | None = None, limit: int = 100) -> list[Delivery]:
-        """Deliveries, newest last."""
+                              sender: str | None = None, limit: int = 100,
+                              after: tuple[int, str] | None = None) -> list[Delivery]:
+        """The newest ``limit`` deliveries, newest last. With ``after`` (a mail's seq and
+        a delivery's owner: where a page ended), the first ``limit`` placed after it in
+        (seq, owner) order, so that a listing pages through all of them; commit-ordered
+        (a delivery that commits late is never skipped)."""
 
     @abc.abstractmethod
     async def list_mail(self, *, recipient: str | None = None, sender: str | None = None,
@@ -200,11 +204,15 @@ class MemoryMailStore(MailStore):
         return [d for (m, _), d in self.deliveries.items() if m == mail_id]
 
     async def list_deliveries(self, *, owner: str | None = None, status: str | None = None,
-                              sender: str | None = None, limit: int = 100) -> list[Delivery]:
+                              sender: str | None = None, limit: int = 100,
+                              after: tuple[int, str] | None = None) -> list[Delivery]:
         found = [d for d in self.deliveries.values()
                  if (owner is None or d.owner == owner) and (status is None or d.status == status)
                  and (sender is None or d.mail.sender == sender)]
-        return found[-limit:]
+        if after is None:
+            return found[-limit:]
+        placed = sorted(((d.mail.seq or 0, d.owner), d) for d in found)
+        return [d for place, d in placed if place > after][:limit]
 
     async def list_mail(self, *, recipient: str | None = None, sender: str | None = None,
                         thread_id: str | None = None, correlation_id: str | None = None,

@@ -11,13 +11,12 @@ from wakeful.observe.inspect import why_agent
 from wakeful.server import views
 from wakeful.server.identity import CallerDep
 from wakeful.server.paging import (
-    MAIL_WINDOW,
     After,
     SeqAfter,
     after_key,
-    after_number,
     decode,
     encode,
+    mail_after,
 )
 from wakeful.server.responses import (
     AgentControlled,
@@ -90,14 +89,21 @@ async def agent_mail(name: str, runtime: RuntimeDep, limit: Limit = 50,
                      after: After = None) -> dict[str, Any]:
     runtime.agent(name)
     cursor = decode(after)
-    window = limit if after is None else MAIL_WINDOW
-    inbox = await runtime.mailbox.list_mail(owner=name, limit=window)
-    await runtime.mailbox.flush()
-    sent = [m.view() for m in await runtime.mailbox.store.list_mail(sender=name,
-                                                                    limit=window)]
-    lists = {"inbox": inbox, "sent": sent}
-    pages = {key: after_number(found, _seq, _int(cursor.get(key)), limit, tail=after is None)
-             for key, found in lists.items()}
+    pages: dict[str, tuple[list[Mail], int | None]]
+    if after is None:  # the newest of each
+        inbox = await runtime.mailbox.list_mail(owner=name, limit=limit)
+        await runtime.mailbox.flush()
+        sent = await runtime.mailbox.store.list_mail(sender=name, limit=limit)
+        pages = {"inbox": (inbox, None), "sent": ([m.view() for m in sent], None)}
+    else:  # each list from where it stood, one ascending read each, to its very end
+        start = _int(cursor.get("inbox"))
+        inbox = await runtime.mailbox.list_mail(owner=name, limit=limit + 1,
+                                                after=(start, name))
+        found, following = await mail_after(runtime.mailbox.store, _int(cursor.get("sent")),
+                                            limit, sender=name)
+        pages = {"inbox": (inbox[:limit], _seq(inbox[limit - 1]) if len(inbox) > limit
+                           else None),
+                 "sent": ([m.view() for m in found], following)}
     more = None
     if any(following is not None for _, following in pages.values()):
         # each list resumes after its last mail shown (or where it stood, if it had none)

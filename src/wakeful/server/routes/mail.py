@@ -12,7 +12,7 @@ from wakeful.errors import MailError
 from wakeful.server import views
 from wakeful.server.errors import NotFound
 from wakeful.server.identity import CallerDep, speaking_as
-from wakeful.server.paging import MAIL_WINDOW, After, SeqAfter, decode, encode, mail_after
+from wakeful.server.paging import After, SeqAfter, decode, encode, mail_after
 from wakeful.server.responses import ConversationPage, MailDetail, MailPage, SentMail
 from wakeful.server.routes.deps import Limit, RuntimeDep
 from wakeful.server.schemas import DEFAULT_PERSON, NewMail, person_address
@@ -37,23 +37,23 @@ async def send_mail(body: NewMail, runtime: RuntimeDep, caller: CallerDep) -> di
 
 
 @router.get("/mail", response_model=MailPage, summary="Deliveries, newest last, filtered; "
-            "with `after` (the `next` of a page) the ones after it, among the newest "
-            f"{MAIL_WINDOW:,}")
+            "with `after` (the `next` of a page) the ones after it, oldest first")
 async def list_mail(runtime: RuntimeDep, owner: str | None = None, status: str | None = None,
                     sender: str | None = None, limit: Limit = 100,
                     after: After = None) -> dict[str, Any]:
-    found = await runtime.mailbox.list_mail(owner=owner, status=status, sender=sender,
-                                            limit=limit if after is None else MAIL_WINDOW)
     if after is None:
+        found = await runtime.mailbox.list_mail(owner=owner, status=status, sender=sender,
+                                                limit=limit)
         return {"mail": [views.mail_view(m) for m in found], "next": None}
     # A mail has a delivery per mailbox: a delivery is placed by (mail seq, owner).
     at = decode(after).get("delivery")
     position = (at[0], str(at[1])) if (isinstance(at, list) and len(at) == 2
-                                       and isinstance(at[0], int)) else (0, "")
-    found.sort(key=_place)
-    later = [m for m in found if _place(m) > position]
-    page = later[:limit]
-    more = encode({"delivery": list(_place(page[-1]))}) if len(later) > limit else None
+                                       and isinstance(at[0], int)
+                                       and not isinstance(at[0], bool)) else (0, "")
+    found = await runtime.mailbox.list_mail(owner=owner, status=status, sender=sender,
+                                            limit=limit + 1, after=position)
+    page = found[:limit]
+    more = encode({"delivery": list(_place(page[-1]))}) if len(found) > limit else None
     return {"mail": [views.mail_view(m) for m in page], "next": more}
 
 

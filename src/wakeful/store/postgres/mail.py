@@ -305,17 +305,23 @@ class PgMailStore(MailStore):
         return [delivery_from_row(r) for r in rows]
 
     async def list_deliveries(self, *, owner: str | None = None, status: str | None = None,
-                              sender: str | None = None, limit: int = 100) -> list[Delivery]:
+                              sender: str | None = None, limit: int = 100,
+                              after: tuple[int, str] | None = None) -> list[Delivery]:
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (("d.owner", owner), ("d.status", status), ("m.sender", sender)):
             if value is not None:
                 params.append(value)
                 clauses.append(f"{column} = ${len(params)}")
+        if after is not None:  # paging forwards: commit-ordered, no late row skipped
+            params.extend(after)
+            clauses.append(f"(m.seq, d.owner) > (${len(params) - 1}, ${len(params)}) "
+                           f"AND m.seq < {HORIZON}")
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        rows = await self.store.fetch(f"{_SELECT_DELIVERY}{where} ORDER BY d.seq DESC "
+        order = "d.seq DESC" if after is None else "m.seq, d.owner"
+        rows = await self.store.fetch(f"{_SELECT_DELIVERY}{where} ORDER BY {order} "
                                       f"LIMIT {int(limit)}", *params)
-        return [delivery_from_row(r) for r in reversed(rows)]
+        return [delivery_from_row(r) for r in (reversed(rows) if after is None else rows)]
 
     async def list_mail(self, *, recipient: str | None = None, sender: str | None = None,
                         thread_id: str | None = None, correlation_id: str | None = None,

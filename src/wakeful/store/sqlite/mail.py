@@ -293,16 +293,22 @@ class SQLiteMailStore(MailStore):
         return [_delivery(r) for r in rows]
 
     async def list_deliveries(self, *, owner: str | None = None, status: str | None = None,
-                              sender: str | None = None, limit: int = 100) -> list[Delivery]:
-        clauses, params = [], []
+                              sender: str | None = None, limit: int = 100,
+                              after: tuple[int, str] | None = None) -> list[Delivery]:
+        clauses: list[str] = []
+        params: list[Any] = []
         for column, value in (("d.owner", owner), ("d.status", status), ("m.sender", sender)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        if after is not None:  # paging forwards, in (seq, owner) order
+            clauses.append("(m.seq, d.owner) > (?, ?)")
+            params.extend(after)
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        rows = await self._rows(f"{_SELECT_DELIVERY}{where} ORDER BY d.seq DESC "
+        order = "d.seq DESC" if after is None else "m.seq, d.owner"
+        rows = await self._rows(f"{_SELECT_DELIVERY}{where} ORDER BY {order} "
                                 f"LIMIT {int(limit)}", params)
-        return [_delivery(r) for r in reversed(rows)]
+        return [_delivery(r) for r in (reversed(rows) if after is None else rows)]
 
     async def list_mail(self, *, recipient: str | None = None, sender: str | None = None,
                         thread_id: str | None = None, correlation_id: str | None = None,
