@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from wakeful.core.backoff import next_wait
 from wakeful.core.mail import Mail, MailFilter, parse_address
 from wakeful.core.mail_records import (
     ACKED,
@@ -176,10 +177,10 @@ class Requests(Sending, Reading):
         """The delegation stored under ``key``, if any, after a commit whose outcome was
         lost: asked until the store answers (a read just after a lost connection may
         fail too, and giving up would leave the model to delegate again, twice)."""
-        wait = 0.05
+        wait = 0.0
         while True:
+            wait = next_wait(wait)
             await asyncio.sleep(wait)
-            wait = min(2.0, wait * 2)
             try:
                 return await self._stored_delegation(reader, key)
             except Exception as exc:  # still cut off: ask again

@@ -15,6 +15,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
+from wakeful.core.backoff import next_wait
 from wakeful.core.states import TaskState
 from wakeful.errors import OutcomeUnknownError
 from wakeful.models.base import Message
@@ -98,7 +99,7 @@ class Claiming:
         running with no loop."""
         self.runtime.events.emit("task.claim_failed", agent=self.agent.name, task_id=self.id,
                                  data={"error": f"{type(exc).__name__}: {exc}"})
-        wait = 0.05
+        wait = 0.0
         while True:
             try:
                 await self.runtime.store.update_task(
@@ -106,7 +107,8 @@ class Claiming:
                     state=TaskState.QUEUED.value, owner=None)
                 return
             except OutcomeUnknownError:  # lost again: ask again (it is idempotent)
-                wait = await _back_off(wait)
+                wait = next_wait(wait)
+                await asyncio.sleep(wait)
             except Exception:  # fenced out, or refused: left to the agent's next owner
                 return
 
@@ -118,19 +120,15 @@ class Claiming:
         self.runtime.events.emit("task.write_unknown", agent=self.agent.name,
                                  task_id=self.id, data={"error": str(exc)})
         live = (TaskState.RUNNING, TaskState.WAITING)
-        wait = 0.05
+        wait = 0.0
         while self.record.state in live:  # left running, it would wait for a new owner
             try:
                 await self.set_state(TaskState.QUEUED, expect=live, owner=None,
                                      reason="a write's outcome was lost; will resume")
                 break  # put back, or caught up with what the store holds
             except OutcomeUnknownError:  # lost again: ask again (the catch-up sees it)
-                wait = await _back_off(wait)
+                wait = next_wait(wait)
+                await asyncio.sleep(wait)
             except Exception:  # fenced out (the agent's next owner requeued it), or the
                 break  # store refuses: its lease's end frees it
         self.lost = True  # requeued (or settled by the catch-up): no restart policy
-
-
-async def _back_off(wait: float) -> float:
-    await asyncio.sleep(wait)
-    return min(2.0, wait * 2)

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from wakeful.core.backoff import next_wait
 from wakeful.errors import StoreError
 from wakeful.store.bells import TOPICS, Bells
 from wakeful.store.postgres.connect import Target, connect
@@ -87,7 +88,7 @@ class Listener:
                 try:
                     await self._listen()
                 except StoreError as exc:
-                    wait = min(2.0, max(0.05, wait * 2))
+                    wait = next_wait(wait)
                     log.debug("store: notification reconnect failed", error=str(exc))
                     await asyncio.sleep(wait)
             wait = 0.0

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import asyncpg
 import structlog
 
+from wakeful.core.backoff import next_wait
 from wakeful.core.records import Event
 from wakeful.errors import OutcomeUnknownError, StoreError
 from wakeful.store.postgres.connect import Target, connect, is_connection_lost
@@ -43,8 +44,7 @@ from wakeful.store.postgres.inserts import insert_events
 
 log = structlog.get_logger("wakeful.store")
 PgOp = Callable[[asyncpg.Connection], Awaitable[Any]]
-FIRST_WAIT_S = 0.05
-LONGEST_WAIT_S = 2.0
+
 
 class Merge(Protocol):
     """How a write can be applied together with others of its kind: writes with equal
@@ -169,7 +169,7 @@ class Writer:
                         log.error("store: cannot write; holding the writes and retrying",
                                   where=self.target.where, error=str(exc))
                     self.outage = str(exc) or exc.__class__.__name__
-                    wait = min(LONGEST_WAIT_S, max(FIRST_WAIT_S, wait * 2))
+                    wait = next_wait(wait)
                     await asyncio.sleep(wait)
                     await self._reconnect()
                     continue

@@ -14,8 +14,6 @@ import sqlite3
 
 _TRANSIENT = ("database or disk is full", "attempt to write a readonly database",
               "disk i/o error", "database is locked", "unable to open database file")
-FIRST_WAIT_S = 0.05
-LONGEST_WAIT_S = 2.0
 
 
 class Outage(Exception):
@@ -31,6 +29,3 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and any(
         text in str(exc).lower() for text in _TRANSIENT)
 
-
-def next_wait(previous: float) -> float:
-    return min(LONGEST_WAIT_S, max(FIRST_WAIT_S, previous * 2))

@@ -18,8 +18,9 @@ from typing import Any
 
 import structlog
 
+from wakeful.core.backoff import next_wait
 from wakeful.errors import OutcomeUnknownError, StoreError
-from wakeful.store.sqlite.outage import Outage, is_outage, next_wait
+from wakeful.store.sqlite.outage import Outage, is_outage
 
 log = structlog.get_logger("wakeful.store")
 WriteOp = Callable[[sqlite3.Connection], Any]
