@@ -19,8 +19,10 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
 
+from wakeful.core.mail import Mail
 from wakeful.core.mail_records import Envelope
 from wakeful.errors import WakefulError
+from wakeful.mailbox import Mailbox
 from wakeful.server.errors import NotFound
 from wakeful.store.mail import MailStore
 
@@ -70,6 +72,15 @@ async def mail_after(store: MailStore, after: int, limit: int, **where: Any
     ascending read), and the cursor of the next page if more follow."""
     found = await store.list_mail(after_seq=after, limit=limit + 1, **where)
     return found[:limit], (found[limit - 1].seq if len(found) > limit else None)
+
+
+async def deliveries_after(mailbox: Mailbox, after: tuple[int, str], limit: int, **where: Any
+                           ) -> tuple[list[Mail], tuple[int, str] | None]:
+    """As :func:`mail_after` for deliveries, which are placed by (mail seq, owner): a
+    mail has one delivery per mailbox it went to."""
+    found = await mailbox.list_mail(after=after, limit=limit + 1, **where)
+    page = found[:limit]
+    return page, ((page[-1].seq or 0, page[-1].owner or "") if len(found) > limit else None)
 
 
 def encode(parts: dict[str, Any]) -> str:

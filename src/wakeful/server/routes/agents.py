@@ -15,6 +15,7 @@ from wakeful.server.paging import (
     SeqAfter,
     after_key,
     decode,
+    deliveries_after,
     encode,
     mail_after,
 )
@@ -96,13 +97,12 @@ async def agent_mail(name: str, runtime: RuntimeDep, limit: Limit = 50,
         sent = await runtime.mailbox.store.list_mail(sender=name, limit=limit)
         pages = {"inbox": (inbox, None), "sent": ([m.view() for m in sent], None)}
     else:  # each list from where it stood, one ascending read each, to its very end
-        start = _int(cursor.get("inbox"))
-        inbox = await runtime.mailbox.list_mail(owner=name, limit=limit + 1,
-                                                after=(start, name))
+        inbox, placed = await deliveries_after(runtime.mailbox,
+                                               (_int(cursor.get("inbox")), name), limit,
+                                               owner=name)
         found, following = await mail_after(runtime.mailbox.store, _int(cursor.get("sent")),
                                             limit, sender=name)
-        pages = {"inbox": (inbox[:limit], _seq(inbox[limit - 1]) if len(inbox) > limit
-                           else None),
+        pages = {"inbox": (inbox, placed[0] if placed is not None else None),
                  "sent": ([m.view() for m in found], following)}
     more = None
     if any(following is not None for _, following in pages.values()):

@@ -6,13 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from wakeful.core.mail import Mail
 from wakeful.core.mail_records import Envelope
 from wakeful.errors import MailError
 from wakeful.server import views
 from wakeful.server.errors import NotFound
 from wakeful.server.identity import CallerDep, speaking_as
-from wakeful.server.paging import After, SeqAfter, decode, encode, mail_after
+from wakeful.server.paging import After, SeqAfter, decode, deliveries_after, encode, mail_after
 from wakeful.server.responses import ConversationPage, MailDetail, MailPage, SentMail
 from wakeful.server.routes.deps import Limit, RuntimeDep
 from wakeful.server.schemas import DEFAULT_PERSON, NewMail, person_address
@@ -50,15 +49,10 @@ async def list_mail(runtime: RuntimeDep, owner: str | None = None, status: str |
     position = (at[0], str(at[1])) if (isinstance(at, list) and len(at) == 2
                                        and isinstance(at[0], int)
                                        and not isinstance(at[0], bool)) else (0, "")
-    found = await runtime.mailbox.list_mail(owner=owner, status=status, sender=sender,
-                                            limit=limit + 1, after=position)
-    page = found[:limit]
-    more = encode({"delivery": list(_place(page[-1]))}) if len(found) > limit else None
+    page, following = await deliveries_after(runtime.mailbox, position, limit, owner=owner,
+                                             status=status, sender=sender)
+    more = encode({"delivery": list(following)}) if following is not None else None
     return {"mail": [views.mail_view(m) for m in page], "next": more}
-
-
-def _place(mail: Mail) -> tuple[int, str]:
-    return (mail.seq or 0, mail.owner or "")
 
 
 @router.get("/mail/{mail_id}", response_model=MailDetail,
