@@ -317,4 +317,13 @@ async def test_a_timer_cancelled_while_the_store_is_read_stays_cancelled(
     monkeypatch.setattr(store, "active", original)
     other = await scheduler.add(TimerSpec.at(START + 900), "wake_agent", agent="nap")
     scheduler._forget(other)  # as if another process had added it
-    assert [t.id for t in await scheduler._read_new()] == [other.id]
+    # On PostgreSQL the new timer's doorbell also makes the scheduler's own watcher read
+    # the store, and that read may take the timer first, or overlap this one (a timer
+    # forgotten during a read is left out of it). Either way it must join within a few
+    # reads: the set of timers ended during reads empties once no read is under way.
+    for _ in range(50):
+        for found in await scheduler._read_new():
+            scheduler._remember(found)
+        if scheduler.get(other.id) is not None:
+            break
+    assert scheduler.get(other.id) is not None
