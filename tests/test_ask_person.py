@@ -57,6 +57,25 @@ async def test_the_person_who_started_the_task_answers(people_runtime: Make) -> 
     assert await open_questions(rt.mailbox, rt.store, "person:ada") == []
 
 
+async def test_a_question_stays_open_under_newer_mail_the_person_read(
+        people_runtime: Make) -> None:
+    # The inbox used to look at the person's newest 200 mails only.
+    rt = await people_runtime([asker()], {"scripted:writer": asks()})
+    task = await rt.create_task("writer", "title it", created_by="person:ada")
+    question = await question_for(rt, "person:ada")
+    for i in range(260):
+        await rt.mailbox.send("person:bob", "person:ada", f"note {i}", "fyi")
+    inbox = await rt.mailbox.list_mail(owner="person:ada", limit=300)
+    assert len(inbox) == 261
+    for mail in inbox:  # the question too: reading it (which acks it) does not answer it
+        await rt.mailbox.read("person:ada", mail.id)
+    assert [m.id for m in await open_questions(rt.mailbox, rt.store, "person:ada")] == [
+        question]
+    await answer_question(rt.mailbox, "person:ada", question, "The first")
+    assert (await rt.wait_task(task.id, 10)).state is TaskState.DONE
+    assert await open_questions(rt.mailbox, rt.store, "person:ada") == []
+
+
 async def test_a_named_person_is_asked(people_runtime: Make) -> None:
     rt = await people_runtime([asker()], {"scripted:writer": asks(person="bob")})
     task = await rt.create_task("writer", "title it")

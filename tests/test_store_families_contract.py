@@ -10,6 +10,8 @@ no such interleaving.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import threading
 import time
 import uuid
@@ -187,6 +189,40 @@ async def test_deliveries_page_forwards_to_the_end_by_seq_and_owner(workers: Pai
     bobs = await one.mail().list_deliveries(owner="bob", after=(0, ""), limit=100)
     assert [d.mail.subject for d in bobs] == [*(f"post {i}" for i in range(4)),
                                               *(f"direct {i}" for i in range(3))]
+
+
+def question(person: str, n: int) -> NewMail:
+    payload = {"question": True, "task_id": f"t_{n}", "agent": "writer"}
+    mail = dataclasses.replace(
+        envelope(f"writer/t_{n}", person, f"Question {n}"), payload=payload,
+        payload_json=json.dumps(payload, separators=(",", ":")), correlation_id=f"c_{n}")
+    return NewMail(mail, [Delivery(mail, person)], [], wakeup=False)
+
+
+async def test_unanswered_questions_are_found_under_any_amount_of_other_mail(
+        workers: Pair) -> None:
+    """An inbox reads a person's open questions from the store, whatever else they were
+    sent (it used to look at their newest 200 mails only), and leaves out the answered."""
+    one, two = workers
+    asked = [question("person:ada", n) for n in range(3)]
+    await one.mail().apply([asked[0], question("person:bob", 9)])
+    chatter = [new_mail("writer", "person:ada", f"note {i}") for i in range(260)]
+    chatter[0].mail.body = '{"question":true} is only text here'
+    await two.mail().apply([*chatter, asked[1], asked[2]])
+    answered = asked[1].mail
+    reply = dataclasses.replace(envelope("person:ada", answered.sender, "Re"),
+                                in_reply_to=answered.id,
+                                correlation_id=answered.correlation_id)
+    await one.mail().apply([NewMail(reply, [Delivery(reply, answered.sender)], [],
+                                    wakeup=False)])
+    found = await two.mail().unanswered_questions("person:ada", limit=100)
+    assert [m.subject for m in found] == ["Question 0", "Question 2"]
+    assert found[0].payload == {"question": True, "task_id": "t_0", "agent": "writer"}
+    first = await one.mail().unanswered_questions("person:ada", limit=1)
+    rest = await one.mail().unanswered_questions("person:ada", after_seq=first[0].seq or 0)
+    assert [m.id for m in first + rest] == [m.id for m in found]
+    assert [m.subject for m in await one.mail().unanswered_questions("person:bob")] == [
+        "Question 9"]
 
 
 async def test_an_ack_is_final_whatever_commits_after_it(workers: Pair) -> None:

@@ -124,21 +124,26 @@ QUESTION_TOOLS = (ask_person,)
 
 async def open_questions(mailbox: Mailbox, store: Store, person: str, limit: int = 200
                          ) -> list[Mail]:
-    """Questions asked of ``person`` that still wait for an answer (oldest first)."""
+    """Questions asked of ``person`` that still wait for an answer, oldest first: read
+    from the store's unanswered questions (however much other mail the person has),
+    leaving out those whose asking task has ended."""
+    await mailbox.flush()  # read this process's own writes
     found: list[Mail] = []
-    for mail in await mailbox.list_mail(owner=person, limit=limit):
-        if not (mail.payload or {}).get("question") or mail.correlation_id is None:
-            continue
-        task_id = str((mail.payload or {}).get("task_id") or "")
-        record = await store.get_task(task_id) if task_id else None
-        if record is None or record.state.ended:
-            continue
-        thread = await mailbox.store.list_mail(correlation_id=mail.correlation_id,
-                                               limit=10)
-        if any(m.in_reply_to == mail.id for m in thread):
-            continue
-        found.append(mail)
-    return found
+    after = 0
+    while len(found) < limit:
+        page = await mailbox.store.unanswered_questions(person, after_seq=after, limit=100)
+        for envelope in page:
+            payload = envelope.payload or {}
+            task_id = str(payload.get("task_id") or "")
+            if payload.get("question") is not True or envelope.correlation_id is None:
+                continue
+            record = await store.get_task(task_id) if task_id else None
+            if record is not None and not record.state.ended:
+                found.append(envelope.view())
+        if len(page) < 100:
+            break
+        after = page[-1].seq or after
+    return found[:limit]
 
 
 async def answer_question(mailbox: Mailbox, person: str, question_id: str, answer: str

@@ -35,6 +35,11 @@ Wakeup = tuple[str, str | None, str | None]
 """(kind, mail id, owner): ``("delivery", id, owner)`` or ``("channels", None, None)``."""
 
 
+# What marks a stored payload as a question's (payloads are stored as compact JSON):
+# the backends' partial index on questions and their query both use this pattern.
+QUESTIONS_LIKE = '%"question":true%'
+
+
 class MailStore(abc.ABC):
     durable: bool = True
 
@@ -97,6 +102,15 @@ class MailStore(abc.ABC):
         """Mail, newest last: the newest ``limit`` (before ``before_seq``), or, with
         ``after_seq``, the oldest ``limit`` after it (paging forwards, read in order).
         ``between`` is a 1-1 conversation: mail either way."""
+
+    @abc.abstractmethod
+    async def unanswered_questions(self, recipient: str, *, after_seq: int = 0,
+                                   limit: int = 100) -> list[Envelope]:
+        """Mail to ``recipient`` that may be a question (its payload holds
+        ``"question":true``) and has no reply yet (no mail in its correlation with
+        ``in_reply_to`` its id): the oldest ``limit`` after ``after_seq``, oldest first.
+        The match is on the stored text, so the caller checks the payload itself; an
+        index keeps this a read of the questions, not of all the recipient's mail."""
 
     @abc.abstractmethod
     async def read_cursors(self, member: str) -> dict[str, tuple[int, int]]:
@@ -231,6 +245,14 @@ class MemoryMailStore(MailStore):
                         for x, y in (between, between[::-1]))))
         found = [m for m in self.mail.values() if wanted(m)]
         return found[:limit] if after_seq is not None else found[-limit:]
+
+    async def unanswered_questions(self, recipient: str, *, after_seq: int = 0,
+                                   limit: int = 100) -> list[Envelope]:
+        answered = {m.in_reply_to for m in self.mail.values() if m.in_reply_to}
+        found = [m for m in self.mail.values() if m.recipient == recipient
+                 and (m.payload or {}).get("question") is True and (m.seq or 0) > after_seq
+                 and m.id not in answered]
+        return found[:limit]
 
     async def read_cursors(self, member: str) -> dict[str, tuple[int, int]]:
         result = {}

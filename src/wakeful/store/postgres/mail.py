@@ -39,7 +39,7 @@ from wakeful.core.mail_records import (
     NewMail,
 )
 from wakeful.errors import ConflictError
-from wakeful.store.mail import MailStore, Wakeup
+from wakeful.store.mail import QUESTIONS_LIKE, MailStore, Wakeup
 from wakeful.store.postgres.inserts import columns, insert_events
 from wakeful.store.postgres.schema import HORIZON, NOW
 from wakeful.store.sqlite.mail import _delivery, _envelope
@@ -355,6 +355,15 @@ class PgMailStore(MailStore):
                                       f"LIMIT {int(limit)}", *params)
         return [envelope_from_row(r) for r in (rows if after_seq is not None
                                                else reversed(rows))]
+
+    async def unanswered_questions(self, recipient: str, *, after_seq: int = 0,
+                                   limit: int = 100) -> list[Envelope]:
+        rows = await self.store.fetch(
+            f"{_SELECT_MAIL} m WHERE m.recipient = $1 AND m.payload LIKE "
+            f"'{QUESTIONS_LIKE}' AND m.seq > $2 AND NOT EXISTS (SELECT 1 FROM mail r WHERE "
+            "r.correlation_id = m.correlation_id AND r.in_reply_to = m.id) "
+            f"ORDER BY seq LIMIT {int(limit)}", recipient, after_seq)
+        return [envelope_from_row(r) for r in rows]
 
     async def read_cursors(self, member: str) -> dict[str, tuple[int, int]]:
         rows = await self.store.fetch(

@@ -15,6 +15,8 @@ seen, or above it, and read on a later call.
 
 from __future__ import annotations
 
+from wakeful.store.mail import QUESTIONS_LIKE
+
 POS_FUNCTION = """
 CREATE OR REPLACE FUNCTION wakeful_pos() RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE n bigint;
@@ -366,3 +368,8 @@ MIGRATIONS.append(
     # 3: one answering task per person's mail and agent, whichever worker starts it
     "CREATE UNIQUE INDEX tasks_answering ON tasks(agent, cause_id) "
     "WHERE cause_id IS NOT NULL AND created_by LIKE 'person:%';")
+
+MIGRATIONS.append(
+    # 4: the questions asked of a person (an inbox reads them, not all their mail)
+    f"CREATE INDEX mail_questions ON mail(recipient, seq) WHERE payload LIKE "
+    f"'{QUESTIONS_LIKE}';")

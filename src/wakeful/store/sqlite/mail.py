@@ -32,7 +32,7 @@ from wakeful.core.mail_records import (
     NewMail,
 )
 from wakeful.errors import ConflictError
-from wakeful.store.mail import MailStore, Wakeup
+from wakeful.store.mail import QUESTIONS_LIKE, MailStore, Wakeup
 from wakeful.store.sqlite.rows import EVENT_INSERT, event_row
 from wakeful.store.sqlite.store import SQLiteStore
 
@@ -42,6 +42,10 @@ _MAIL_COLUMNS = ("id, sender, recipient, subject, body, payload, priority, threa
 _INSERT_MAIL = f"INSERT INTO mail ({_MAIL_COLUMNS}) VALUES ({', '.join('?' * 14)})"
 _INSERT_KEYED = _INSERT_MAIL + " ON CONFLICT DO NOTHING"
 _SELECT_MAIL = f"SELECT seq, {_MAIL_COLUMNS} FROM mail"
+# (the LIKE term is written out so that the planner can use the partial index on it)
+_UNANSWERED = (f"WHERE m.recipient = ? AND m.payload LIKE '{QUESTIONS_LIKE}' AND m.seq > ? "
+               "AND NOT EXISTS (SELECT 1 FROM mail r WHERE r.correlation_id = "
+               "m.correlation_id AND r.in_reply_to = m.id)")
 _M = ", ".join(f"m.{c.strip()}" for c in _MAIL_COLUMNS.split(","))
 _SELECT_DELIVERY = (f"SELECT m.seq, {_M}, d.owner, d.status, d.attempts, d.delivered_at, "
                     "d.read_at, d.acked_at, d.lease_until, d.last_error, d.seq, d.holder "
@@ -342,6 +346,12 @@ class SQLiteMailStore(MailStore):
         rows = await self._rows(f"{_SELECT_MAIL}{where} ORDER BY seq {order} "
                                 f"LIMIT {int(limit)}", params)
         return [_envelope(r) for r in (rows if after_seq is not None else reversed(rows))]
+
+    async def unanswered_questions(self, recipient: str, *, after_seq: int = 0,
+                                   limit: int = 100) -> list[Envelope]:
+        rows = await self._rows(f"{_SELECT_MAIL} m {_UNANSWERED} ORDER BY seq LIMIT "
+                                f"{int(limit)}", (recipient, after_seq))
+        return [_envelope(r) for r in rows]
 
     async def read_cursors(self, member: str) -> dict[str, tuple[int, int]]:
         rows = await self._rows(

@@ -6,6 +6,8 @@ transaction, so a failed migration leaves the store at the previous version.
 
 from __future__ import annotations
 
+from wakeful.store.mail import QUESTIONS_LIKE
+
 MIGRATIONS: list[str] = [
     # 1: agents, tasks, conversations, the event log, runs
     """
@@ -358,4 +360,7 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX tasks_answering ON tasks(agent, cause_id)
         WHERE cause_id IS NOT NULL AND created_by LIKE 'person:%';
     """,
+    # 14: the questions asked of a person (an inbox reads them, not all their mail)
+    f"CREATE INDEX mail_questions ON mail(recipient, seq) WHERE payload LIKE "
+    f"'{QUESTIONS_LIKE}';",
 ]
