@@ -96,7 +96,7 @@ class ChaosReport:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["model_calls_per_step"] = self.model_calls_per_step
-        data["problems"] = self.problems[:20]
+        data["problems"] = [p[:4000] for p in self.problems[:20]]
         return data
 
 
@@ -232,7 +232,8 @@ class Chaos:
         for task_id, agent, instruction, state, *_ in tasks:
             if state != "done" and not (agent == "clerk" and state in ("queued", "running")):
                 r.lost_tasks += 1
-                r.problems.append(f"task {task_id} ({agent}) ended {state}")
+                r.problems.append(f"task {task_id} ({agent}) ended {state}; its history: "
+                                  + self._history(task_id))
             if state != "done":
                 continue
             kind = agent if agent != "clerk" else (
@@ -246,6 +247,16 @@ class Chaos:
         self._check_effects(tasks, messages)
         self._check_schedule()
         self._check_writes()
+
+    def _history(self, task_id: str) -> str:
+        """A lost task's recorded events, in order (which worker did what, from the
+        run ids of ``run.started``), so that a failure can be read after the fact."""
+        workers = {run: json.loads(data).get("worker") for run, data in self._rows(
+            "SELECT run_id, data FROM events WHERE type = 'run.started'")}
+        rows = self._rows(f"SELECT ts, run_id, type, data FROM events WHERE task_id = "
+                          f"'{task_id}' ORDER BY ts")
+        return "; ".join(f"{ts:.2f} {workers.get(run, run)} {kind} {data[:160]}"
+                         for ts, run, kind, data in rows)
 
     def _check_effects(self, tasks: list[Any], messages: dict[str, list[dict[str, Any]]]
                        ) -> None:
