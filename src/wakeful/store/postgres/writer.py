@@ -162,17 +162,25 @@ class Writer:
                         f"the write may or may not have been stored ({exc})")] * len(batch)
                     await self._reconnect()
                 except Exception as exc:
-                    if not is_connection_lost(exc):
-                        raise
-                    self._pending[:0], self._events[:0] = batch, events
-                    if self.outage is None:
-                        log.error("store: cannot write; holding the writes and retrying",
-                                  where=self.target.where, error=str(exc))
-                    self.outage = str(exc) or exc.__class__.__name__
-                    wait = next_wait(wait)
-                    await asyncio.sleep(wait)
-                    await self._reconnect()
-                    continue
+                    if not is_connection_lost(exc):  # neither the batch nor one write:
+                        # fail these writes, never the writer (its death would leave
+                        # every later write of this process waiting for good)
+                        log.error("store: a batch failed; its writes fail with it",
+                                  where=self.target.where, error=repr(exc),
+                                  writes=len(batch), events=len(events))
+                        results = [StoreError(f"{self.target.where}: the write failed "
+                                              f"({exc!r})")] * len(batch)
+                        await self._reconnect()
+                    else:
+                        self._pending[:0], self._events[:0] = batch, events
+                        if self.outage is None:
+                            log.error("store: cannot write; holding the writes and "
+                                      "retrying", where=self.target.where, error=str(exc))
+                        self.outage = str(exc) or exc.__class__.__name__
+                        wait = next_wait(wait)
+                        await asyncio.sleep(wait)
+                        await self._reconnect()
+                        continue
                 if self.outage is not None:
                     log.warning("store: writes go through again", where=self.target.where,
                                 after=self.outage)
