@@ -36,15 +36,15 @@ def main() -> None:
           f"{report.tool_calls} tool calls, {report.seconds} s")
     print(f"double runs {report.double_runs}, lost tasks {report.lost_tasks}, lost mails "
           f"{report.lost_mails}, duplicate effects {report.duplicate_effects}, stale writes "
-          f"{report.stale_writes}, re-run interrupted calls {report.reruns}, model calls per "
-          f"step {report.model_calls_per_step}")
+          f"{report.stale_writes}, re-run interrupted calls {report.reruns}, reclaimed "
+          f"{report.reclaimed}, model calls per step {report.model_calls_per_step}")
     for problem in report.problems:
         print("  problem:", problem)
     print(f"rerun: python benchmarks/chaos.py --seed {seed}")
     summary = {k: data[k] for k in ("kills", "stops", "workers", "tasks", "mails", "steps",
                                     "tool_calls", "double_runs", "lost_tasks", "lost_mails",
                                     "duplicate_effects", "stale_writes", "reruns",
-                                    "model_calls_per_step", "finished")}
+                                    "reclaimed", "model_calls_per_step", "finished")}
     summary["seconds"] = report.seconds
     summary["seed"] = seed
     print(json.dumps(summary))

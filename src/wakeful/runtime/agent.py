@@ -86,6 +86,12 @@ class AgentRunner:
     def queued_tasks(self) -> list[TaskRecord]:
         return list(self._queue)
 
+    def holds(self, task_id: str) -> bool:
+        """Is this task in this agent's hands here: queued, running, waiting out a
+        retry's backoff, or settling?"""
+        return (task_id in self._loops or task_id in self._retries
+                or task_id in self._settling or any(r.id == task_id for r in self._queue))
+
     def busy(self) -> bool:
         """Can this agent still make progress on its own? (Used to detect idleness.)"""
         if self.state is not AgentState.RUNNING:
@@ -241,6 +247,8 @@ class AgentRunner:
         for loop, _ in reversed(loops):
             if loop.record.state is TaskState.QUEUED:
                 self._queue.appendleft(loop.record)
+            else:  # its requeue did not land here (the store was out): whoever queues
+                self.runtime.forget_task(loop.id)  # it again, a read of the store finds it
 
     # lifecycle ---------------------------------------------------------
     def launch(self, scope: TaskScope) -> None:
@@ -253,11 +261,14 @@ class AgentRunner:
             await asyncio.gather(self._supervisor, return_exceptions=True)
             self._supervisor = None
         await self._interrupt_loops()
-        retries = [task for _, task in self._retries.values()]
-        for task in retries:
+        # A task waiting out a retry's backoff is queued in the store: it goes back to
+        # the queue with the rest (it was held nowhere, so never run again, before).
+        pending = list(self._retries.values())
+        for _, task in pending:
             task.cancel()
-        await asyncio.gather(*retries, return_exceptions=True)
+        await asyncio.gather(*(task for _, task in pending), return_exceptions=True)
         self._retries.clear()
+        self._queue.extend(record for record, _ in pending)
 
     async def close(self) -> None:
         await self.halt()

@@ -59,6 +59,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("wakeful.runtime")
 
 RUNTIME_STOP = "the runtime stopped"
+# How long a queued task may be counted as seen while held nowhere before it is taken
+# again (a handover between a loop and its agent's queue takes a moment, not this long).
+ORPHAN_GRACE_S = 5.0
 
 
 class Runtime(Settling, Adoption, TaskMaking, AgentControls, Intervention):
@@ -98,6 +101,7 @@ class Runtime(Settling, Adoption, TaskMaking, AgentControls, Intervention):
         self._changed = Signal()
         self._settled: dict[str, list[asyncio.Future[TaskRecord]]] = {}
         self._known: set[str] = set()
+        self._orphans: dict[str, float] = {}  # seen, queued, held nowhere: since when
         self._settles = 0  # tasks settled so far (a clock for the reads below)
         self._queued_reads: Counter[int] = Counter()  # reads under way, by their start
         self._settled_at: dict[str, int] = {}  # settled while a read was under way: when
@@ -307,6 +311,7 @@ class Runtime(Settling, Adoption, TaskMaking, AgentControls, Intervention):
             log.warning("runtime: reading queued tasks or commands failed", error=repr(exc))
             return
         self._accept_queued(queued)
+        self._reclaim_orphans(queued)
 
     def _accept_queued(self, queued: Iterable[TaskRecord]) -> None:
         """Take the queued tasks read from the store that this worker runs and has not
@@ -316,6 +321,29 @@ class Runtime(Settling, Adoption, TaskMaking, AgentControls, Intervention):
                 self.events.emit("task.accepted", agent=record.agent, task_id=record.id,
                                  data={"created_by": record.created_by})
                 self._accept(record)
+
+    def _reclaim_orphans(self, queued: Iterable[TaskRecord]) -> None:
+        """A safety net: a task queued in the store that this worker counts as seen,
+        although its agent here holds it nowhere (not queued, running, retrying or
+        settling) for longer than a handover takes, is taken again, with a warning and
+        a ``task.reclaimed`` event. Left alone it would wait for as long as this worker
+        runs its agent; taking it twice is harmless (one claim wins)."""
+        now = time.monotonic()
+        orphans: dict[str, float] = {}
+        for record in queued:
+            agent = self.agents.get(record.agent)
+            if (record.id not in self._known or agent is None or not agent.launched
+                    or not self.ownership.owns(record.agent) or agent.holds(record.id)):
+                continue
+            since = orphans[record.id] = self._orphans.get(record.id, now)
+            if now - since >= ORPHAN_GRACE_S:
+                del orphans[record.id]
+                log.warning("runtime: a queued task was counted as seen but held nowhere; "
+                            "taking it again", task=record.id, agent=record.agent)
+                self.events.emit("task.reclaimed", agent=record.agent, task_id=record.id)
+                self._known.discard(record.id)
+                self._accept(record)
+        self._orphans = orphans
 
     # agents --------------------------------------------------------------
     def agent(self, name: str) -> AgentRunner:

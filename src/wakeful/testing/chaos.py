@@ -85,6 +85,7 @@ class ChaosReport:
     connection_kills: int = 0
     postgres_restarts: int = 0
     reruns: int = 0  # interrupted tool calls run again (at-least-once, documented)
+    reclaimed: int = 0  # queued tasks a worker had lost track of and took again
     finished: bool = False
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -222,6 +223,8 @@ class Chaos:
         r.tasks = len(tasks)
         r.mails = self._rows("SELECT COUNT(*) FROM mail")[0][0]
         r.steps = sum(t[4] for t in tasks)
+        r.reclaimed = self._rows("SELECT COUNT(*) FROM events "
+                                 "WHERE type = 'task.reclaimed'")[0][0]
         r.tool_calls = sum(t[7] for t in tasks)
         if self.log.exists():
             r.model_calls = len(self.log.read_text().splitlines())

@@ -1,0 +1,100 @@
+"""A queued task is never left held nowhere: a worker that counts a task as its own
+(seen) must also hold it (queued, running, retrying or settling), or it would never run
+it again while the store shows it queued. Stop 22's CI run ended with such a task."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
+
+from wakeful.core.states import TaskState
+from wakeful.runtime import runtime as runtime_module
+from wakeful.runtime.agent import new_task_record
+
+if TYPE_CHECKING:
+    from conftest import AgentFactory, RuntimeFactory, ScriptFactory
+
+
+async def test_a_task_waiting_out_a_retry_runs_after_its_agent_is_stopped_and_started(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The safety net below is turned off: this is about the hole itself. Stopping an
+    # agent cancelled a pending retry's timer but kept the task counted as seen, so
+    # starting the agent again did not load it from the store: queued for good.
+    monkeypatch.setattr(runtime_module, "ORPHAN_GRACE_S", float("inf"), raising=False)
+    model = script([{"say": "ran", "error": "boom", "fail_times": 1}])
+    rt = await make_runtime([agent_def("w", backoff_initial_s=3600)], {"m": model})
+    scheduled = rt.events.subscribe(lambda e: e.type == "task.retry_scheduled")
+    task = await rt.create_task("w", "job")
+    await asyncio.wait_for(scheduled.get(), 30)
+
+    await rt.stop_agent("w")
+    stored = await rt.store.get_task(task.id)
+    assert stored is not None and stored.state is TaskState.QUEUED
+    await rt.start_agent("w")
+
+    done = await rt.wait_task(task.id, timeout=60)
+    assert done.state is TaskState.DONE
+    assert model.calls == 2
+
+
+async def test_a_task_seen_but_held_nowhere_is_taken_again(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Whatever hole a future change opens, a task queued in the store that this worker
+    # counts as seen but its agent holds nowhere is taken again after a grace period.
+    monkeypatch.setattr(runtime_module, "ORPHAN_GRACE_S", 0.0)
+    rt = await make_runtime([agent_def("w")], {"m": script([{"say": "done"}])},
+                            poll_interval_s=0.05)
+    await rt.wait_idle(30)
+    reclaimed = rt.events.subscribe(lambda e: e.type == "task.reclaimed")
+    record = new_task_record("w", "lost in between", created_by="other-process")
+    rt._known.add(record.id)  # counted as seen, handed to nobody
+    await rt.store.create_task(record)
+
+    event = await asyncio.wait_for(reclaimed.get(), 60)
+    assert event.task_id == record.id
+    done = await rt.wait_task(record.id, timeout=60)
+    assert done.state is TaskState.DONE
+
+
+async def test_a_task_held_by_its_agent_is_not_taken_again(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The net must not catch a task its agent holds: a paused agent keeps its queued
+    # task in hand through many reads of the store, and nothing is reclaimed.
+    monkeypatch.setattr(runtime_module, "ORPHAN_GRACE_S", 0.0)
+    rt = await make_runtime([agent_def("w")], {"m": script([{"say": "done"}])},
+                            poll_interval_s=0.05)
+    await rt.pause_agent("w")
+    reclaimed = rt.events.subscribe(lambda e: e.type == "task.reclaimed")
+    task = await rt.create_task("w", "held while paused")
+    for _ in range(5):
+        await rt._look_at_store()
+    assert [r.id for r in rt.agent("w").queued_tasks] == [task.id]
+    assert reclaimed.get_nowait() is None
+    await rt.resume_agent("w")
+    assert (await rt.wait_task(task.id, timeout=60)).state is TaskState.DONE
+
+
+async def test_an_agent_given_away_while_a_task_waits_out_a_retry_forgets_that_task(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+) -> None:
+    # The same hole on the way a worker gives an agent away (lease lost or lapsed,
+    # rebalancing): the pending retry was cancelled but the task stayed counted as seen
+    # here, so if this worker took the agent back it never loaded that task again.
+    model = script([{"say": "ran", "error": "boom", "fail_times": 1}])
+    rt = await make_runtime([agent_def("w", backoff_initial_s=3600)], {"m": model})
+    scheduled = rt.events.subscribe(lambda e: e.type == "task.retry_scheduled")
+    task = await rt.create_task("w", "job")
+    await asyncio.wait_for(scheduled.get(), 30)
+    assert rt.agent("w").holds(task.id)
+
+    await rt._release_agent("w")
+    assert not rt.agent("w").holds(task.id)
+    assert task.id not in rt._known
