@@ -5,11 +5,12 @@ it again while the store shows it queued. Stop 22's CI run ended with such a tas
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from wakeful.core.states import TaskState
+from wakeful.errors import OutcomeUnknownError
 from wakeful.runtime import runtime as runtime_module
 from wakeful.runtime.agent import new_task_record
 
@@ -98,3 +99,36 @@ async def test_an_agent_given_away_while_a_task_waits_out_a_retry_forgets_that_t
     await rt._release_agent("w")
     assert not rt.agent("w").holds(task.id)
     assert task.id not in rt._known
+
+
+@pytest.mark.parametrize("landed", [True, False], ids=["commit-landed", "commit-lost"])
+async def test_a_retry_whose_requeue_write_is_lost_still_runs(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    monkeypatch: pytest.MonkeyPatch, landed: bool,
+) -> None:
+    # The write that puts a failed task back in the queue for its retry loses its
+    # commit's outcome (a killed connection): it may have landed or not. Either way the
+    # retry must run. It used to end the agent's bookkeeping of the task with an error:
+    # queued in the store (or failed), counted as seen here, held nowhere.
+    monkeypatch.setattr(runtime_module, "ORPHAN_GRACE_S", float("inf"), raising=False)
+    model = script([{"say": "ran", "error": "boom", "fail_times": 1}])
+    rt = await make_runtime([agent_def("w")], {"m": model})
+    real = rt.store.update_task
+    lost: list[str] = []
+
+    async def losing(task_id: str, *args: Any, **fields: Any) -> bool:
+        if fields.get("state") == TaskState.QUEUED.value and "attempt" in fields and not lost:
+            lost.append(task_id)
+            if landed:
+                await real(task_id, *args, **fields)
+            raise OutcomeUnknownError("the connection was lost during COMMIT (injected)")
+        return await real(task_id, *args, **fields)
+
+    monkeypatch.setattr(rt.store, "update_task", losing)
+    task = await rt.create_task("w", "job")
+    done = await rt.wait_task(task.id, timeout=60)
+    assert lost == [task.id]
+    assert done.state is TaskState.DONE
+    assert model.calls == 2
+    stored = await rt.store.get_task(task.id)
+    assert stored is not None and stored.state is TaskState.DONE and stored.attempt == 1

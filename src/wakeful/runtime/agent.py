@@ -181,7 +181,7 @@ class AgentRunner:
             return
         delay = policy.backoff(record.attempt + 1)
         if record.state is TaskState.FAILED:
-            await loop.set_state(TaskState.QUEUED, attempt=record.attempt + 1)
+            await loop.set_state_surely(TaskState.QUEUED, attempt=record.attempt + 1)
             again = record
         else:
             self.runtime.settle(record)

@@ -17,10 +17,11 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from wakeful.core.backoff import next_wait
 from wakeful.core.context import CURRENT_TASK, CURRENT_TRACE
 from wakeful.core.records import TaskRecord
 from wakeful.core.states import TaskState, check_task_transition
-from wakeful.errors import FenceError, ModelError, OutcomeUnknownError
+from wakeful.errors import ConflictError, FenceError, ModelError, OutcomeUnknownError, StoreError
 from wakeful.models.base import Message, ModelResponse, ToolCall
 from wakeful.runtime.claiming import Claiming
 from wakeful.runtime.guards import EMPTY_REPLY_NUDGE, RepeatGuard
@@ -36,6 +37,8 @@ from wakeful.toolkit.registry import ToolOutcome
 
 if TYPE_CHECKING:
     from wakeful.runtime.agent import AgentRunner
+
+STORE_RETRIES = 5  # a failed end-of-run write, other than a lost commit, is asked again
 
 MAX_CONSECUTIVE_TOOL_ERRORS = 5
 
@@ -81,6 +84,31 @@ class TaskLoop(Claiming):
         for name, value in fields.items():
             setattr(self.record, name, value)
         self._state_event(current, target, reason, fields)
+
+    async def set_state_surely(self, target: TaskState, reason: str = "",
+                               **fields: Any) -> None:
+        """``set_state`` for a write that ends a run (failed, or queued for a retry),
+        asked again while the store fails it: given up, the task would be held nowhere,
+        neither run here nor (still counted as this worker's) read again from the store.
+        A repeat of a write that did land finds the store ahead and catches up with it.
+        A lost commit is asked again for as long as it takes; any other store error a
+        few times, then raised (a fenced write at once)."""
+        wait, errors = 0.0, 0
+        while True:
+            try:
+                await self.set_state(target, reason=reason, **fields)
+                return
+            except (FenceError, ConflictError):
+                raise
+            except StoreError as exc:
+                errors += not isinstance(exc, OutcomeUnknownError)
+                if errors > STORE_RETRIES:
+                    raise
+                self.runtime.events.emit("task.write_retried", agent=self.agent.name,
+                                         task_id=self.id, data={
+                                             "to": target.value, "error": str(exc)})
+                wait = next_wait(wait)
+                await asyncio.sleep(wait)
 
     async def _catch_up(self) -> None:
         """The store is ahead of this loop (a final step committed as the loop was
@@ -352,8 +380,8 @@ class TaskLoop(Claiming):
             "kind": failure.kind, "error": failure.message, "retryable": failure.retryable,
             "traceback": failure.trace, "step": self.record.step})
         self.retryable = failure.retryable
-        await self.set_state(TaskState.FAILED, error=failure.message, error_kind=failure.kind,
-                             finished_at=time.time())
+        await self.set_state_surely(TaskState.FAILED, error=failure.message,
+                                    error_kind=failure.kind, finished_at=time.time())
 
 
 def _retrieve(write: asyncio.Future[None]) -> None:
