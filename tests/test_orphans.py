@@ -132,3 +132,30 @@ async def test_a_retry_whose_requeue_write_is_lost_still_runs(
     assert model.calls == 2
     stored = await rt.store.get_task(task.id)
     assert stored is not None and stored.state is TaskState.DONE and stored.attempt == 1
+
+
+async def test_a_task_whose_loop_breaks_is_read_again_from_the_store(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A loop that ends with an error of its own (a bug) must not keep its task counted
+    # as seen: the store still has it queued, and the next look at the store takes it.
+    from wakeful.runtime.task_loop import TaskLoop
+
+    monkeypatch.setattr(runtime_module, "ORPHAN_GRACE_S", float("inf"), raising=False)
+    real = TaskLoop.run
+    broken: list[str] = []
+
+    async def breaks_once(self: TaskLoop) -> None:
+        if not broken:
+            broken.append(self.id)
+            raise RuntimeError("a bug in the loop (injected)")
+        await real(self)
+
+    monkeypatch.setattr(TaskLoop, "run", breaks_once)
+    rt = await make_runtime([agent_def("w")], {"m": script([{"say": "done"}])},
+                            poll_interval_s=0.05)
+    task = await rt.create_task("w", "job")
+    done = await rt.wait_task(task.id, timeout=60)
+    assert broken == [task.id]
+    assert done.state is TaskState.DONE

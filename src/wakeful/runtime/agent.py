@@ -145,8 +145,10 @@ class AgentRunner:
     async def _run_loop(self, loop: TaskLoop) -> None:
         try:
             await loop.run()
-        except BaseException:
+        except BaseException as exc:
             self._loops.pop(loop.id, None)
+            if not isinstance(exc, asyncio.CancelledError):  # (an interrupt requeues it)
+                self.runtime.forget_task(loop.id)  # whatever the store holds: read again
             self._kick.set()
             self.changed()
             raise
@@ -163,6 +165,9 @@ class AgentRunner:
         self._kick.set()
         try:
             await self._after(loop)
+        except Exception:
+            self.runtime.forget_task(loop.id)  # whatever the store holds: read again
+            raise
         finally:
             self._settling.discard(loop.id)
             self.changed()
