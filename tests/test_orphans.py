@@ -16,6 +16,33 @@ from wakeful.runtime.agent import new_task_record
 
 if TYPE_CHECKING:
     from conftest import AgentFactory, RuntimeFactory, ScriptFactory
+    from wakeful.core.records import TaskRecord
+    from wakeful.models.scripted import ScriptedModel
+    from wakeful.observe.events import Subscription
+    from wakeful.runtime.runtime import Runtime
+
+
+async def waiting_out_a_retry(make_runtime: RuntimeFactory, agent_def: AgentFactory,
+                              script: ScriptFactory) -> tuple[Runtime, TaskRecord,
+                                                              ScriptedModel]:
+    """A runtime whose one task failed once and waits out an hour-long retry backoff."""
+    model = script([{"say": "ran", "error": "boom", "fail_times": 1}])
+    rt = await make_runtime([agent_def("w", backoff_initial_s=3600)], {"m": model})
+    scheduled = rt.events.subscribe(lambda e: e.type == "task.retry_scheduled")
+    task = await rt.create_task("w", "job")
+    await asyncio.wait_for(scheduled.get(), 30)
+    return rt, task, model
+
+
+async def with_the_net_at_once(make_runtime: RuntimeFactory, agent_def: AgentFactory,
+                               script: ScriptFactory, monkeypatch: pytest.MonkeyPatch
+                               ) -> tuple[Runtime, Subscription]:
+    """A runtime whose safety net takes a task held nowhere at its first sight, and a
+    subscription to what it reclaims."""
+    monkeypatch.setattr(runtime_module, "ORPHAN_GRACE_S", 0.0)
+    rt = await make_runtime([agent_def("w")], {"m": script([{"say": "done"}])},
+                            poll_interval_s=0.05)
+    return rt, rt.events.subscribe(lambda e: e.type == "task.reclaimed")
 
 
 async def test_a_task_waiting_out_a_retry_runs_after_its_agent_is_stopped_and_started(
@@ -26,11 +53,7 @@ async def test_a_task_waiting_out_a_retry_runs_after_its_agent_is_stopped_and_st
     # agent cancelled a pending retry's timer but kept the task counted as seen, so
     # starting the agent again did not load it from the store: queued for good.
     monkeypatch.setattr(runtime_module, "ORPHAN_GRACE_S", float("inf"), raising=False)
-    model = script([{"say": "ran", "error": "boom", "fail_times": 1}])
-    rt = await make_runtime([agent_def("w", backoff_initial_s=3600)], {"m": model})
-    scheduled = rt.events.subscribe(lambda e: e.type == "task.retry_scheduled")
-    task = await rt.create_task("w", "job")
-    await asyncio.wait_for(scheduled.get(), 30)
+    rt, task, model = await waiting_out_a_retry(make_runtime, agent_def, script)
 
     await rt.stop_agent("w")
     stored = await rt.store.get_task(task.id)
@@ -48,11 +71,8 @@ async def test_a_task_seen_but_held_nowhere_is_taken_again(
 ) -> None:
     # Whatever hole a future change opens, a task queued in the store that this worker
     # counts as seen but its agent holds nowhere is taken again after a grace period.
-    monkeypatch.setattr(runtime_module, "ORPHAN_GRACE_S", 0.0)
-    rt = await make_runtime([agent_def("w")], {"m": script([{"say": "done"}])},
-                            poll_interval_s=0.05)
+    rt, reclaimed = await with_the_net_at_once(make_runtime, agent_def, script, monkeypatch)
     await rt.wait_idle(30)
-    reclaimed = rt.events.subscribe(lambda e: e.type == "task.reclaimed")
     record = new_task_record("w", "lost in between", created_by="other-process")
     rt._known.add(record.id)  # counted as seen, handed to nobody
     await rt.store.create_task(record)
@@ -69,11 +89,8 @@ async def test_a_task_held_by_its_agent_is_not_taken_again(
 ) -> None:
     # The net must not catch a task its agent holds: a paused agent keeps its queued
     # task in hand through many reads of the store, and nothing is reclaimed.
-    monkeypatch.setattr(runtime_module, "ORPHAN_GRACE_S", 0.0)
-    rt = await make_runtime([agent_def("w")], {"m": script([{"say": "done"}])},
-                            poll_interval_s=0.05)
+    rt, reclaimed = await with_the_net_at_once(make_runtime, agent_def, script, monkeypatch)
     await rt.pause_agent("w")
-    reclaimed = rt.events.subscribe(lambda e: e.type == "task.reclaimed")
     task = await rt.create_task("w", "held while paused")
     for _ in range(5):
         await rt._look_at_store()
@@ -89,11 +106,7 @@ async def test_an_agent_given_away_while_a_task_waits_out_a_retry_forgets_that_t
     # The same hole on the way a worker gives an agent away (lease lost or lapsed,
     # rebalancing): the pending retry was cancelled but the task stayed counted as seen
     # here, so if this worker took the agent back it never loaded that task again.
-    model = script([{"say": "ran", "error": "boom", "fail_times": 1}])
-    rt = await make_runtime([agent_def("w", backoff_initial_s=3600)], {"m": model})
-    scheduled = rt.events.subscribe(lambda e: e.type == "task.retry_scheduled")
-    task = await rt.create_task("w", "job")
-    await asyncio.wait_for(scheduled.get(), 30)
+    rt, task, _ = await waiting_out_a_retry(make_runtime, agent_def, script)
     assert rt.agent("w").holds(task.id)
 
     await rt._release_agent("w")
