@@ -66,7 +66,7 @@ BOTH_BACKENDS = frozenset({
     "test_control", "test_agent_admin", "test_ask_person", "test_new_messages",
     "test_schedule_progress", "test_observe", "test_observe_sinks", "test_unstorable_text",
     "test_people", "test_tool_capabilities", "test_a2a_server", "test_a2a_remote",
-    "test_mcp", "test_orphans"})
+    "test_mcp", "test_orphans", "test_wait_task"})
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

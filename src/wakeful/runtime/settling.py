@@ -103,24 +103,36 @@ class Settling:
         self._settle_hooks.append(hook)
 
     async def wait_task(self, task_id: str, timeout: float | None = None) -> TaskRecord:
-        """Wait until a task is done, cancelled, or failed with no retry to come."""
-        record = await self.get_task(task_id)
-        if self.finished(record):
-            return record
+        """Wait until a task is done, cancelled, or failed with no retry to come.
+
+        The waiter is registered before the task is first read: a task that settles
+        while that read is under way (the read then returns it as it was) still wakes
+        it. It used to be registered after, and such a task failed for good was then
+        waited for until the timeout (under load, in CI)."""
         future: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
-        self._settled.setdefault(task_id, []).append(future)
-        async with asyncio.timeout(timeout):
-            while True:
-                # Settled here, or (run by another worker) seen final in the store.
-                done, _ = await asyncio.wait([future], timeout=self.poll_interval_s)
-                if done:
-                    return future.result()
-                stored = await self.store.get_task(task_id)
-                if stored is not None and (
-                        stored.state.terminal
-                        or (stored.state is TaskState.FAILED
-                            and not self.ownership.owns(stored.agent))):
-                    return stored
+        waiters = self._settled.setdefault(task_id, [])
+        waiters.append(future)
+        try:
+            record = await self.get_task(task_id)
+            if self.finished(record):
+                return record
+            async with asyncio.timeout(timeout):
+                while True:
+                    # Settled here, or (run by another worker) seen final in the store.
+                    done, _ = await asyncio.wait([future], timeout=self.poll_interval_s)
+                    if done:
+                        return future.result()
+                    stored = await self.store.get_task(task_id)
+                    if stored is not None and (
+                            self.finished(stored)
+                            or (stored.state is TaskState.FAILED
+                                and not self.ownership.owns(stored.agent))):
+                        return stored
+        finally:
+            if not future.done() and future in waiters:
+                waiters.remove(future)
+                if not waiters and self._settled.get(task_id) is waiters:
+                    del self._settled[task_id]
 
     # idleness ------------------------------------------------------------
     def changed(self) -> None:
