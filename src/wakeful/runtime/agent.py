@@ -86,11 +86,13 @@ class AgentRunner:
     def queued_tasks(self) -> list[TaskRecord]:
         return list(self._queue)
 
+    def held(self) -> set[str]:
+        """The tasks in this agent's hands here: queued, running, waiting out a retry's
+        backoff, or settling."""
+        return {*self._loops, *self._retries, *self._settling, *(r.id for r in self._queue)}
+
     def holds(self, task_id: str) -> bool:
-        """Is this task in this agent's hands here: queued, running, waiting out a
-        retry's backoff, or settling?"""
-        return (task_id in self._loops or task_id in self._retries
-                or task_id in self._settling or any(r.id == task_id for r in self._queue))
+        return task_id in self.held()
 
     def busy(self) -> bool:
         """Can this agent still make progress on its own? (Used to detect idleness.)"""

@@ -330,10 +330,16 @@ class Runtime(Settling, Adoption, TaskMaking, AgentControls, Intervention):
         runs its agent; taking it twice is harmless (one claim wins)."""
         now = time.monotonic()
         orphans: dict[str, float] = {}
+        held: dict[str, set[str]] = {}  # by agent, made once per look
         for record in queued:
             agent = self.agents.get(record.agent)
             if (record.id not in self._known or agent is None or not agent.launched
-                    or not self.ownership.owns(record.agent) or agent.holds(record.id)):
+                    or not self.ownership.owns(record.agent)):
+                continue
+            ids = held.get(record.agent)
+            if ids is None:
+                ids = held[record.agent] = agent.held()
+            if record.id in ids:
                 continue
             since = orphans[record.id] = self._orphans.get(record.id, now)
             if now - since >= ORPHAN_GRACE_S:
