@@ -23,6 +23,7 @@ from web_support import (
     screenshot_path,
     serve,
     team,
+    token_interests,
 )
 
 if TYPE_CHECKING:
@@ -114,6 +115,39 @@ async def test_login_refuses_a_wrong_token_then_a_1_1_chat_streams_the_reply(
                                               ONE_TO_ONE_REPLY]
     await page.reload()
     await page.wait_for_selector(f".msg.agent >> text={ONE_TO_ONE_REPLY[:30]}")
+
+
+async def test_only_the_open_view_s_streamed_tokens_come_down_the_stream(
+    page: Page, served: Served, wait_until: WaitUntil
+) -> None:
+    """The agent page shows no streamed tokens, so the server sends it none (with many
+    agents streaming they are most of the events); a 1-1 chat gets its agent's."""
+    await log_in(page, served)
+    await page.evaluate("""() => {
+        window.__tokens = {}; window.__replied = [];
+        window.wakeful.stream.onEvents((events) => { for (const e of events) {
+            const t = window.__tokens;
+            if (e.type === 'model.token') t[e.agent] = (t[e.agent] || 0) + 1;
+            if (e.type === 'mail.sent') window.__replied.push(e.data.in_reply_to);
+        } });
+    }""")
+    mine = (False, frozenset[str](), frozenset[str]())
+    await page.click("#agent-list li[data-agent='writer'] a.name")
+    await page.wait_for_selector(".page.agent[data-agent='writer']")
+    await wait_until(lambda: token_interests(served) == [mine], what="no tokens wanted")
+    sent = await served.runtime.mailbox.send("person:bob", "writer", body="Hi!")
+    await page.wait_for_function("(id) => window.__replied.includes(id)", arg=sent.id)
+    assert await page.evaluate("window.__tokens") == {}
+
+    await page.click("#agent-list li[data-agent='critic'] .chat-link")
+    await page.wait_for_selector(".chat[data-chat='agent:critic']")
+    mine = (False, frozenset({"critic"}), frozenset[str]())
+    await wait_until(lambda: token_interests(served) == [mine], what="the critic's tokens")
+    for name in ("writer", "critic"):
+        sent = await served.runtime.mailbox.send("person:bob", name, body="Hi!")
+        await page.wait_for_function("(id) => window.__replied.includes(id)", arg=sent.id)
+    tokens = await page.evaluate("window.__tokens")
+    assert list(tokens) == ["critic"] and tokens["critic"] > 0
 
 
 async def test_a_group_chat_gets_answers_from_several_agents(

@@ -25,7 +25,7 @@ from websockets.exceptions import InvalidStatus
 from wakeful.observe.events import EventLog
 from wakeful.server import stream as stream_module
 from wakeful.server.stream import EventStream, take_batch
-from web_support import ONE_TO_ONE_REPLY, TOKEN, Served, serve, team
+from web_support import ONE_TO_ONE_REPLY, TOKEN, Served, serve, team, token_interests
 
 if TYPE_CHECKING:
     from conftest import AgentFactory, RuntimeFactory, WaitUntil
@@ -86,6 +86,31 @@ async def test_the_stream_sends_batches_with_tokens_coalesced_per_task(served: S
     assert len(tokens) < words, "tokens were not coalesced into batches"
     assert types.index("mail.answering") < types.index("model.token")
     assert batches < len(seen)
+
+
+async def test_a_client_gets_only_the_streamed_tokens_it_asks_for(
+    served: Served, wait_until: WaitUntil
+) -> None:
+    async with websockets.connect(ws_url(served)) as client:
+        await client.recv()  # hello
+        await client.send("not json")  # ignored, as is any message of another type
+        await client.send(json.dumps({"type": "tokens", "agents": ["writer"], "tasks": [7]}))
+        await wait_until(lambda: token_interests(served)
+                         == [(False, frozenset({"writer"}), frozenset())],
+                         what="the stream to take the client's tokens message")
+        mailbox = served.runtime.mailbox
+        asked = {(await mailbox.send("person:ada", name, body="Hi!")).id: name
+                 for name in ("writer", "critic")}
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(10):
+            while not set(asked) <= {e["data"]["in_reply_to"] for e in seen
+                                     if e["type"] == "mail.sent"}:
+                seen.extend(json.loads(await client.recv())["events"])
+    tokens = [e for e in seen if e["type"] == "model.token"]
+    assert "".join(e["data"]["text"] for e in tokens) == ONE_TO_ONE_REPLY
+    assert {e["agent"] for e in tokens} == {"writer"}
+    # The critic's other events still come: only its tokens were left out.
+    assert {e["agent"] for e in seen if e["type"] == "mail.answering"} == {"writer", "critic"}
 
 
 def test_take_batch_coalesces_tokens_and_respects_the_limit() -> None:

@@ -76,6 +76,17 @@ class Served:
         return {"Authorization": f"Bearer {TOKEN}"}
 
 
+def token_interests(served: Served) -> list[tuple[bool, frozenset[str], frozenset[str]]]:
+    """What each live stream of the server wants of the streamed tokens: (all, agents,
+    tasks) per stream."""
+    from wakeful.server.stream import EventStream
+
+    streams = [getattr(s._predicate, "__self__", None)
+               for s in served.runtime.events._subscribers]
+    return [(e.tokens.all, e.tokens.agents, e.tokens.tasks)
+            for e in streams if isinstance(e, EventStream)]
+
+
 async def serve(runtime: Runtime, stream_interval_s: float = 0.05) -> WebServer:
     server = WebServer(runtime, TOKEN, host="127.0.0.1", port=0,
                        stream_interval_s=stream_interval_s)

@@ -13,12 +13,21 @@ Within a batch, streamed tokens are coalesced: one entry per task with the text 
 its tokens since the last batch. Delivery bookkeeping (``mail.delivered``, ``mail.acked``)
 is not sent at all. A client that falls behind loses the oldest events
 (the subscription is bounded) and is told how many, so it can reload what it shows.
+
+Streamed tokens are most of what a busy team emits, and a page shows few of them (a
+chat shows its agents', a task view its task's, the agent page and the overview none).
+A client says which it wants with a message ``{"type": "tokens", "all": bool, "agents":
+[...], "tasks": [...]}``, sent again whenever that changes; the others are left out
+where they are emitted (they never enter its queue), so the server neither queues,
+coalesces nor encodes them and the browser neither parses nor hands them round. A
+client that says nothing gets all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -62,6 +71,28 @@ def _wanted(event: Event) -> bool:
     return event.type not in SKIPPED
 
 
+class TokenInterest:
+    """Whose streamed tokens (``model.token``) one client wants: all (the default),
+    or those of the agents and tasks it named."""
+
+    def __init__(self) -> None:
+        self.all = True
+        self.agents: frozenset[str] = frozenset()
+        self.tasks: frozenset[str] = frozenset()
+
+    def update(self, message: dict[str, Any]) -> None:
+        """Take a ``tokens`` message; names that are not strings are ignored."""
+        def names(key: str) -> frozenset[str]:
+            value = message.get(key)
+            return frozenset(v for v in value if isinstance(v, str)) if isinstance(
+                value, list) else frozenset()
+        self.all = message.get("all") is True
+        self.agents, self.tasks = names("agents"), names("tasks")
+
+    def wants(self, event: Event) -> bool:
+        return self.all or event.agent in self.agents or event.task_id in self.tasks
+
+
 def take_batch(first: Event, feed: Subscription, limit: int = MAX_BATCH, floor: int = 0
                ) -> list[dict[str, Any]]:
     """Drain what is queued (up to ``limit`` entries), tokens coalesced per task; events
@@ -99,9 +130,16 @@ class EventStream:
         self.events = events
         self.socket = socket
         self.interval_s = interval_s
-        self.feed = events.subscribe(_wanted, maxsize=QUEUE_SIZE)
+        self.tokens = TokenInterest()
+        self.feed = events.subscribe(self._wanted, maxsize=QUEUE_SIZE)
         self.reported_drops = 0
         self.floor = 0  # the last event id replayed from the store
+
+    def _wanted(self, event: Event) -> bool:
+        """Called for every event emitted, while it is emitted: kept cheap."""
+        if event.type == "model.token":
+            return self.tokens.wants(event)
+        return event.type not in SKIPPED
 
     async def replay(self, store: Store, after_id: int) -> None:
         """Send what was recorded after ``after_id`` (subscribed first: no gap; the live
@@ -143,12 +181,22 @@ class EventStream:
             await self.socket.send_text(to_json(message))
 
     async def _listen(self) -> None:
-        """Return when the client disconnects (clients send nothing else we need)."""
+        """Take the client's ``tokens`` messages (anything else is ignored); return when
+        it disconnects."""
         with contextlib.suppress(WebSocketDisconnect):
             while True:
                 message = await self.socket.receive()
                 if message["type"] == "websocket.disconnect":
                     return
+                self._heard(message.get("text"))
+
+    def _heard(self, text: str | None) -> None:
+        try:
+            message = json.loads(text) if text else None
+        except ValueError:
+            return
+        if isinstance(message, dict) and message.get("type") == "tokens":
+            self.tokens.update(message)
 
 
 @router.websocket("/api/stream")

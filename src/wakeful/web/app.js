@@ -264,6 +264,9 @@ async function show() {
   else if (kind === "home") view = new OverviewView();
   else view = notFoundView(`There is no page at '${location.hash}'.`);
   state.view = view;
+  // Only the streamed tokens this view shows come down the stream (the agent page and
+  // the overview show none: with a hundred agents streaming, most of what is sent).
+  stream.wantTokens(view.tokens || {});
   closeDrawer();
   clear($("main")).append(view.node);
   if (view.open) view.open();

@@ -32,6 +32,9 @@ export class ChatView {
     this.channel = channel;
     this.agents = agents;
     this.onRead = onRead;
+    // The streamed tokens it shows (stream.wantTokens): its agent's, or in a channel
+    // any member's (a channel's members are many or few; all is simplest and right).
+    this.tokens = agent ? { agents: [agent] } : { all: true };
     this.me = session.me;
     this.shown = new Map(); // mail id -> its node
     this.typing = new Map(); // task id -> {node, body, mailId, agent, tokens}

@@ -8,6 +8,10 @@
 // the console's "connection failed" lines never show it. After a reconnect the stream
 // resumes after the last event id seen (the server replays what was missed, without
 // repeats), and the status handler is told "resumed" so that views reload their data.
+//
+// Streamed tokens are most of a busy team's events, and a view shows few of them: the
+// open view says whose it wants (wantTokens), and the server sends only those (it sends
+// all of them until told otherwise, and is told again after every reconnect).
 
 import { session } from "./api.js";
 import { noteEvents, write } from "./frames.js";
@@ -20,6 +24,7 @@ let stopped = true;
 let lastId = 0;
 let everLive = false;
 let statusHandler = () => {};
+let tokens = { all: true }; // whose streamed tokens the open view shows
 export const stats = { batches: 0, events: 0, dropped: 0, reconnects: 0, replayed: 0 };
 
 export function onEvents(listener) {
@@ -29,6 +34,17 @@ export function onEvents(listener) {
 
 export function onStatus(handler) { statusHandler = handler; }
 export function lastEventId() { return lastId; }
+
+function sendTokens(ws) {
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "tokens", ...tokens }));
+}
+
+// Whose tokens to receive: { all: true }, or { agents: [...], tasks: [...] } (both
+// optional; {} is none at all).
+export function wantTokens(spec) {
+  tokens = { all: spec.all === true, agents: spec.agents || [], tasks: spec.tasks || [] };
+  sendTokens(socket);
+}
 
 function flush() {
   const events = queue;
@@ -69,6 +85,7 @@ export function connect() {
       opened = true;
       if (typeof data.last_event_id === "number" && data.last_event_id < lastId) lastId = 0;
       retry = 250;
+      sendTokens(ws);
       statusHandler(everLive ? "resumed" : "live", data);
       everLive = true;
       return;

@@ -15,6 +15,7 @@ const TERMINAL = new Set(["done", "failed", "cancelled"]);
 export class TaskView {
   constructor(id) {
     this.id = id;
+    this.tokens = { tasks: [id] }; // the streamed tokens it shows (stream.wantTokens)
     this.closed = false;
     this.title = el("h1", { text: `Task ${id}` });
     this.facts = el("div", { class: "task-facts" });
