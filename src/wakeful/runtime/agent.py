@@ -91,9 +91,6 @@ class AgentRunner:
         backoff, or settling."""
         return {*self._loops, *self._retries, *self._settling, *(r.id for r in self._queue)}
 
-    def holds(self, task_id: str) -> bool:
-        return task_id in self.held()
-
     def busy(self) -> bool:
         """Can this agent still make progress on its own? (Used to detect idleness.)"""
         if self.state is not AgentState.RUNNING:
