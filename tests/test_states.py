@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import TYPE_CHECKING
 
@@ -142,3 +143,34 @@ async def test_cancel_of_finished_task_is_refused(
         await rt.cancel_task(task.id)
     stored = await rt.store.get_task(task.id)
     assert stored is not None and stored.state is T.DONE
+
+
+async def test_cancel_of_a_task_whose_last_step_just_landed_is_refused(
+    make_runtime: RuntimeFactory, agent_def: AgentFactory, script: ScriptFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The task's final step is durable (the store says done) but its loop has not yet
+    # run on: a cancel in that moment used to cancel the loop and answer as if it had
+    # cancelled the task (flaky under load: test_cancel_of_finished_task_is_refused).
+    # Like any finished task's, the cancel is refused, and the task stays done.
+    from wakeful.runtime.task_loop import TaskLoop
+
+    real = TaskLoop._saved
+    landed = asyncio.Event()
+
+    async def held_after_the_last_step(self: TaskLoop) -> None:
+        await real(self)
+        stored = await self.runtime.store.get_task(self.id)
+        if stored is not None and stored.state is T.DONE:
+            landed.set()
+            await asyncio.Event().wait()  # until cancelled
+
+    monkeypatch.setattr(TaskLoop, "_saved", held_after_the_last_step)
+    rt = await make_runtime([agent_def("a")], {"m": script([{"say": "ok"}])})
+    task = await rt.create_task("a", "job")
+    await asyncio.wait_for(landed.wait(), 60)
+    with pytest.raises(IllegalTransitionError, match=r"'done' to 'cancelled'.*terminal"):
+        await rt.cancel_task(task.id)
+    stored = await rt.store.get_task(task.id)
+    assert stored is not None and stored.state is T.DONE
+    assert (await rt.wait_task(task.id, timeout=60)).state is T.DONE

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from wakeful.core.records import TaskRecord
-from wakeful.core.states import AgentState, TaskState
+from wakeful.core.states import AgentState, TaskState, check_task_transition
 from wakeful.errors import UnknownTaskError, WakefulError
 
 if TYPE_CHECKING:
@@ -140,6 +140,9 @@ class AgentControls:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
                 self.settle(loop.record)
+                if loop.record.state is TaskState.DONE:  # its last step landed first:
+                    check_task_transition(task_id, TaskState.DONE,  # refused, as for any
+                                          TaskState.CANCELLED)  # finished task
                 return loop.record
             queued = await agent.drop_queued(task_id)
             if queued is not None:
