@@ -228,9 +228,11 @@ async def test_why_names_the_lock_holder_the_awaited_mail_and_a_spent_budget(
                         budget=Budget(agent=BudgetLimits(max_tokens=10)))]
     rt = await make_runtime(agents, {"holder": holder, "waiter": waiter,
                                      "listener": listener, "spender": spender})
+    # Until the store has granted the lock, the holder is only "writing" in the gate (no
+    # token yet): wait for the grant itself, not the step that asked for it.
+    granted = rt.events.subscribe(lambda e: e.type == "resource.lock_acquired")
     held = await rt.create_task("holder", "hold the printer")
-    await wait_until(lambda: rt.resources is not None and rt.agents["holder"].running_tasks
-                     and rt.agents["holder"].running_tasks[0].step >= 1, what="lock taken")
+    await asyncio.wait_for(granted.get(), 60)
     waiting = await rt.create_task("waiter", "print too")
     await rt.create_task("listener", "wait for the holder's mail")
     await rt.create_task("spender", "talk a lot")
