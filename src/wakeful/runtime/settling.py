@@ -129,9 +129,9 @@ class Settling:
                                 and not self.ownership.owns(stored.agent))):
                         return stored
         finally:
-            if not future.done() and future in waiters:
+            if not future.done():  # timed out or cancelled: settle never took this list
                 waiters.remove(future)
-                if not waiters and self._settled.get(task_id) is waiters:
+                if not waiters:
                     del self._settled[task_id]
 
     # idleness ------------------------------------------------------------

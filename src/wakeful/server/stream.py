@@ -139,7 +139,7 @@ class EventStream:
         """Called for every event emitted, while it is emitted: kept cheap."""
         if event.type == "model.token":
             return self.tokens.wants(event)
-        return event.type not in SKIPPED
+        return _wanted(event)
 
     async def replay(self, store: Store, after_id: int) -> None:
         """Send what was recorded after ``after_id`` (subscribed first: no gap; the live
